@@ -1,0 +1,235 @@
+"""S2CNet structure, checkpoint loading and a slow re-implementation of SPEC §2.3–2.7 to compare against."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from s2ccrop.errors import WeightsError
+from s2ccrop.model import CONFIGS, GAICV1, GAICV2, S2CNet, S2CNetConfig, infer_config, load_checkpoint, save_checkpoint
+from s2ccrop.model.backbone import torchvision_to_reference
+from s2ccrop.ops import rod_align_avg, roi_align_avg
+
+
+def _official_keys(shared_docs: Path, name: str) -> list[tuple[str, list[int]]]:
+    rows = []
+    for line in (shared_docs / f"official-keys-{name}.txt").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape = line.split(" ", 1)
+        rows.append((key, [int(s) for s in shape.strip("[] ").split(",") if s.strip()]))
+    return rows
+
+
+@pytest.mark.parametrize("name", ["GAICv1", "GAICv2"])
+def test_state_dict_matches_reference_names_and_shapes(shared_dir, name):
+    expected = _official_keys(shared_dir / "docs", name)
+    got = [(k, list(v.shape)) for k, v in S2CNet(CONFIGS[name]).state_dict().items()]
+    assert got == expected
+
+
+def test_state_dict_sizes_without_shared():
+    # Independent of ../shared: counts and the shapes that identify each config.
+    v1, v2 = S2CNet(GAICV1).state_dict(), S2CNet(GAICV2).state_dict()
+    assert len(v1) == 353 and len(v2) == 367
+    assert v1["node_emb.0.weight"].shape == (256, 1296)
+    assert v2["node_emb.0.weight"].shape == (256, 3600)
+    assert v2["FC_layers.0.0.weight"].shape == (768, 6, 16, 16)
+    assert v1["Feat_ext.feature4.0.7.conv.0.weight"].shape == (192, 32, 1, 1)
+
+
+@pytest.mark.parametrize("name", ["GAICv1", "GAICv2"])
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_reference_checkpoint_roundtrip(tmp_path, name, prefix):
+    torch.manual_seed(1)
+    model = S2CNet(CONFIGS[name]).eval()
+    path = tmp_path / "ref.pth"
+    torch.save({prefix + k: v for k, v in model.state_dict().items()}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config == CONFIGS[name]
+    assert not loaded.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_wrapped_state_dict_is_accepted(tmp_path):
+    model = S2CNet(GAICV1)
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "w.pth")
+    assert load_checkpoint(tmp_path / "w.pth").config == GAICV1
+
+
+def test_wrong_checkpoint_names_the_keys(tmp_path):
+    sd = S2CNet(GAICV1).state_dict()
+    sd.pop("DimRed.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=r"missing keys DimRed\.bias.*unexpected keys extra\.weight"):
+        load_checkpoint(tmp_path / "bad.pth")
+
+
+def test_pickled_payload_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pth")
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError):
+        load_checkpoint(tmp_path / "junk.pth")
+    with pytest.raises(WeightsError, match="no such"):
+        load_checkpoint(tmp_path / "missing.pth")
+
+
+def test_infer_config_from_shapes():
+    assert infer_config(S2CNet(GAICV2).state_dict()) == GAICV2
+    custom = S2CNetConfig(align_size=7, num_boxes=3, head="graph")
+    assert infer_config(S2CNet(custom).state_dict()) == custom
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_safetensors_roundtrip_keeps_config(tmp_path, half):
+    torch.manual_seed(2)
+    config = S2CNetConfig(align_size=9, num_boxes=4, head="crop")
+    model = S2CNet(config).eval()
+    save_checkpoint(model, tmp_path / "ours.safetensors", {"note": "test"}, half=half)
+    loaded = load_checkpoint(tmp_path / "ours.safetensors")
+    assert loaded.config == config
+    for k, v in model.state_dict().items():
+        tol = 1e-2 * v.abs().max().item() + 1e-6 if half and v.is_floating_point() else 0
+        assert torch.allclose(loaded.state_dict()[k].to(v.dtype), v, atol=tol, rtol=0), k
+
+
+def test_imagenet_positional_mapping_gives_torchvision_features():
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(3)
+    net = tv.models.mobilenet_v2().eval()
+    model = S2CNet(GAICV1).eval()
+    model.load_imagenet_backbone(net.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        f3, f4, f5 = model.Feat_ext(x)
+        assert torch.allclose(f3, net.features[:7](x), atol=1e-5)
+        assert torch.allclose(f5, net.features[:18](x), atol=1e-5)
+
+
+def test_imagenet_mapping_rejects_other_state_dicts():
+    with pytest.raises(ValueError, match="not a torchvision MobileNetV2"):
+        torchvision_to_reference({"features.0.0.weight": torch.zeros(32, 3, 3, 3)})
+
+
+def test_shared_imagenet_weights_load(shared_dir):
+    sd = torch.load(shared_dir / "weights/imagenet/mobilenet_v2-b0353104.pth", weights_only=True)
+    model = S2CNet(GAICV1)
+    model.load_imagenet_backbone(sd)
+    assert torch.equal(model.Feat_ext.feature3[0][0][0].weight, sd["features.0.0.weight"])
+
+
+# ---- a slow, literal re-implementation of SPEC §2.3-2.7 -----------------------------------------
+
+
+def _slow_scores(model: S2CNet, image: torch.Tensor, crops: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+    cfg = model.config
+    sd = {k: v.double() for k, v in model.state_dict().items() if v.is_floating_point()}
+    lin = lambda x, name, bias=True: F.linear(x, sd[name + ".weight"], sd.get(name + ".bias") if bias else None)  # noqa: E731
+    ln = lambda x, name: F.layer_norm(x, (x.shape[-1],), sd[name + ".weight"], sd[name + ".bias"])  # noqa: E731
+    with torch.no_grad():
+        f3, f4, f5 = model.Feat_ext(image)
+        f3 = F.interpolate(f3, scale_factor=0.5, mode="bilinear", align_corners=True)
+        f5 = F.interpolate(f5, scale_factor=2.0, mode="bilinear", align_corners=True)
+        fmap = model.DimRed(torch.cat([f3, f4, 0.5 * f5], 1))
+    h, w = image.shape[-2:]
+    a = cfg.align_size
+    out = []
+    for crop in crops:
+        boxes = torch.cat([crop[None], genes], 0)
+        rois = torch.cat([torch.zeros(len(boxes), 1), boxes], 1)
+        roi = roi_align_avg(fmap, rois, a, 1 / 16)
+        rod = rod_align_avg(fmap, rois, a, 1 / 16)
+        feats = torch.stack([roi, rod], 2).reshape(len(boxes), -1).double()
+        x = F.relu(ln(lin(feats, "node_emb.0"), "node_emb.1"))  # [n, 256]
+        n = x.shape[0]
+        centres = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / w, (boxes[:, 1] + boxes[:, 3]) / 2 / h], 1).double()
+        th, ph = lin(centres, "GraphConstructor.pos_ascension_theta"), lin(centres, "GraphConstructor.pos_ascension_phi")
+        P = torch.zeros(4, n, n, dtype=torch.float64)
+        S = torch.zeros(4, n, n, dtype=torch.float64)
+        at, ap = lin(x, "GraphConstructor.fc_rn_theta"), lin(x, "GraphConstructor.fc_rn_phi")
+        for i in range(n):
+            for j in range(n):
+                d = math.sqrt(max(float(((th[i] - ph[j]) ** 2).sum()), 0.0)) / 16.0
+                P[:, i, j] = lin(torch.tensor([d], dtype=torch.float64), "GraphConstructor.pos_to_head")
+                s = float(at[i] @ ap[j]) / 16.0
+                S[:, i, j] = lin(torch.tensor([s], dtype=torch.float64), "GraphConstructor.app_to_head")
+        G = torch.softmax(P.mean(0) * S.mean(0), dim=-1)
+        for layer in range(cfg.depth):
+            pre = f"GraphTransformer.layers.{layer}"
+            x_ma = F.relu(ln(lin(G @ x, "GraphTransformer.fc_gcn", bias=False), "GraphTransformer.nl_gcn"))
+            xn = ln(x, f"{pre}.0.fn.norm")
+            kv = lin(xn, f"{pre}.0.fn.fn.to_kv", bias=False)
+            k, v = kv[:, :256], kv[:, 256:]
+            q = lin(x_ma, f"{pre}.0.fn.fn.to_q", bias=False)
+            heads = []
+            for hd in range(4):
+                sl = slice(64 * hd, 64 * hd + 64)
+                logits = q[:, sl] @ k[:, sl].T * 256**-0.5 + P[hd] + S[hd]
+                heads.append(torch.softmax(logits, -1) @ v[:, sl])
+            x = x + lin(torch.cat(heads, 1), f"{pre}.0.fn.fn.to_out.0")
+            xn = ln(x, f"{pre}.1.fn.norm")
+            x = x + lin(F.gelu(lin(xn, f"{pre}.1.fn.fn.net.0")), f"{pre}.1.fn.fn.net.3")
+        if cfg.head == "crop":
+            out.append(lin(x[0], "FC_layers").reshape(()))
+        else:
+            head = model.FC_layers.double().eval()
+            out.append(head(x.reshape(1, n, 16, 16)).reshape(()))
+            model.FC_layers.float()
+    return torch.stack(out).float()
+
+
+@pytest.mark.parametrize("config", [GAICV1, GAICV2])
+def test_forward_equals_slow_reference(config):
+    torch.manual_seed(4)
+    model = S2CNet(config).eval()
+    # make BatchNorm statistics non-trivial so the head's BN is exercised
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    image = torch.randn(1, 3, 64, 96)
+    crops = torch.tensor([[0.0, 0.0, 95.0, 63.0], [10.0, 5.0, 70.0, 50.0], [30.0, 20.0, 90.0, 60.0]])
+    genes = torch.tensor([[5.0, 5.0, 40.0, 40.0]] + [[0.0, 0.0, 96.0, 64.0]] * (config.num_boxes - 1))
+    with torch.no_grad():
+        fast = model(image, crops, genes)
+    slow = _slow_scores(model, image, crops, genes)
+    assert fast.shape == (3,)
+    assert torch.allclose(fast, slow, atol=1e-4), (fast, slow)
+
+
+def test_forward_rejects_wrong_gene_count_and_batch():
+    model = S2CNet(GAICV1).eval()
+    image = torch.randn(1, 3, 64, 64)
+    with pytest.raises(ValueError, match="expected 10 gene boxes"):
+        model(image, torch.tensor([[0.0, 0, 32, 32]]), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="one image"):
+        model(torch.randn(2, 3, 64, 64), torch.tensor([[0.0, 0, 32, 32]]), torch.zeros(10, 4))
+
+
+def test_empty_candidates_give_empty_scores():
+    model = S2CNet(GAICV1).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64), torch.zeros(0, 4), torch.zeros(10, 4)).shape == (0,)
+
+
+def test_gradients_reach_the_backbone():
+    model = S2CNet(GAICV1).train()
+    scores = model(torch.randn(1, 3, 64, 64), torch.tensor([[0.0, 0, 40, 40], [8.0, 8, 60, 60]]), torch.zeros(10, 4))
+    scores.sum().backward()
+    assert model.Feat_ext.feature3[0][0][0].weight.grad.abs().sum() > 0
+    assert model.DimRed.weight.grad.abs().sum() > 0
