@@ -1,0 +1,160 @@
+"""Benchmark loops, decoupled from any model through plain callables.
+
+* ``evaluate_fcdb(records, crop_fn, mode)`` with ``crop_fn(pil_image, ratio_str) -> (x1, y1, x2, y2)``
+  in original pixels; mode "any" asks for a free-form crop, mode "ratio" for a crop of the human crop's
+  own W:H (reduced, e.g. "4:3").
+* ``evaluate_gaicd(records, score_fn)`` with ``score_fn(pil_image, crop_boxes [N, 4], gene_boxes [D, 4] |
+  None) -> scores [N]``, boxes x1, y1, x2, y2 in original pixels.
+
+Images are handed over in the frame the annotations use. For FCDB that is the stored pixel grid:
+``crops.json``'s width/height equal the stored (not EXIF-rotated) size of all 1,335 files, and none of
+them carries an EXIF orientation other than 1, so stored and upright pixels coincide. To keep it that way
+for any file, ``open_annotation_frame`` drops the metadata, so a crop_fn that applies EXIF transposition
+(as the public API does) cannot move the image out of the annotation's frame.
+
+Results are JSON-able dicts; ``format_table`` turns a list of them into a markdown table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .datasets import FCDBRecord, GAICDRecord
+
+CropFn = Callable[[object, str], Sequence[float]]
+ScoreFn = Callable[[object, np.ndarray, "np.ndarray | None"], Sequence[float]]
+FCDB_MODES = ("any", "ratio")
+
+
+def open_annotation_frame(path: "str | Path"):
+    """RGB PIL image of the stored pixels, without metadata (so no EXIF orientation can be re-applied)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return Image.fromarray(np.asarray(im.convert("RGB")))
+
+
+def ratio_string(width: int, height: int) -> str:
+    """"W:H" of a box reduced to lowest terms: a 1200x900 box gives "4:3"."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"box size must be positive, got {width}x{height}")
+    f = Fraction(int(width), int(height))
+    return f"{f.numerator}:{f.denominator}"
+
+
+def _ratio_for(record: FCDBRecord, mode: str) -> str:
+    if mode == "any":
+        return "any"
+    x1, y1, x2, y2 = record.crop
+    return ratio_string(x2 - x1, y2 - y1)
+
+
+def _checked_box(box: Sequence[float], record: FCDBRecord) -> tuple[float, float, float, float]:
+    values = tuple(float(v) for v in box)
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{record.file}: crop_fn must return 4 finite numbers, got {box!r}")
+    x1, y1, x2, y2 = values
+    if not (0 <= x1 < x2 <= record.width and 0 <= y1 < y2 <= record.height):
+        raise ValueError(f"{record.file}: crop {values} is not a box inside the {record.width}x{record.height} image")
+    return values  # type: ignore[return-value]
+
+
+def evaluate_fcdb(
+    records: Iterable[FCDBRecord],
+    crop_fn: CropFn,
+    mode: str,
+    name: str = "model",
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Mean IoU / BDE of ``crop_fn`` against the human crops (SPEC §4), with one row per photo.
+
+    Returns ``{"benchmark": "fcdb", "name", "mode", "count", "iou", "bde", "rows": [...]}``; each row has
+    ``file, ratio, pred, gt, iou, bde``. A crop_fn answer that is not a box inside the image is an error,
+    not a zero: a bug in the model code should not look like a bad score.
+    """
+    if mode not in FCDB_MODES:
+        raise ValueError(f"mode must be one of {FCDB_MODES}, got {mode!r}")
+    rows = []
+    for i, record in enumerate(records):
+        ratio = _ratio_for(record, mode)
+        image = open_annotation_frame(record.path)
+        if image.size != (record.width, record.height):
+            raise ValueError(f"{record.file}: file is {image.size}, annotation says {(record.width, record.height)}")
+        pred = _checked_box(crop_fn(image, ratio), record)
+        rows.append(
+            {
+                "file": record.file,
+                "ratio": ratio,
+                "pred": list(pred),
+                "gt": list(record.crop),
+                "iou": metrics.iou(pred, record.crop),
+                "bde": metrics.bde(pred, record.crop, record.width, record.height),
+            }
+        )
+        if progress is not None:
+            progress(i + 1)
+    agg = metrics.aggregate_boxes([r["iou"] for r in rows], [r["bde"] for r in rows])
+    return {"benchmark": "fcdb", "name": name, "mode": mode, **agg, "rows": rows}
+
+
+def evaluate_gaicd(records: Iterable[GAICDRecord], score_fn: ScoreFn, name: str = "model") -> dict:
+    """SPEC §4 GAICD metrics of ``score_fn`` over the records that have an image.
+
+    Records without an image (all but 5 in ../shared) are skipped and counted in ``skipped_no_image``.
+    The score_fn gets the reference detector boxes when ../shared has them, else None.
+    """
+    preds, gts, ids = [], [], []
+    skipped = 0
+    for record in records:
+        if record.image_path is None:
+            skipped += 1
+            continue
+        image = open_annotation_frame(record.image_path)
+        scores = np.asarray(score_fn(image, record.boxes.copy(), record.gene_boxes), dtype=np.float64)
+        if scores.shape != record.mos.shape:
+            raise ValueError(f"{record.image_id}: score_fn returned shape {scores.shape}, expected {record.mos.shape}")
+        preds.append(scores)
+        gts.append(record.mos)
+        ids.append(record.image_id)
+    if not preds:
+        raise ValueError("no GAICD record has an image: nothing to evaluate")
+    result = metrics.gaicd_metrics(preds, gts)
+    return {"benchmark": "gaicd", "name": name, **result, "skipped_no_image": skipped, "image_ids": ids}
+
+
+def _fmt(value: float, scale: float = 1.0, digits: int = 3) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value * scale:.{digits}f}"
+
+
+def format_table(results: Sequence[dict]) -> str:
+    """Markdown tables of evaluation results: one for FCDB results, one for GAICD results.
+
+    GAICD accuracies are printed ×100 as papers do; the per-K columns are Acc_{K/5} and Acc_{K/10}.
+    """
+    fcdb = [r for r in results if r.get("benchmark") == "fcdb"]
+    gaicd = [r for r in results if r.get("benchmark") == "gaicd"]
+    unknown = [r for r in results if r.get("benchmark") not in ("fcdb", "gaicd")]
+    if unknown:
+        raise ValueError(f"unknown benchmark in results: {[r.get('benchmark') for r in unknown]}")
+    parts = []
+    if fcdb:
+        lines = ["| method | mode | n | IoU | BDE |", "|---|---|---:|---:|---:|"]
+        for r in fcdb:
+            lines.append(f"| {r['name']} | {r['mode']} | {r['count']} | {_fmt(r['iou'])} | {_fmt(r['bde'])} |")
+        parts.append("\n".join(lines))
+    if gaicd:
+        per_k = [f"acc_k{k}_n{n}" for n in metrics.ACC_NS for k in metrics.ACC_KS]
+        head = ["method", "n", "SRCC", "PCC", "Acc5", "Acc10"] + [f"Acc{k}/{n}" for n in metrics.ACC_NS for k in metrics.ACC_KS]
+        lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+        for r in gaicd:
+            cells = [r["name"], str(r["count"]), _fmt(r["srcc"]), _fmt(r["pcc"]), _fmt(r["acc5"], 100, 1), _fmt(r["acc10"], 100, 1)]
+            cells += [_fmt(r[k], 100, 1) for k in per_k]
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
