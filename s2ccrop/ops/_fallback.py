@@ -1,0 +1,101 @@
+"""Pure-PyTorch RoI/RoD align (SPEC §1), vectorised over boxes and bins.
+
+Used when the compiled ``s2ccrop._C`` ops are missing, disabled, or have no kernel for the device.
+Gradients come from autograd through plain tensor ops.
+
+Rounding matters at the edges: a sample that lands exactly on the map border (RoI) or on the box
+border (RoD) is in or out depending on the last bit. Every quantity is therefore computed in the same
+order and precision as the compiled kernels (and the reference in the tests): a multiply, then a
+separate add, in the features' dtype (float32 for half / bfloat16), divisions tensor by tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["roi_align", "rod_align"]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _scaled_boxes(rois: Tensor, spatial_scale: float, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    boxes = rois[:, 1:5].to(dtype) * spatial_scale
+    return boxes.unbind(1)  # x1s, y1s, x2s, y2s, each [K]
+
+
+def _divide(numerator: Tensor, steps: int) -> Tensor:
+    # tensor / tensor: a Python-scalar divisor may be turned into a multiply by its reciprocal
+    return numerator / torch.full_like(numerator, steps)
+
+
+def _bilinear(features: Tensor, batch: Tensor, y: Tensor, x: Tensor, keep: Tensor, dtype: torch.dtype) -> Tensor:
+    """Sample ``features`` at rows ``y`` [K, ah] x columns ``x`` [K, aw]; zero where ``keep`` [K, ah, aw] is False.
+
+    Returns [K, C, ah, aw] in ``features.dtype``.
+    """
+    _, channels, height, width = features.shape
+    keep_rows = keep.any(2)
+    keep_cols = keep.any(1)
+    # positions that are discarded may be NaN or far outside the map: park them at 0 before indexing
+    y = torch.where(keep_rows, y, torch.zeros_like(y))
+    x = torch.where(keep_cols, x, torch.zeros_like(x))
+    row0 = y.floor().clamp(0, height - 2)
+    col0 = x.floor().clamp(0, width - 2)
+    hr = y - row0  # may exceed 1 on the last row: the SPEC keeps it
+    wr = x - col0
+
+    base = (batch[:, None, None] * height + row0.long()[:, :, None]) * width + col0.long()[:, None, :]
+    flat = features.permute(0, 2, 3, 1).reshape(-1, channels)  # [B*H*W, C]
+    top_left = flat[base]
+    top_right = flat[base + 1]
+    bottom_left = flat[base + width]
+    bottom_right = flat[base + width + 1]
+
+    hr = hr[:, :, None, None]
+    wr = wr[:, None, :, None]
+    value = (
+        top_left.to(dtype) * (1 - hr) * (1 - wr)
+        + top_right.to(dtype) * (1 - hr) * wr
+        + bottom_left.to(dtype) * hr * (1 - wr)
+        + bottom_right.to(dtype) * hr * wr
+    )
+    value = torch.where(keep[..., None], value, torch.zeros_like(value))
+    return value.to(features.dtype).permute(0, 3, 1, 2).contiguous()
+
+
+def roi_align(features: Tensor, rois: Tensor, aligned_height: int, aligned_width: int, spatial_scale: float) -> Tensor:
+    """RoIAlign: an ``ah`` x ``aw`` grid inside each box, corners included; zero outside the map."""
+    dtype = _compute_dtype(features.dtype)
+    _, _, height, width = features.shape
+    x1, y1, x2, y2 = _scaled_boxes(rois, spatial_scale, dtype)
+    bin_w = _divide(((x2 - x1) + 1).clamp_min(0), aligned_width - 1)
+    bin_h = _divide(((y2 - y1) + 1).clamp_min(0), aligned_height - 1)
+    steps_w = torch.arange(aligned_width, device=features.device, dtype=dtype)
+    steps_h = torch.arange(aligned_height, device=features.device, dtype=dtype)
+    x = steps_w[None, :] * bin_w[:, None] + x1[:, None]
+    y = steps_h[None, :] * bin_h[:, None] + y1[:, None]
+    inside_y = (y >= 0) & (y < height)
+    inside_x = (x >= 0) & (x < width)
+    keep = inside_y[:, :, None] & inside_x[:, None, :]
+    return _bilinear(features, rois[:, 0].long(), y, x, keep, dtype)
+
+
+def rod_align(features: Tensor, rois: Tensor, aligned_height: int, aligned_width: int, spatial_scale: float) -> Tensor:
+    """RoDAlign: an ``ah`` x ``aw`` grid over the whole map; zero inside the box (borders included)."""
+    dtype = _compute_dtype(features.dtype)
+    _, _, height, width = features.shape
+    num_boxes = rois.shape[0]
+    x1, y1, x2, y2 = _scaled_boxes(rois, spatial_scale, dtype)
+    device = features.device
+    # float(H - 1.001) then a division in the compute dtype, as the kernels do
+    bin_w = torch.tensor(width - 1.001, dtype=dtype, device=device) / torch.tensor(aligned_width - 1, dtype=dtype, device=device)
+    bin_h = torch.tensor(height - 1.001, dtype=dtype, device=device) / torch.tensor(aligned_height - 1, dtype=dtype, device=device)
+    x = (torch.arange(aligned_width, device=device, dtype=dtype) * bin_w).expand(num_boxes, aligned_width)
+    y = (torch.arange(aligned_height, device=device, dtype=dtype) * bin_h).expand(num_boxes, aligned_height)
+    inside_y = (y1[:, None] <= y) & (y <= y2[:, None])
+    inside_x = (x1[:, None] <= x) & (x <= x2[:, None])
+    keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
+    return _bilinear(features, rois[:, 0].long(), y, x, keep, dtype)
