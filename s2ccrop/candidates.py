@@ -1,0 +1,136 @@
+"""Candidate crops (SPEC §3), generated in original-image pixels.
+
+- free-form ("any"): the GAIC 12-bin grid on the model's resized image, mapped back to pixels;
+- any W:H ratio: boxes of exactly that ratio at full resolution (within one pixel of rounding), at
+  several scales of the largest box that fits, on a regular grid of positions, always including the
+  largest centred box. Deterministic: the same image size and ratio always give the same list.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from .types import Ratio
+
+GRID_BINS = 12
+# Side scales relative to the largest box of the ratio: areas from 100 % down to 25 %.
+RATIO_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+# At most this many position steps per axis and scale (keeps each ratio near 100 candidates).
+MAX_STEPS = 6
+
+
+def gaic_grid(width: float, height: float) -> np.ndarray:
+    """The reference free-form grid on an image of (width, height): float xyxy [N, 4].
+
+    Rows y1 ∈ {0..3}, y2 ∈ {8..11}, cols x1 ∈ {0..3}, x2 ∈ {8..11}, corners at step·(0.5 + index);
+    kept when the box covers more than half the bins and its aspect lies strictly in (0.5, 2).
+    """
+    step_w, step_h = width / GRID_BINS, height / GRID_BINS
+    boxes = []
+    for y1 in range(0, 4):
+        for y2 in range(8, 12):
+            for x1 in range(0, 4):
+                for x2 in range(8, 12):
+                    if (y2 - y1) * (x2 - x1) <= 0.4999 * GRID_BINS * GRID_BINS:
+                        continue
+                    aspect = (x2 - x1) * step_w / ((y2 - y1) * step_h)
+                    if not 0.5 < aspect < 2:
+                        continue
+                    boxes.append(
+                        (step_w * (0.5 + x1), step_h * (0.5 + y1), step_w * (0.5 + x2), step_h * (0.5 + y2))
+                    )
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def free_form(width: int, height: int, model_size: tuple[int, int]) -> np.ndarray:
+    """GAIC grid on the model's (w, h) image, mapped back to integer pixels of a width×height image.
+
+    Beyond 2:1 the grid's aspect rule keeps no box at all; the whole image is then the one candidate."""
+    mw, mh = model_size
+    grid = gaic_grid(mw, mh) * np.array([width / mw, height / mh, width / mw, height / mh])
+    if len(grid) == 0:
+        return np.array([[0, 0, width, height]], dtype=np.int64)
+    return _to_pixels(grid, width, height)
+
+
+def largest_box_size(width: int, height: int, ratio: Fraction) -> tuple[int, int]:
+    """(w, h) of the largest box of `ratio` (= w/h) inside width×height, rounded to whole pixels."""
+    if width * ratio.denominator >= height * ratio.numerator:  # image wider than the ratio
+        h = height
+        w = min(width, max(1, round(h * ratio)))
+    else:
+        w = width
+        h = min(height, max(1, round(w / ratio)))
+    return w, h
+
+
+def _size_at(scale: float, w0: int, h0: int, ratio: Fraction) -> tuple[int, int]:
+    # Round the longer side, derive the other from the exact ratio: error stays within one pixel.
+    if w0 >= h0:
+        w = max(1, round(w0 * scale))
+        h = max(1, min(h0, round(w / ratio)))
+    else:
+        h = max(1, round(h0 * scale))
+        w = max(1, min(w0, round(h * ratio)))
+    return w, h
+
+
+def _positions(free: int, stride: float) -> list[int]:
+    if free <= 0:
+        return [0]
+    steps = min(MAX_STEPS, max(1, math.ceil(free / stride)))
+    return sorted({round(free * i / steps) for i in range(steps + 1)} | {free // 2})
+
+
+def fixed_ratio(width: int, height: int, ratio: Ratio | Fraction) -> np.ndarray:
+    """Integer xyxy boxes [N, 4] of the given ratio inside a width×height image; row 0 is the
+    largest centred box."""
+    r = _as_fraction(ratio)
+    w0, h0 = largest_box_size(width, height, r)
+    stride = max(width, height) / GRID_BINS
+    seen: set[tuple[int, int, int, int]] = set()
+    boxes: list[tuple[int, int, int, int]] = []
+
+    def add(x: int, y: int, w: int, h: int) -> None:
+        box = (x, y, x + w, y + h)
+        if box not in seen:
+            seen.add(box)
+            boxes.append(box)
+
+    add((width - w0) // 2, (height - h0) // 2, w0, h0)
+    for scale in RATIO_SCALES:
+        w, h = _size_at(scale, w0, h0, r)
+        for y in _positions(height - h, stride):
+            for x in _positions(width - w, stride):
+                add(x, y, w, h)
+    return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+
+
+def for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int]) -> np.ndarray:
+    """Candidates of one requested ratio, integer xyxy in original pixels (x2, y2 exclusive)."""
+    if ratio.is_any:
+        return free_form(width, height, model_size)
+    return fixed_ratio(width, height, ratio)
+
+
+def _as_fraction(ratio: Ratio | Fraction) -> Fraction:
+    if isinstance(ratio, Fraction):
+        return ratio
+    if ratio.is_any or ratio.width is None or ratio.height is None:
+        raise ValueError("free-form has no fixed ratio")
+    return ratio.width / ratio.height
+
+
+def _to_pixels(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Round float boxes to integer pixels, keep them inside the image and at least 1 px wide."""
+    out = np.rint(boxes).astype(np.int64)
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
+    out[:, 2] = np.maximum(out[:, 2], np.minimum(out[:, 0] + 1, width))
+    out[:, 0] = np.minimum(out[:, 0], out[:, 2] - 1)
+    out[:, 3] = np.maximum(out[:, 3], np.minimum(out[:, 1] + 1, height))
+    out[:, 1] = np.minimum(out[:, 1], out[:, 3] - 1)
+    return out

@@ -1,0 +1,116 @@
+"""The library API end to end: Cropper.crop on paths and PIL images, one backbone pass, exact ratios."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from s2ccrop import ConfigError, Crop, Cropper
+from s2ccrop.api import resolve_device
+from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def cropper():
+    return Cropper(weights="random", device="cpu")
+
+
+def _photo(w=320, h=240, seed=0):
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+RATIOS = ["16:9", "4:3", "1:1", "9:16", "1.91:1", "4:5", "21:9", "any"]
+
+
+def test_crop_all_ratios_inside_and_exact(cropper):
+    img = _photo()
+    crops = cropper.crop(img, RATIOS)
+    assert [c.ratio for c in crops] == RATIOS
+    for c in crops:
+        assert isinstance(c, Crop) and isinstance(c.score, float)
+        x1, y1, x2, y2 = c.box
+        assert all(isinstance(v, int) for v in c.box)
+        assert 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 240
+        if c.ratio != "any":
+            w, h = (float(v) for v in c.ratio.split(":"))
+            assert abs(c.width - c.height * w / h) <= 1.0 or abs(c.height - c.width * h / w) <= 1.0
+
+
+def test_single_ratio_string_and_normalisation(cropper):
+    crops = cropper.crop(_photo(), "16x9")
+    assert len(crops) == 1 and crops[0].ratio == "16:9"
+
+
+def test_path_input_is_exif_transposed(cropper, tmp_path):
+    # a 320x240 stored image with orientation 6 (rotate 90° CW) is a 240x320 upright photo
+    img = _photo()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif)
+    crops = cropper.crop(path, ["any", "1:1"])
+    for c in crops:
+        assert c.box[2] <= 240 and c.box[3] <= 320
+
+
+def test_one_backbone_pass_for_all_ratios(cropper, monkeypatch):
+    calls = []
+    original = cropper.model.features
+
+    def counting(x):
+        calls.append(x.shape)
+        return original(x)
+
+    monkeypatch.setattr(cropper.model, "features", counting)
+    cropper.crop(_photo(), RATIOS)
+    assert len(calls) == 1
+
+
+def test_deterministic(cropper):
+    img = _photo(seed=3)
+    assert cropper.crop(img, RATIOS) == cropper.crop(img, RATIOS)
+
+
+def test_best_box_is_argmax_of_scores(cropper):
+    img = _photo(seed=5)
+    p = cropper.prepare(img)
+    from s2ccrop import candidates
+    from s2ccrop.types import Ratio
+
+    boxes = candidates.for_ratio(320, 240, Ratio.parse("1:1"), p.model_size)
+    scores = cropper.score(p, boxes)
+    best = cropper.crop(img, ["1:1"])[0]
+    assert best.box == tuple(int(v) for v in boxes[int(np.argmax(scores))])
+    assert best.score == pytest.approx(float(scores.max()), abs=1e-5)
+
+
+def test_checkpoint_path_weights(tmp_path):
+    torch.manual_seed(0)
+    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval()
+    save_checkpoint(model, tmp_path / "m.safetensors", half=False)
+    c = Cropper(weights=tmp_path / "m.safetensors", device="cpu")
+    assert c.config.num_boxes == 4
+    assert c.info()["sha256"]
+    direct = Cropper(weights=model, device="cpu")
+    img = _photo(seed=7)
+    assert c.crop(img, ["4:3"]) == direct.crop(img, ["4:3"])
+
+
+def test_errors(cropper):
+    with pytest.raises(ConfigError):
+        cropper.crop(_photo(), ["16:0"])
+    with pytest.raises(ConfigError):
+        cropper.crop(_photo(), [])
+    with pytest.raises(ConfigError):
+        resolve_device("tpu")
+
+
+def test_tiny_and_extreme_images(cropper):
+    for size in [(1, 1), (3000, 4), (4, 3000), (33, 17)]:
+        img = Image.new("RGB", size, (10, 200, 30))
+        for c in cropper.crop(img, ["16:9", "1:1", "any"]):
+            assert 0 <= c.box[0] < c.box[2] <= size[0] and 0 <= c.box[1] < c.box[3] <= size[1]
