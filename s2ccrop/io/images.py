@@ -1,0 +1,224 @@
+"""Decoding photos: EXIF orientation, colour modes, first frame, pixel limit, ICC profile, fast JPEG draft.
+
+Everything downstream sees an upright image in one of four modes (L, LA, RGB, RGBA) and box coordinates
+refer to that upright image. The model gets `Decoded.rgb()` (alpha flattened on white); writers get
+`Decoded.image` so PNG/WebP outputs keep transparency.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError
+
+# Above the largest camera sensors (~102 MP) but far below what would exhaust memory; --max-pixels changes it.
+DEFAULT_MAX_PIXELS = 150_000_000
+
+ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = {5, 6, 7, 8}
+WHITE = 255
+
+# check_pixels() decides with a message that names --max-pixels; Pillow's own warning would only repeat
+# it less clearly (its hard error above 2x its limit still applies unless a caller lifts MAX_IMAGE_PIXELS).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+@dataclass
+class Decoded:
+    """An upright photo ready for scoring and writing.
+
+    `size` is the upright size at full resolution; `image` may be smaller when a JPEG draft was used
+    (then `scale` = image.width / size[0] < 1). `icc_profile` is the source's profile, kept for writing
+    (None when the pixels were converted to sRGB here, e.g. from CMYK).
+    """
+
+    image: Image.Image
+    size: tuple[int, int]
+    format: str | None
+    icc_profile: bytes | None
+    orientation: int = 1
+
+    @property
+    def scale(self) -> float:
+        return self.image.width / self.size[0]
+
+    def rgb(self) -> Image.Image:
+        """The image as RGB with any transparency composited on white (what the model scores)."""
+        return to_rgb(self.image)
+
+
+def open_image(
+    path: "str | os.PathLike[str]",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+) -> Decoded:
+    """Decode the first frame of `path` upright. Raises InputError with a one-line reason.
+
+    `draft` = (w, h) lets JPEG decode at a power-of-two reduced scale that still covers w x h (upright);
+    use it only where full resolution is not needed (previews).
+    """
+    try:
+        with open(path, "rb") as fh:
+            return _decode(fh, max_pixels=max_pixels, draft=draft)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"refused as a possible decompression bomb ({exc}); raise --max-pixels if you trust it") from None
+    except UnidentifiedImageError:
+        raise InputError("not an image file (or a format Pillow cannot read)") from None
+    except IsADirectoryError:
+        raise InputError("is a directory") from None
+    except OSError as exc:
+        raise InputError(_os_reason(exc)) from None
+    except MemoryError:
+        raise InputError("not enough memory to decode this image") from None
+    except Exception as exc:  # Pillow plugins raise SyntaxError, ValueError, struct.error... on broken files
+        raise InputError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Decoded:
+    img = Image.open(fh)
+    check_pixels(img.size, max_pixels)
+    fmt = img.format
+    orientation = read_orientation(img)
+    full = img.size
+    if draft is not None and fmt == "JPEG":
+        target = (draft[1], draft[0]) if orientation in _SWAPS_AXES else draft
+        img.draft(img.mode if img.mode in ("L", "RGB") else None, target)
+    icc = img.info.get("icc_profile") or None
+    img.load()  # decode now, inside the error handling, and only frame 0 of an animation
+    img, icc = normalise_mode(img, icc)
+    if orientation in _TRANSPOSE:
+        img = img.transpose(_TRANSPOSE[orientation])
+        full = (full[1], full[0]) if orientation in _SWAPS_AXES else full
+    return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation)
+
+
+def load_image(path: "str | os.PathLike[str]", *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The upright RGB image the model scores (what `Cropper.crop(path)` uses)."""
+    return open_image(path, max_pixels=max_pixels).rgb()
+
+
+def check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise InputError(f"image has no pixels ({w}x{h})")
+    if max_pixels and w * h > max_pixels:
+        raise InputError(
+            f"image is {w}x{h} = {w * h / 1e6:.1f} MP, above the limit of {max_pixels / 1e6:.1f} MP "
+            "(possible decompression bomb); raise it with --max-pixels if you trust this file"
+        )
+
+
+def read_orientation(img: Image.Image) -> int:
+    """EXIF orientation 1..8; a missing or broken EXIF block means 1 (as cameras and browsers treat it)."""
+    try:
+        value = img.getexif().get(ORIENTATION_TAG, 1)
+        value = int(value)
+    except Exception:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def normalise_mode(img: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """Map any Pillow mode onto L, LA, RGB or RGBA; returns the profile that still describes the pixels."""
+    mode = img.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return img, icc
+    if mode == "CMYK":
+        return _cmyk_to_rgb(img, icc)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _high_bit_depth_to_l(img), icc
+    if mode == "1":
+        return img.convert("L"), icc
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in img.info
+        return img.convert("RGBA" if has_alpha else "RGB"), icc
+    if mode in ("RGBa", "La"):
+        return img.convert("RGBA" if mode == "RGBa" else "LA"), icc
+    try:
+        return img.convert("RGB"), None
+    except ValueError:
+        raise InputError(f"unsupported colour mode {mode}") from None
+
+
+def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    # A CMYK profile cannot describe RGB pixels: convert through it to sRGB when we can, then drop it.
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            return ImageCms.profileToProfile(img, src, dst, outputMode="RGB"), None
+        except Exception:
+            pass  # a broken profile: fall back to Pillow's naive conversion
+    return img.convert("RGB"), None
+
+
+def _high_bit_depth_to_l(img: Image.Image) -> Image.Image:
+    # Pillow's convert("L") clips 16-bit values instead of scaling them (a white-washed photo).
+    import numpy as np
+
+    arr = np.asarray(img)
+    if img.mode == "F":
+        top = float(arr.max()) if arr.size else 1.0
+        scale = 255.0 if top <= 1.0 else 255.0 / max(top, 255.0)
+        out = np.clip(arr * scale, 0, 255)
+    else:
+        out = np.clip(arr.astype(np.int64) >> 8, 0, 255)
+    return Image.fromarray(out.astype(np.uint8), mode="L")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB view of an L/LA/RGB/RGBA image; transparent areas become white (what a viewer shows on paper)."""
+    flat = flatten(img)
+    return flat if flat.mode == "RGB" else flat.convert("RGB")
+
+
+def flatten(img: Image.Image) -> Image.Image:
+    """Drop alpha by compositing on white, keeping grey images grey (L) for smaller JPEGs."""
+    if img.mode not in ("LA", "RGBA"):
+        return img
+    base_mode = img.mode[:-1]
+    white = WHITE if base_mode == "L" else (WHITE,) * 3  # a bare 255 would mean pure red in RGB
+    background = Image.new(base_mode, img.size, white)
+    background.paste(img.convert(base_mode), mask=img.getchannel("A"))
+    return background
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc)
+    if "truncated" in text:
+        return f"truncated or corrupt image ({text})"
+    return f"cannot decode image: {text}" if text else "cannot read file"
+
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "Decoded",
+    "check_pixels",
+    "flatten",
+    "load_image",
+    "normalise_mode",
+    "open_image",
+    "read_orientation",
+    "to_rgb",
+]

@@ -1,0 +1,216 @@
+"""Input discovery and output naming.
+
+Inputs are streamed: a folder is read one directory at a time and `-` reads paths from stdin as they
+arrive, so a library of a million photos never sits in memory as one list.
+
+Walk rules: names starting with "." are skipped (macOS `._photo.jpg` forks, `.thumbnails`); inside
+folders only files with an image extension are taken (an explicitly named file is always tried);
+symlinked folders are not followed (no loops); entries come in sorted order, files of a folder before
+its subfolders, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from ..errors import ConfigError
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .webp .bmp .dib .tif .tiff .gif .ppm .pgm .pbm .pnm .tga .jp2 .avif".split()
+)
+
+DEFAULT_TEMPLATE = "{stem}_{ratio}.{ext}"
+TEMPLATE_FIELDS = frozenset({"stem", "ratio", "preset", "ext"})
+
+
+@dataclass(frozen=True)
+class InputPath:
+    """A photo to process. `rel` is its place below the folder it was found in (the tree -o mirrors)."""
+
+    path: Path
+    rel: PurePosixPath
+
+
+@dataclass(frozen=True)
+class WalkError:
+    """A path that could not be listed or does not exist; reported as one error line."""
+
+    path: Path
+    reason: str
+
+
+SkipNames = Callable[[Path, list[str]], "set[str]"]
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def iter_inputs(
+    args: Iterable[str],
+    *,
+    recursive: bool = True,
+    stdin: BinaryIO | None = None,
+    null: bool = False,
+    exclude_dirs: Iterable[Path] = (),
+    skip_names: SkipNames | None = None,
+) -> Iterator[InputPath | WalkError]:
+    """Yield inputs for command-line `args` in order; `-` splices in the paths read from `stdin`.
+
+    `exclude_dirs` are never entered (the output folder when it lies inside an input folder);
+    `skip_names(folder, names)` returns names in `folder` that are not inputs (our own earlier outputs).
+    """
+    excluded = {_real(d) for d in exclude_dirs}
+    stdin_used = False
+    for arg in args:
+        if arg == "-":
+            if stdin_used:
+                continue  # stdin can be read only once
+            stdin_used = True
+            if stdin is None:
+                yield WalkError(Path("-"), "standard input is not available")
+                continue
+            for line in read_path_list(stdin, null=null):
+                yield from _expand(line, recursive, excluded, skip_names)
+        else:
+            yield from _expand(arg, recursive, excluded, skip_names)
+
+
+def read_path_list(stream: BinaryIO, *, null: bool = False, chunk: int = 1 << 16) -> Iterator[str]:
+    """Paths from a byte stream, one per line (or NUL-separated), decoded as the OS does file names."""
+    if not null:
+        for raw in stream:
+            raw = raw.rstrip(b"\n").rstrip(b"\r")
+            if raw:
+                yield os.fsdecode(raw)
+        return
+    pending = b""
+    while True:
+        data = stream.read(chunk)
+        if not data:
+            break
+        *complete, pending = (pending + data).split(b"\0")
+        yield from (os.fsdecode(p) for p in complete if p)
+    if pending:
+        yield os.fsdecode(pending)
+
+
+def _expand(arg: str, recursive: bool, excluded: set[str], skip_names: SkipNames | None):
+    path = Path(arg)
+    try:
+        is_dir = path.is_dir()
+        exists = is_dir or os.path.lexists(path)
+    except OSError as exc:
+        yield WalkError(path, _reason(exc))
+        return
+    if not exists:
+        yield WalkError(path, "no such file or directory")
+    elif is_dir:
+        yield from walk_folder(path, recursive=recursive, excluded=excluded, skip_names=skip_names)
+    else:
+        yield InputPath(path, PurePosixPath(path.name))
+
+
+def walk_folder(
+    root: Path,
+    *,
+    recursive: bool = True,
+    excluded: set[str] | None = None,
+    skip_names: SkipNames | None = None,
+) -> Iterator[InputPath | WalkError]:
+    """Depth-first, sorted walk of `root` yielding image files; unreadable folders become WalkErrors."""
+    excluded = excluded or set()
+    stack: list[tuple[Path, PurePosixPath]] = [(root, PurePosixPath())]
+    while stack:
+        folder, rel = stack.pop()
+        if _real(folder) in excluded:
+            continue
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield WalkError(folder, _reason(exc))
+            continue
+        files, subdirs = _split(entries)
+        skipped = skip_names(folder, files) if skip_names and files else set()
+        for name in files:
+            if name not in skipped:
+                yield InputPath(folder / name, rel / name)
+        if recursive:
+            stack.extend((folder / name, rel / name) for name in reversed(subdirs))
+
+
+def _split(entries: list[os.DirEntry]) -> tuple[list[str], list[str]]:
+    files, subdirs = [], []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            real_dir = entry.is_dir(follow_symlinks=False)
+            link_to_dir = not real_dir and entry.is_symlink() and entry.is_dir()
+        except OSError:
+            real_dir = link_to_dir = False
+        if real_dir:
+            subdirs.append(entry.name)
+        elif not link_to_dir and is_image_name(entry.name):
+            # A broken or looping symlink lands here too and fails later with a one-line error.
+            files.append(entry.name)
+    return files, subdirs
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)
+
+
+# ---------------------------------------------------------------- output names
+
+
+def check_template(template: str) -> None:
+    """Reject unknown fields and templates that would escape the output folder."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f"invalid --name template {template!r}: {exc}") from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown or "" in fields:
+        raise ConfigError(
+            f"invalid --name template {template!r}: unknown field(s) {', '.join(sorted(unknown)) or '{}'}; "
+            f"use {', '.join('{' + f + '}' for f in sorted(TEMPLATE_FIELDS))}"
+        )
+    if "stem" not in fields:
+        raise ConfigError(f"invalid --name template {template!r}: it must contain {{stem}} so photos do not collide")
+    sample = render_name(template, stem="x", ratio="1x1", preset="square", ext="jpg")
+    if not sample.strip():
+        raise ConfigError(f"invalid --name template {template!r}: it renders an empty name")
+
+
+def check_distinct(template: str, slugs_and_labels: list[tuple[str, str]]) -> None:
+    """Several ratios must not map one photo to the same output name."""
+    names = [render_name(template, stem="x", ratio=s, preset=p, ext="jpg") for s, p in slugs_and_labels]
+    if len(set(names)) != len(names):
+        raise ConfigError(
+            f"--name template {template!r} gives the same file name for different ratios; include {{ratio}}"
+        )
+
+
+def render_name(template: str, *, stem: str, ratio: str, preset: str, ext: str) -> str:
+    name = template.format(stem=stem, ratio=ratio, preset=preset, ext=ext)
+    parts = PurePosixPath(name.replace(os.sep, "/")).parts
+    if name.startswith(("/", os.sep)) or ".." in parts or "\0" in name:
+        raise ConfigError(f"--name template {template!r} gives {name!r}, which leaves the output folder")
+    return name
+
+
+def output_path(item: InputPath, out_dir: Path | None, name: str) -> Path:
+    """Where the output `name` of `item` goes: beside the input, or mirrored below `out_dir`."""
+    if out_dir is None:
+        return item.path.parent / name
+    return out_dir.joinpath(*item.rel.parent.parts) / name

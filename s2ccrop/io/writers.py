@@ -1,0 +1,276 @@
+"""Writing crops: exact output sizes, formats, ICC profiles, and atomic replacement.
+
+Every file is written to a hidden temporary file in the destination folder, flushed to disk, then
+renamed over the destination with `os.replace`: a reader (or a crash, or Ctrl-C) sees either the old
+file, the complete new one, or nothing, never half an image. Temporary names start with "." so a folder
+walk never mistakes them for photos.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from PIL import Image
+
+from ..errors import ConfigError
+from .images import flatten
+
+FORMAT_CHOICES = ("same", "jpg", "png", "webp")
+DEFAULT_QUALITY = 90
+
+# Output format by the input's suffix when --format same: the name is known before decoding, which
+# --skip-existing needs. Suffixes we cannot write back (gif, ppm, ...) become PNG, which is lossless.
+_SAME_BY_SUFFIX = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+    ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+}
+_BY_OPTION = {"jpg": ("JPEG", "jpg"), "jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP", "webp")}
+_NO_ALPHA = {"JPEG", "BMP"}
+_RGB_ONLY = {"WEBP"}
+
+
+class Cancelled(Exception):
+    """The run was interrupted before this file could be put in place; nothing was written."""
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    pil: str  # Pillow format name
+    ext: str  # extension without the dot, as it appears in output names
+
+
+def choose_format(option: str, input_path: "str | os.PathLike[str]") -> OutputFormat:
+    """The output format for one input: --format, or the input's own for 'same'."""
+    option = option.lower()
+    if option in _BY_OPTION:
+        return OutputFormat(*_BY_OPTION[option])
+    if option != "same":
+        raise ConfigError(f"invalid --format {option!r}: choose from {', '.join(FORMAT_CHOICES)}")
+    suffix = os.path.splitext(os.fspath(input_path))[1]
+    pil = _SAME_BY_SUFFIX.get(suffix.lower())
+    if pil is None:
+        return OutputFormat("PNG", "png")
+    return OutputFormat(pil, suffix[1:])
+
+
+# ---------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """--size WxH (both set), --width or --height (one set), or neither (the crop's own pixels)."""
+
+    width: int | None = None
+    height: int | None = None
+    upscale: bool = False
+
+    @classmethod
+    def parse_size(cls, text: str, upscale: bool = False) -> "SizeSpec":
+        w, h = parse_wxh(text)
+        return cls(w, h, upscale)
+
+
+def parse_wxh(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"invalid size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
+    if w <= 0 or h <= 0 or w > 65_500 or h > 65_500:
+        raise ConfigError(f"invalid size {text!r}: both sides must be between 1 and 65500 pixels")
+    return w, h
+
+
+def output_size(box_size: tuple[int, int], ratio: float | None, spec: SizeSpec) -> tuple[tuple[int, int], bool]:
+    """Pixel size of the written crop, and whether it was kept smaller than asked (no upscaling).
+
+    `ratio` is the requested width/height (None for free-form crops, which keep their own shape):
+    deriving the free side from it rather than from the rounded box keeps 16:9 at --width 1280 at 720.
+    """
+    bw, bh = box_size
+    shape = ratio if ratio is not None else bw / bh
+    if spec.width and spec.height:
+        want = (spec.width, spec.height)
+    elif spec.width:
+        want = (spec.width, _round(spec.width / shape))
+    elif spec.height:
+        want = (_round(spec.height * shape), spec.height)
+    else:
+        return (bw, bh), False
+    if not spec.upscale and (want[0] > bw or want[1] > bh):
+        return (bw, bh), True
+    return want, False
+
+
+def _round(x: float) -> int:
+    return max(1, math.floor(x + 0.5))
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def render_crop(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
+    """Cut `box` out of `image` and resample it to exactly `size` in one pass."""
+    if size == (box[2] - box[0], box[3] - box[1]):
+        return image.crop(box)
+    return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+
+
+def prepare_for(image: Image.Image, pil_format: str, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """Adapt the mode to what the format stores; a grey profile cannot describe RGB pixels, so drop it."""
+    if pil_format in _NO_ALPHA:
+        image = flatten(image)
+    if pil_format in _RGB_ONLY and image.mode in ("L", "LA"):
+        image = image.convert("RGBA" if image.mode == "LA" else "RGB")
+        icc = None
+    return image, icc
+
+
+def save_image(fh: BinaryIO, image: Image.Image, pil_format: str, quality: int, icc: bytes | None) -> None:
+    kwargs: dict = {}
+    if icc and pil_format in ("JPEG", "PNG", "WEBP", "TIFF"):
+        kwargs["icc_profile"] = icc
+    if pil_format in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    image.save(fh, format=pil_format, **kwargs)
+
+
+def write_image(
+    path: Path,
+    image: Image.Image,
+    pil_format: str,
+    *,
+    quality: int = DEFAULT_QUALITY,
+    icc: bytes | None = None,
+    cancel: threading.Event | None = None,
+) -> None:
+    image, icc = prepare_for(image, pil_format, icc)
+    atomic_write(path, lambda fh: save_image(fh, image, pil_format, quality, icc), cancel=cancel)
+
+
+def write_crop(
+    path: Path,
+    image: Image.Image,
+    box: tuple[int, int, int, int],
+    size: tuple[int, int],
+    fmt: OutputFormat,
+    *,
+    quality: int = DEFAULT_QUALITY,
+    icc: bytes | None = None,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Write `box` of the upright `image` to `path` at exactly `size` pixels."""
+    write_image(path, render_crop(image, box, size), fmt.pil, quality=quality, icc=icc, cancel=cancel)
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def atomic_write(
+    path: "str | os.PathLike[str]",
+    write: Callable[[BinaryIO], None],
+    *,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Create or replace `path` with what `write(fh)` produces, all or nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    # os.open rather than tempfile: the final file gets the usual 0666 & ~umask, not tempfile's 0600.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(str(path))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def temp_path_for(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+# ---------------------------------------------------------------- preview / contact sheet
+
+_PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128))
+
+
+def preview_tile(image: Image.Image, crops, caption: str, *, tile: int = 480) -> Image.Image:
+    """A thumbnail of the photo with each crop drawn and labelled "ratio score", captioned below."""
+    from PIL import ImageDraw
+
+    from .images import to_rgb
+
+    w, h = image.size
+    scale = min(tile / w, tile / h)  # small photos are enlarged: a preview is for looking
+    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
+    thumb = to_rgb(image.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    font = _font(12)
+    caption_h = 18
+    canvas = Image.new("RGB", (tile, tile + caption_h), (24, 24, 24))
+    canvas.paste(thumb, ((tile - tw) // 2, (tile - th) // 2))
+    draw = ImageDraw.Draw(canvas)
+    ox, oy = (tile - tw) // 2, (tile - th) // 2
+    for i, crop in enumerate(crops):
+        colour = _PALETTE[i % len(_PALETTE)]
+        x1, y1, x2, y2 = crop.box
+        rect = (ox + x1 * scale, oy + y1 * scale, ox + x2 * scale - 1, oy + y2 * scale - 1)
+        draw.rectangle(rect, outline=colour, width=2)
+        label = f"{crop.ratio} {crop.score:.2f}"
+        tx, ty = rect[0] + 3, rect[1] + 3 + 14 * (i % 3)  # stagger labels of boxes sharing a corner
+        draw.rectangle(draw.textbbox((tx, ty), label, font=font), fill=(0, 0, 0))
+        draw.text((tx, ty), label, fill=colour, font=font)
+    draw.text((4, tile + 3), caption[-70:], fill=(230, 230, 230), font=font)
+    return canvas
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: bitmap font only
+        return ImageFont.load_default()
+
+
+class ContactSheet:
+    """Preview tiles collected during a run, composed into one image at the end."""
+
+    def __init__(self, *, tile: int = 480, columns: int = 4, limit: int = 200) -> None:
+        self.tile, self.columns, self.limit = tile, columns, limit
+        self.tiles: list[Image.Image] = []
+        self.dropped = 0
+
+    def add(self, tile: Image.Image) -> None:
+        if len(self.tiles) < self.limit:  # bounded memory on huge runs
+            self.tiles.append(tile)
+        else:
+            self.dropped += 1
+
+    def compose(self) -> Image.Image:
+        cols = min(self.columns, len(self.tiles))
+        rows = -(-len(self.tiles) // cols)
+        tw, th = self.tiles[0].size
+        sheet = Image.new("RGB", (cols * tw + (cols - 1) * 4, rows * th + (rows - 1) * 4), (0, 0, 0))
+        for i, t in enumerate(self.tiles):
+            sheet.paste(t, ((i % cols) * (tw + 4), (i // cols) * (th + 4)))
+        return sheet
+
+    def save(self, path: "str | os.PathLike[str]", quality: int = DEFAULT_QUALITY) -> None:
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        pil = {".png": "PNG", ".webp": "WEBP"}.get(suffix, "JPEG")
+        write_image(Path(path), self.compose(), pil, quality=quality)

@@ -1,0 +1,436 @@
+"""The command line through its real entry points: `cli.main(argv)` in-process and `python -m s2ccrop`.
+
+The real `Cropper` runs (untrained fallback or the shipped default); in-process runs share one loaded
+instance to keep the suite fast. Every image is generated here, tiny.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from s2ccrop import cli
+from s2ccrop.types import Ratio
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = ["input", "ratio", "box", "width", "height", "score", "output"]
+
+
+@pytest.fixture(scope="session")
+def shared_cropper():
+    cache = {}
+
+    def make(weights, device, report):
+        key = (weights, device)
+        if key not in cache:
+            cache[key] = real_make(weights, device, report)
+        return cache[key]
+
+    real_make = cli.make_cropper
+    return make
+
+
+@pytest.fixture(autouse=True)
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cropper):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("S2CCROP_CACHE", str(tmp_path / ".cache"))
+    monkeypatch.delenv("S2CCROP_MANIFEST", raising=False)
+    monkeypatch.setattr(cli, "make_cropper", shared_cropper)
+
+
+def run(*argv: str, stdin: bytes = b"", tty: bool = False) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([str(a) for a in argv], cli.Env(io.BytesIO(stdin), out, err, tty))
+    return code, out.getvalue(), err.getvalue()
+
+
+def errors_of(err: str) -> list[str]:
+    return [l for l in err.splitlines() if "warning:" not in l]
+
+
+def photo(path: Path, size=(48, 32), seed: int = 0, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+def records(out: str) -> list[dict]:
+    return [json.loads(l) for l in out.splitlines()]
+
+
+def subprocess_env(tmp_path: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "S2CCROP_CACHE": str(tmp_path / ".cache")}
+
+
+# ------------------------------------------------------------------ folders, JSON, names
+
+
+def test_nested_folders_are_mirrored_and_json_is_exact(tmp_path: Path):
+    photo(tmp_path / "in" / "a.jpg", (60, 40))
+    photo(tmp_path / "in" / "2023" / "deep" / "b.png", (40, 60), seed=1)
+    code, out, err = run("in", "-o", "out", "-r", "16:9", "-r", "og", "-r", "any", "--json")
+    assert code == 0, err
+    recs = records(out)
+    assert [(r["input"], r["ratio"]) for r in recs] == [
+        ("in/a.jpg", "16:9"), ("in/a.jpg", "1.91:1"), ("in/a.jpg", "any"),
+        ("in/2023/deep/b.png", "16:9"), ("in/2023/deep/b.png", "1.91:1"), ("in/2023/deep/b.png", "any"),
+    ]
+    assert [r["output"] for r in recs[3:]] == [
+        "out/2023/deep/b_16x9.png", "out/2023/deep/b_1.91x1.png", "out/2023/deep/b_any.png"]
+    for r in recs:
+        assert list(r) == KEYS
+        assert (r["width"], r["height"]) == ((60, 40) if r["input"].endswith("a.jpg") else (40, 60))
+        x1, y1, x2, y2 = r["box"]
+        assert all(isinstance(v, int) for v in r["box"]) and isinstance(r["score"], float)
+        assert 0 <= x1 < x2 <= r["width"] and 0 <= y1 < y2 <= r["height"]
+        with Image.open(r["output"]) as im:
+            assert im.size == (x2 - x1, y2 - y1)  # no size option: the crop's own pixels
+    assert sorted(p.name for p in (tmp_path / "in").rglob("*") if p.is_file()) == ["a.jpg", "b.png"]
+
+
+def test_default_outputs_go_beside_inputs_and_a_rerun_does_not_crop_them(tmp_path: Path):
+    photo(tmp_path / "p" / "x.jpg")
+    code, out, _ = run("p", "-r", "square", "-r", "phone")
+    assert code == 0
+    assert out.splitlines()[0].startswith("p/x.jpg  1:1  ") and out.splitlines()[0].endswith("-> p/x_1x1.jpg")
+    before = sorted(os.listdir("p"))
+    assert before == ["x.jpg", "x_1x1.jpg", "x_9x16.jpg"]
+    code, out, _ = run("p", "-r", "square", "-r", "phone", "--json")
+    assert code == 0 and {r["input"] for r in records(out)} == {"p/x.jpg"}
+    assert sorted(os.listdir("p")) == before
+
+
+def test_name_template_preset_and_subfolders(tmp_path: Path):
+    photo(tmp_path / "x.jpg")
+    code, out, err = run("x.jpg", "-r", "phone", "-r", "1:1", "--name", "{preset}/{stem}.{ext}", "--format", "png",
+                         "-o", "o", "--json")
+    assert code == 0, err
+    assert [r["output"] for r in records(out)] == ["o/phone/x.png", "o/1:1/x.png"]
+    assert Image.open("o/phone/x.png").format == "PNG"
+
+
+# ------------------------------------------------------------------ exact sizes
+
+
+def test_width_gives_exact_sizes_for_many_ratios(tmp_path: Path):
+    photo(tmp_path / "big.png", (120, 90))
+    ratios = ["16:9", "9:16", "1:1", "4:5", "1.91:1", "21:9", "3:1", "any"]
+    code, out, err = run("big.png", *[a for r in ratios for a in ("-r", r)], "--width", 24, "--upscale", "--json",
+                         "-o", "o")
+    assert code == 0, err
+    recs = records(out)
+    assert [r["ratio"] for r in recs] == ratios
+    for rec in recs:
+        x1, y1, x2, y2 = rec["box"]
+        shape = (x2 - x1) / (y2 - y1) if rec["ratio"] == "any" else Ratio.parse(rec["ratio"]).value
+        with Image.open(rec["output"]) as im:
+            assert im.size == (24, int(24 / shape + 0.5)), rec["ratio"]
+
+
+@pytest.mark.parametrize("size, ratio", [("32x18", "16:9"), ("18x32", "9:16"), ("20x20", "1:1"),
+                                         ("1200x628", "300:157")])
+def test_size_is_exact_and_never_upscales_without_asking(tmp_path: Path, size: str, ratio: str):
+    photo(tmp_path / "p.png", (96, 64))
+    w, h = map(int, size.split("x"))
+    code, out, err = run("p.png", "--size", size, "--json", "-o", "o")  # ratio follows from --size
+    assert code == 0, err
+    (rec,) = records(out)
+    assert rec["ratio"] == ratio
+    bw, bh = rec["box"][2] - rec["box"][0], rec["box"][3] - rec["box"][1]
+    expected = (w, h) if (w <= bw and h <= bh) else (bw, bh)
+    assert Image.open(rec["output"]).size == expected
+    if expected != (w, h):
+        assert "--upscale" in err
+        code, out, _ = run("p.png", "--size", size, "--upscale", "--json", "-o", "o2")
+        assert Image.open(records(out)[0]["output"]).size == (w, h)
+
+
+def test_size_that_contradicts_a_ratio_is_a_usage_error():
+    code, out, err = run("x.jpg", "--size", "100x100", "-r", "16:9")
+    assert (code, out) == (2, "") and err == (
+        "s2ccrop: error: --size 100x100 does not have the ratio 16:9; give that ratio its own run, "
+        "or use --width/--height, which follow each ratio\n")
+
+
+INVERSE = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+           7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+
+
+def test_exif_orientations_1_to_8_give_upright_outputs(tmp_path: Path):
+    upright = {}
+    for o in range(1, 9):
+        up = Image.fromarray(np.random.default_rng(o).integers(0, 255, (30, 50, 3), dtype=np.uint8))
+        stored = up if INVERSE[o] is None else up.transpose(INVERSE[o])
+        exif = Image.Exif()
+        exif[0x0112] = o
+        stored.save(photo_dir(tmp_path) / f"o{o}.png", exif=exif.tobytes())
+        upright[f"exif/o{o}.png"] = up
+    code, out, err = run("exif", "-r", "1:1", "--json", "-o", "out")
+    assert code == 0, err
+    recs = records(out)
+    assert sorted(r["input"] for r in recs) == sorted(upright)
+    for rec in recs:
+        assert (rec["width"], rec["height"]) == (50, 30)
+        with Image.open(rec["output"]) as im:
+            assert im.getexif().get(0x0112, 1) == 1
+            assert np.array_equal(np.asarray(im), np.asarray(upright[rec["input"]].crop(tuple(rec["box"]))))
+
+
+def photo_dir(tmp_path: Path) -> Path:
+    (tmp_path / "exif").mkdir(exist_ok=True)
+    return tmp_path / "exif"
+
+
+def test_format_and_quality(tmp_path: Path):
+    photo(tmp_path / "n.png", (64, 64))
+    for q in (10, 95):
+        assert run("n.png", "-r", "1:1", "--format", "webp", "--quality", q, "--name", f"{{stem}}_q{q}.{{ext}}")[0] == 0
+    assert Image.open("n_q10.webp").format == "WEBP"
+    assert os.path.getsize("n_q10.webp") < os.path.getsize("n_q95.webp")
+    code, _, err = run("n.png", "--quality", "101")
+    assert code == 2 and "between 1 and 100" in err
+
+
+# ------------------------------------------------------------------ stdin
+
+
+def test_stdin_newline_and_nul(tmp_path: Path):
+    a = photo(tmp_path / "a b.jpg")
+    b = photo(tmp_path / "line\nbreak.png", seed=2)
+    code, out, err = run("-", "-r", "1:1", "--json", "--dry-run", stdin=f"{a.name}\n\n".encode())
+    assert code == 0 and [r["input"] for r in records(out)] == ["a b.jpg"]
+    code, out, err = run("-", "-0", "-r", "1:1", "--json", "--dry-run", stdin=f"{b.name}\0{a.name}\0".encode())
+    assert code == 0 and [r["input"] for r in records(out)] == ["line\nbreak.png", "a b.jpg"]
+    code, out, err = run("-", "-r", "1:1", "--dry-run", stdin=b"line\nbreak.png\n")  # split by newline: no such files
+    assert code == 1 and errors_of(err) == ["s2ccrop: error: line: no such file or directory",
+                                            "s2ccrop: error: break.png: no such file or directory"]
+
+
+# ------------------------------------------------------------------ dry run, skip-existing, overwrite rules
+
+
+def test_dry_run_writes_nothing(tmp_path: Path):
+    photo(tmp_path / "d" / "p.jpg")
+    code, out, _ = run("d", "--dry-run", "--json", "-o", "o")
+    recs = records(out)
+    assert code == 0 and [r["ratio"] for r in recs] == ["any", "1:1", "4:5", "16:9", "9:16"]
+    assert all(r["output"] is None for r in recs)
+    assert not Path("o").exists() and os.listdir("d") == ["p.jpg"]
+
+
+def test_skip_existing_makes_a_rerun_a_noop(tmp_path: Path, monkeypatch):
+    photo(tmp_path / "s" / "p.jpg")
+    photo(tmp_path / "s" / "q.jpg", seed=3)
+    assert run("s", "-o", "o", "-r", "1:1", "-r", "16:9")[0] == 0
+    stamp = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in Path("o").iterdir()}
+    os.remove("o/q_16x9.jpg")
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not load when every output exists")
+
+    code, out, _ = run("s", "-o", "o", "-r", "1:1", "-r", "16:9", "--skip-existing", "--json")
+    assert code == 0 and [(r["input"], r["ratio"]) for r in records(out)] == [("s/q.jpg", "16:9")]
+    assert all((p.stat().st_mtime_ns, p.read_bytes()) == v for p, v in stamp.items() if p.name != "q_16x9.jpg")
+    monkeypatch.setattr(cli, "make_cropper", no_model)
+    assert run("s", "-o", "o", "-r", "1:1", "-r", "16:9", "--skip-existing") == (0, "", "")
+
+
+def test_an_input_is_never_overwritten(tmp_path: Path):
+    src = photo(tmp_path / "keep.jpg")
+    data = src.read_bytes()
+    code, out, err = run("keep.jpg", "-r", "1:1", "--name", "{stem}.{ext}")
+    assert code == 1 and out == ""
+    assert errors_of(err) == ["s2ccrop: error: keep.jpg: output keep.jpg would overwrite the input; "
+                              "use -o or another --name"]
+    assert src.read_bytes() == data
+
+
+def test_same_stem_collision_is_an_error_not_a_silent_overwrite(tmp_path: Path):
+    photo(tmp_path / "c" / "a.jpg")
+    photo(tmp_path / "c" / "a.png", seed=5)
+    code, out, err = run("c", "-r", "1:1", "--format", "jpg", "-o", "o", "--json")
+    assert code == 1 and [r["input"] for r in records(out)] == ["c/a.jpg"]
+    assert "c/a.png: output o/a_1x1.jpg was already written for c/a.jpg" in err
+
+
+# ------------------------------------------------------------------ errors and exit codes
+
+
+def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(tmp_path: Path):
+    photo(tmp_path / "b" / "good.jpg")
+    (tmp_path / "b" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "b" / "text.png").write_text("not a picture")
+    code, out, err = run("b", "missing.jpg", "-r", "1:1", "--json", "-o", "o")
+    assert code == 1
+    assert [r["input"] for r in records(out)] == ["b/good.jpg"]
+    assert errors_of(err) == [
+        "s2ccrop: error: b/empty.jpg: not an image file (or a format Pillow cannot read)",
+        "s2ccrop: error: b/text.png: not an image file (or a format Pillow cannot read)",
+        "s2ccrop: error: missing.jpg: no such file or directory",
+    ]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "no input"),
+        (["x.jpg", "-r", "0:9"], "invalid ratio"),
+        (["x.jpg", "-r", "sixteen"], "preset name"),
+        (["x.jpg", "--size", "big"], "invalid size"),
+        (["x.jpg", "--name", "{stem}_{bad}.jpg"], "unknown field"),
+        (["x.jpg", "--workers=-1"], "must not be negative"),
+        (["x.jpg", "--format", "gif"], "invalid choice"),
+        (["x.jpg", "--width", "10", "--size", "10x10"], "not allowed with"),
+    ],
+)
+def test_usage_errors_exit_2(argv, message):
+    code, out, err = run(*argv)
+    assert code == 2 and out == "" and message in err
+
+
+def test_weights_error_exits_2_before_any_output(tmp_path: Path):
+    photo(tmp_path / "p.jpg")
+    code, out, err = run("p.jpg", "--weights", "does/not/exist.safetensors")
+    assert (code, out) == (2, "") and err == "s2ccrop: error: does/not/exist.safetensors: no such weights file\n"
+    assert os.listdir(".") == ["p.jpg"]
+
+
+def test_interrupt_exits_130_and_leaves_no_partial_file(tmp_path: Path, monkeypatch):
+    from s2ccrop.io import writers
+
+    photo(tmp_path / "i.jpg")
+
+    def interrupted_save(fh, *a, **k):
+        fh.write(b"half an image")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers, "save_image", interrupted_save)
+    code, out, err = run("i.jpg", "-r", "1:1", "-o", "o")
+    assert code == 130 and err.endswith("s2ccrop: interrupted\n")
+    assert not Path("o").exists() or list(Path("o").rglob("*")) == []
+
+
+def test_real_sigint_exits_130(tmp_path: Path):
+    proc = subprocess.Popen([sys.executable, "-m", "s2ccrop", "-", "-o", "o"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(tmp_path), cwd=tmp_path)
+    time.sleep(1.5)  # started and blocked reading paths from stdin
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"Traceback" not in err and err.endswith(b"s2ccrop: interrupted\n")
+
+
+def test_broken_pipe_is_not_a_crash(tmp_path: Path):
+    photo(tmp_path / "bp" / "0.jpg")
+    env = subprocess_env(tmp_path)
+    # `true` exits without reading, long before the first result: every write hits a closed pipe.
+    cmd = f"{sys.executable} -m s2ccrop bp -r 1:1 --dry-run --json | true"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr
+    assert proc.returncode == 1  # stopped quietly: not every result reached a reader
+
+
+# ------------------------------------------------------------------ entry points, help, subcommands
+
+
+def test_python_m_s2ccrop_runs_the_real_pipeline(tmp_path: Path):
+    photo(tmp_path / "m" / "x.jpg", (64, 48))
+    proc = subprocess.run([sys.executable, "-m", "s2ccrop", "m", "-r", "desktop", "--width", "32", "--json",
+                           "-o", "out"], capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = records(proc.stdout)
+    assert rec["output"] == "out/x_16x9.jpg" and Image.open("out/x_16x9.jpg").size == (32, 18)
+
+
+def test_version_is_fast_and_does_not_import_torch(tmp_path: Path):
+    code = ("import sys, time; t = time.perf_counter(); from s2ccrop import cli; rc = cli.main(['--version']); "
+            "print(rc, 'torch' in sys.modules, 'PIL.Image' in sys.modules, round(time.perf_counter() - t, 3))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(tmp_path),
+                          timeout=60)
+    rc, torch_loaded, pil_loaded, seconds = proc.stdout.split("\n")[-2].split()
+    assert proc.stdout.startswith("s2ccrop ") and (rc, torch_loaded, pil_loaded) == ("0", "False", "False")
+    assert float(seconds) < 0.3
+
+
+def test_help_shows_examples_presets_and_subcommands():
+    code, out, _ = run("--help")
+    assert code == 0
+    for needle in ("examples:", "s2ccrop photo.jpg -r 16:9", "phone", "9:16", "1.91:1", "default ",
+                   "weights", "info", "preview", "exit status"):
+        assert needle in out
+
+
+def test_subcommand_rule_and_dash_dash(tmp_path: Path):
+    photo(tmp_path / "info" / "p.jpg")
+    code, out, _ = run("info", "--json")
+    assert code == 0 and "compiled_ops" in json.loads(out)
+    code, out, _ = run("-r", "1:1", "--dry-run", "--json", "--", "info")
+    assert code == 0 and [r["input"] for r in records(out)] == ["info/p.jpg"]
+    code, out, _ = run("./info", "-r", "1:1", "--dry-run", "--json")
+    assert code == 0 and len(records(out)) == 1
+
+
+def test_external_subcommands_are_lazy_and_a_missing_one_is_a_usage_error(monkeypatch):
+    assert {"train", "eval"} <= set(cli.SUBCOMMANDS)
+    monkeypatch.setitem(cli.SUBCOMMANDS, "train", cli._external("s2ccrop.no_such_module:main", "train"))
+    code, out, err = run("train", "--help")
+    assert (code, out) == (2, "") and err.startswith("s2ccrop: error: the 'train' command is not available")
+
+
+def test_info_reports_ops_cache_and_default_weights(tmp_path: Path):
+    code, out, _ = run("info", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert data["cache_dir"] == str(tmp_path / ".cache")
+    assert isinstance(data["compiled_ops"], bool) and data["compiled_ops_detail"]
+    assert data["default_weights"] == "s2ccrop-v1" and data["device"] == "cpu"
+    assert data["torch"] and data["pillow"]
+    code, out, _ = run("info")
+    assert code == 0 and any(l.startswith("compiled_ops ") for l in out.splitlines())
+
+
+# ------------------------------------------------------------------ preview
+
+
+def test_preview_subcommand_draws_a_contact_sheet(tmp_path: Path):
+    for i in range(2):
+        Image.new("RGB", (60, 40), (40, 40, 40)).save(tmp_path / f"{i}.png")
+    code, out, err = run("preview", "0.png", "1.png", "-r", "1:1", "-r", "16:9", "-o", "sheet.png")
+    assert code == 0, err
+    assert out == "sheet.png\n"
+    assert sorted(p for p in os.listdir(".") if not p.startswith(".")) == ["0.png", "1.png", "sheet.png"]
+    with Image.open("sheet.png") as im:
+        assert im.size == (2 * 480 + 4, 480 + 18)
+        colours = {c for _, c in im.convert("RGB").getcolors(1 << 20)}
+    assert (230, 25, 75) in colours and (60, 180, 75) in colours  # the boxes of the two ratios
+
+
+def test_preview_option_with_a_normal_run(tmp_path: Path):
+    photo(tmp_path / "p.jpg")
+    code, out, _ = run("p.jpg", "-r", "1:1", "--preview", "look.jpg", "--json", "-o", "o")
+    assert code == 0 and records(out)[0]["output"] == "o/p_1x1.jpg"
+    assert Image.open("look.jpg").size == (480, 498)
+
+
+def test_progress_bar_only_on_a_terminal_and_never_on_stdout(tmp_path: Path):
+    photo(tmp_path / "t.jpg")
+    code, out, err = run("t.jpg", "-r", "1:1", "--json", "--dry-run", tty=True)
+    assert code == 0 and len(records(out)) == 1  # stdout stays pure JSON
+    assert "1 photos" in err  # the summary (and bar) went to stderr
+    code, out, err = run("t.jpg", "-r", "1:1", "--json", "--dry-run", tty=False)
+    assert errors_of(err) == []
