@@ -1,0 +1,109 @@
+"""Training-time augmentation that multiplies framings while keeping the human crop right.
+
+A sample is a photo (uint8 HxWx3, kept in memory at a reduced size), its human crop and its votes, all in
+that array's pixels. `augment` draws a random context window that still contains the human crop (so the
+label stays exactly right), optionally mirrors it, jitters its aspect, and returns the window resized to
+the model's input with every box mapped into the model's pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..preprocess import MEAN, STD, model_size
+
+
+@dataclass
+class AugmentConfig:
+    p_full: float = 0.35  # keep the whole photo (the framing seen at inference)
+    max_shrink: float = 0.6  # each side of the window moves at most this share of the margin to the crop
+    p_flip: float = 0.5
+    aspect_jitter: float = 0.08  # the window's resized aspect is scaled by exp(U(-j, j))
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+@dataclass
+class Sample:
+    image: torch.Tensor  # [1, 3, h, w] normalised model input
+    size: tuple[int, int]  # (w, h) of the model input
+    crop: np.ndarray  # [4] human crop, model pixels
+    votes: np.ndarray  # [V, 8] box0 xyxy, box1 xyxy (model pixels)
+    vote_weights: np.ndarray  # [V] signed: > 0 means box0 preferred
+
+
+def _window(width: int, height: int, crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < cfg.p_full:
+        return np.array([0.0, 0.0, width, height])
+    x1, y1, x2, y2 = crop
+    u = rng.uniform(0, cfg.max_shrink, size=4)
+    return np.array([x1 * u[0], y1 * u[1], width - (width - x2) * u[2], height - (height - y2) * u[3]])
+
+
+def augment(
+    pixels: np.ndarray,
+    crop: np.ndarray,
+    votes: np.ndarray,
+    vote_weights: np.ndarray,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+    train: bool = True,
+) -> Sample:
+    """Draw one framing of a photo. With ``train=False`` the whole photo is used as is."""
+    height, width = pixels.shape[:2]
+    crop = np.asarray(crop, dtype=np.float64)
+    if train:
+        win = np.floor(_window(width, height, crop, cfg, rng) + [0, 0, 0.999, 0.999]).astype(int)
+        win[2:] = np.maximum(win[2:], win[:2] + 1)
+    else:
+        win = np.array([0, 0, width, height])
+    wx1, wy1, wx2, wy2 = (int(v) for v in win)
+    region = pixels[wy1:wy2, wx1:wx2]
+    rw, rh = wx2 - wx1, wy2 - wy1
+    aspect = float(np.exp(rng.uniform(-cfg.aspect_jitter, cfg.aspect_jitter))) if train else 1.0
+    size = model_size(max(1, round(rw * aspect)), rh)
+    sx, sy = size[0] / rw, size[1] / rh
+
+    def to_model(boxes: np.ndarray) -> np.ndarray:
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) - [wx1, wy1, wx1, wy1]
+        return b * [sx, sy, sx, sy]
+
+    crop_m = to_model(crop)[0]
+    votes = np.asarray(votes, dtype=np.float64).reshape(-1, 8)
+    inside = (
+        (votes[:, [0, 4]].min(1) >= wx1 - 1) & (votes[:, [1, 5]].min(1) >= wy1 - 1)
+        & (votes[:, [2, 6]].max(1) <= wx2 + 1) & (votes[:, [3, 7]].max(1) <= wy2 + 1)
+    )
+    votes, vote_weights = votes[inside], np.asarray(vote_weights, dtype=np.float64)[inside]
+    votes_m = np.concatenate([to_model(votes[:, :4]), to_model(votes[:, 4:])], axis=1) if len(votes) else np.zeros((0, 8))
+
+    x = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1).unsqueeze(0).float()
+    x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=False)
+    if train and rng.random() < cfg.p_flip:
+        x = x.flip(-1)
+        w = size[0]
+        crop_m = np.array([w - crop_m[2], crop_m[1], w - crop_m[0], crop_m[3]])
+        if len(votes_m):
+            votes_m = votes_m[:, [2, 1, 0, 3, 6, 5, 4, 7]] * [-1, 1, -1, 1, -1, 1, -1, 1] + [w, 0, w, 0, w, 0, w, 0]
+    if train:
+        x = _colour(x, cfg, rng)
+    x = x / 256.0
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    return Sample(x, size, crop_m, votes_m, vote_weights)
+
+
+def _colour(x: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:
+    b = 1 + rng.uniform(-cfg.brightness, cfg.brightness)
+    c = 1 + rng.uniform(-cfg.contrast, cfg.contrast)
+    s = 1 + rng.uniform(-cfg.saturation, cfg.saturation)
+    x = x * b
+    mean = x.mean()
+    x = (x - mean) * c + mean
+    grey = x.mean(dim=1, keepdim=True)
+    x = (x - grey) * s + grey
+    return x.clamp(0, 255)

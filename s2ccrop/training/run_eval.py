@@ -1,0 +1,107 @@
+"""`s2ccrop eval fcdb DIR` and `s2ccrop eval gaicd DIR`: score a model the way the field does (SPEC §4).
+
+FCDB: mean IoU / BDE of the chosen crop against the human crop, free-form ("any") and given the human
+crop's own ratio ("ratio"); `--baselines` adds whole image, centred crop and smartcrop.py measured the
+same way. GAICD: SRCC/PCC and Acc_{K/N}, Acc5/Acc10 over the annotated candidates, with the reference
+detector boxes as visual genes (`--genes official`) or none (`--genes whole`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import load_fcdb, load_gaicd_v1, split_fcdb
+from .evaluate import evaluate_fcdb, evaluate_gaicd, format_table
+
+
+class FixedGenes:
+    """Gene boxes handed over by the caller for the photo being scored (the reference detector's)."""
+
+    name = "given"
+
+    def __init__(self) -> None:
+        self.current = np.zeros((0, 4))
+
+    def boxes(self, width: int, height: int, key: str | None = None) -> np.ndarray:
+        return self.current
+
+
+def _cropper(weights: str | None, device: str, genes=None):
+    from ..api import Cropper
+
+    return Cropper(weights=weights, device=device, genes=genes)
+
+
+def model_crop_fn(cropper):
+    def crop(image, ratio: str):
+        return cropper.crop(image, [ratio])[0].box
+
+    return crop
+
+
+def eval_fcdb(args: argparse.Namespace) -> list[dict]:
+    records, report = load_fcdb(args.dir)
+    if args.split != "all":
+        train, val = split_fcdb(records)
+        records = val if args.split == "val" else train
+    if args.limit:
+        records = records[: args.limit]
+    print(f"fcdb: {len(records)} photos ({args.split}); {report.summary()}", file=sys.stderr)
+    methods = [("s2ccrop", model_crop_fn(_cropper(args.weights, args.device)))]
+    if args.baselines:
+        from . import baselines
+
+        methods += [("whole image", baselines.whole_image), ("centred crop", baselines.centred_crop), ("smartcrop.py", baselines.smartcrop_crop)]
+    return [evaluate_fcdb(records, fn, mode, name=name) for name, fn in methods for mode in ("any", "ratio")]
+
+
+def eval_gaicd(args: argparse.Namespace) -> list[dict]:
+    records = load_gaicd_v1(args.dir, split=None if args.split == "all" else args.split, with_images_only=True)
+    genes = FixedGenes() if args.genes == "official" else None
+    cropper = _cropper(args.weights, args.device, genes)
+
+    def score(image, boxes, gene_boxes):
+        if genes is not None:
+            genes.current = gene_boxes if gene_boxes is not None else np.zeros((0, 4))
+        return cropper.score(cropper.prepare(image), boxes)
+
+    return [evaluate_gaicd(records, score, name=f"s2ccrop ({args.genes} genes)")]
+
+
+def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="benchmark", required=True)
+    for name, helptext in (("fcdb", "FCDB-format folder (crops.json, images/)"), ("gaicd", "GAICD v1 folder (annotations/, images/, train.txt, test.txt)")):
+        p = sub.add_parser(name, help=f"evaluate on a {helptext}")
+        p.add_argument("dir", type=Path, help=helptext)
+        p.add_argument("--weights", help="registry name or checkpoint path (default: the embedded default)")
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--json", dest="json_out", type=Path, help="also write the full results (per-photo rows) as JSON")
+    fcdb = sub.choices["fcdb"]
+    fcdb.add_argument("--split", choices=["val", "train", "all"], default="val",
+                      help="photos to use: our validation split of the FCDB training photos (default), its training part, or all (a test folder)")
+    fcdb.add_argument("--limit", type=int, default=0, help="only the first N photos")
+    fcdb.add_argument("--baselines", action="store_true", help="also measure whole image, centred crop and smartcrop.py")
+    gaicd = sub.choices["gaicd"]
+    gaicd.add_argument("--split", choices=["test", "train", "all"], default="test")
+    gaicd.add_argument("--genes", choices=["official", "whole"], default="official",
+                       help="visual genes: the reference detector boxes beside the annotations, or the whole image")
+    return ap
+
+
+def main(argv: list[str] | None = None, prog: str = "s2ccrop eval") -> int:
+    args = build_parser(prog).parse_args(argv)
+    results = eval_fcdb(args) if args.benchmark == "fcdb" else eval_gaicd(args)
+    print(format_table(results))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

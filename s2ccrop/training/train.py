@@ -1,0 +1,314 @@
+"""Train S2CNet on FCDB human crops and votes: one reproducible command.
+
+    s2ccrop train --data ../shared/data/fcdb-train --config configs/s2ccrop-v1.toml --out weights/s2ccrop-v1.safetensors
+
+Everything that changes the result lives in the TOML config (committed); the seed fixes the rest. The
+validation split is carved from the training photos by `datasets.split_fcdb` and never trained on; the
+epoch with the best validation IoU is kept (early stopping).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import candidates as cand
+from ..model import S2CNet, S2CNetConfig, save_checkpoint
+from ..preprocess import model_size
+from .augment import AugmentConfig, augment
+from .datasets import FCDBRecord, load_fcdb, split_fcdb
+from .losses import box_iou, listwise_loss, vote_loss
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 2024
+    # model shape
+    align_size: int = 9
+    num_boxes: int = 4
+    head: str = "crop"
+    dropout: float = 0.1
+    # optimisation
+    epochs: int = 12
+    lr_head: float = 3e-4
+    lr_backbone: float = 3e-5
+    weight_decay: float = 1e-2
+    frozen_stages: list = field(default_factory=lambda: ["feature3"])
+    grad_clip: float = 5.0
+    # candidates per training framing
+    n_grid: int = 32
+    n_ratio: int = 20
+    n_jitter: int = 12
+    jitter_sigma: float = 0.06
+    # losses
+    temperature: float = 0.05
+    vote_weight: float = 0.5
+    vote_margin: float = 0.5
+    # data
+    cache_short_side: int = 320
+    val_fraction: float = 0.15
+    split_seed: int = 2024
+    patience: int = 4
+    max_minutes: float = 85.0
+    threads: int = 0
+    limit_train: int = 0  # > 0: use only this many training photos (smoke runs)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @classmethod
+    def from_toml(cls, path: "str | Path") -> "TrainConfig":
+        raw = tomllib.loads(Path(path).read_text())
+        aug = AugmentConfig(**raw.pop("augment", {}))
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+        return cls(**raw, augment=aug)
+
+    def model_config(self) -> S2CNetConfig:
+        return S2CNetConfig(align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout)
+
+
+@dataclass
+class CachedPhoto:
+    """A photo decoded once, at a reduced size, with its labels in that array's pixels."""
+
+    file: str
+    pixels: np.ndarray
+    original: tuple[int, int]
+    crop: np.ndarray
+    votes: np.ndarray
+    vote_weights: np.ndarray
+
+
+def cache_photo(record: FCDBRecord, short_side: int) -> CachedPhoto:
+    from PIL import Image
+
+    with Image.open(record.path) as im:
+        im.draft("RGB", (record.width // 2, record.height // 2))
+        im = im.convert("RGB")
+        scale = min(1.0, short_side / min(im.size))
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.BILINEAR) if size != im.size else im
+        pixels = np.asarray(im, dtype=np.uint8).copy()
+    sx, sy = pixels.shape[1] / record.width, pixels.shape[0] / record.height
+    f = np.array([sx, sy, sx, sy])
+    votes = [v for v in record.votes if v.votes0 != v.votes1]
+    vboxes = np.array([list(v.box0) + list(v.box1) for v in votes], dtype=np.float64).reshape(-1, 8) * np.tile(f, 2)
+    vw = np.array([(v.votes0 - v.votes1) / (v.votes0 + v.votes1) for v in votes], dtype=np.float64)
+    return CachedPhoto(record.file, pixels, (record.width, record.height), np.asarray(record.crop, float) * f, vboxes, vw)
+
+
+def _jitter(crop: np.ndarray, n: int, sigma: float, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    w, h = crop[2] - crop[0], crop[3] - crop[1]
+    noise = rng.normal(0, sigma, size=(n, 4)) * [w, h, w, h]
+    boxes = crop[None] + noise
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, size[0])
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, size[1])
+    ok = (boxes[:, 2] - boxes[:, 0] > 4) & (boxes[:, 3] - boxes[:, 1] > 4)
+    return boxes[ok]
+
+
+def _subset(boxes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    if len(boxes) <= n:
+        return boxes
+    return boxes[rng.choice(len(boxes), n, replace=False)]
+
+
+def training_candidates(crop: np.ndarray, size: tuple[int, int], cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """A mix that covers what inference scores: the free-form grid, boxes of the human crop's ratio,
+    and near misses around the human crop (plus the crop itself)."""
+    w, h = size
+    ratio = Fraction((crop[2] - crop[0]) / max(crop[3] - crop[1], 1e-6)).limit_denominator(64)
+    parts = [
+        _subset(cand.gaic_grid(w, h), cfg.n_grid, rng),
+        _subset(cand.fixed_ratio(w, h, ratio).astype(np.float64), cfg.n_ratio, rng) if ratio > 0 else np.zeros((0, 4)),
+        _jitter(crop, cfg.n_jitter, cfg.jitter_sigma, size, rng),
+        crop[None],
+    ]
+    return np.concatenate(parts, axis=0)
+
+
+def whole_image_genes(size: tuple[int, int], count: int) -> torch.Tensor:
+    return torch.tensor([[0.0, 0.0, float(size[0]), float(size[1])]] * count)
+
+
+def build_model(cfg: TrainConfig, imagenet: dict[str, torch.Tensor] | None) -> S2CNet:
+    model = S2CNet(cfg.model_config())
+    if imagenet is not None:
+        model.load_imagenet_backbone(imagenet)
+    for stage in cfg.frozen_stages:
+        for p in getattr(model.Feat_ext, stage).parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def set_train_mode(model: S2CNet) -> None:
+    """Train the head; keep every BatchNorm on its ImageNet statistics (batches are one photo)."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, float]:
+    s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True)
+    boxes = training_candidates(s.crop, s.size, cfg, rng)
+    targets = torch.from_numpy(box_iou(boxes, s.crop)).float()
+    n_votes = len(s.votes)
+    all_boxes = np.concatenate([boxes, s.votes[:, :4], s.votes[:, 4:]], axis=0) if n_votes else boxes
+    fmap = model.features(s.image)
+    scores = model.score_boxes(fmap, torch.from_numpy(all_boxes).float(), whole_image_genes(s.size, cfg.num_boxes), s.size)
+    n = len(boxes)
+    l_rank = listwise_loss(scores[:n], targets, cfg.temperature)
+    l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float(), cfg.vote_margin)
+    loss = l_rank + cfg.vote_weight * l_vote
+    loss.backward()
+    return {"loss": loss.item(), "rank": l_rank.item(), "vote": l_vote.item()}
+
+
+@torch.inference_mode()
+def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[str, float]:
+    """Mean IoU of the chosen crop: free-form (GAIC grid) and given the human crop's own ratio.
+
+    IoU is unchanged by scaling either axis, so it is computed in the model's pixels."""
+    model.eval()
+    ious_any, ious_ratio = [], []
+    for p in photos:
+        s = augment(p.pixels, p.crop, p.votes, p.vote_weights, AugmentConfig(), np.random.default_rng(0), train=False)
+        W, H = p.original
+        sx, sy = s.size[0] / W, s.size[1] / H
+        grid = cand.gaic_grid(*s.size)
+        fr = p.crop  # human crop in cached pixels
+        ratio = Fraction(round((fr[2] - fr[0]) / p.pixels.shape[1] * W), max(1, round((fr[3] - fr[1]) / p.pixels.shape[0] * H)))
+        fixed = cand.fixed_ratio(W, H, ratio).astype(np.float64) * [sx, sy, sx, sy]
+        boxes = np.concatenate([grid, fixed], axis=0)
+        fmap = model.features(s.image)
+        scores = model.score_boxes(fmap, torch.from_numpy(boxes).float(), whole_image_genes(s.size, num_boxes), s.size).numpy()
+        iou = box_iou(boxes, s.crop)
+        ng = len(grid)
+        ious_any.append(iou[:ng][int(np.argmax(scores[:ng]))])
+        ious_ratio.append(iou[ng:][int(np.argmax(scores[ng:]))])
+    return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio))}
+
+
+def run(data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log=print) -> dict:
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    records, report = load_fcdb(data)
+    log(f"data: {report.summary()}")
+    train_recs, val_recs = split_fcdb(records, cfg.val_fraction, cfg.split_seed)
+    if cfg.limit_train:
+        train_recs = train_recs[: cfg.limit_train]
+    t0 = time.time()
+    train_photos = [cache_photo(r, cfg.cache_short_side) for r in train_recs]
+    val_photos = [cache_photo(r, cfg.cache_short_side) for r in val_recs]
+    log(f"cached {len(train_photos)} train / {len(val_photos)} val photos in {time.time() - t0:.0f}s")
+
+    imagenet = torch.load(imagenet_path, map_location="cpu", weights_only=True) if imagenet_path else None
+    model = build_model(cfg, imagenet)
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("Feat_ext.")]
+    head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("Feat_ext.")]
+    opt = torch.optim.AdamW(
+        [{"params": backbone, "lr": cfg.lr_backbone}, {"params": head, "lr": cfg.lr_head}], weight_decay=cfg.weight_decay
+    )
+    steps_total = cfg.epochs * len(train_photos)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / max(steps_total, 1), 1.0))))
+
+    history: list[dict] = []
+    best: dict | None = None
+    best_state = None
+    start = time.time()
+    log_path = out.with_suffix(".log.jsonl")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text("")
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    base = validate(model, val_photos, cfg.num_boxes)
+    log(f"epoch 0 (untrained head): {base}")
+    for epoch in range(1, cfg.epochs + 1):
+        set_train_mode(model)
+        order = rng.permutation(len(train_photos))
+        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0}
+        with Progress(
+            TextColumn(f"epoch {epoch}/{cfg.epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+            TextColumn("{task.fields[loss]}"), transient=True, disable=not sys.stderr.isatty(),
+        ) as bar:
+            task = bar.add_task("train", total=len(order), loss="")
+            for i, idx in enumerate(order, 1):
+                opt.zero_grad(set_to_none=True)
+                parts = train_step(model, train_photos[idx], cfg, rng)
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+                opt.step()
+                sched.step()
+                for k in sums:
+                    sums[k] += parts[k]
+                bar.update(task, advance=1, loss=f"loss {sums['loss'] / i:.3f}")
+        metrics = validate(model, val_photos, cfg.num_boxes)
+        row = {"epoch": epoch, **{k: v / len(order) for k, v in sums.items()}, **metrics, "minutes": (time.time() - start) / 60}
+        history.append(row)
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        score = (metrics["val_iou_any"] + metrics["val_iou_ratio"]) / 2
+        improved = best is None or score > best["score"]
+        if improved:
+            best = {"score": score, **row}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log(
+            f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}) "
+            f"val IoU any {metrics['val_iou_any']:.4f} ratio {metrics['val_iou_ratio']:.4f} "
+            f"[{row['minutes']:.1f} min]{' *best*' if improved else ''}"
+        )
+        if best is not None and epoch - best["epoch"] >= cfg.patience:
+            log(f"early stop: no improvement for {cfg.patience} epochs")
+            break
+        if (time.time() - start) / 60 > cfg.max_minutes * epoch / (epoch + 1):
+            log("stopping: the next epoch would pass the time budget")
+            break
+    assert best_state is not None and best is not None
+    model.load_state_dict(best_state)
+    meta = {
+        "training_data": "FCDB training split minus the validation split (split_fcdb, seed %d)" % cfg.split_seed,
+        "train_config": json.dumps({**asdict(cfg), "augment": asdict(cfg.augment)}, sort_keys=True),
+        "best_epoch": str(best["epoch"]),
+        "val_iou_any": f"{best['val_iou_any']:.4f}",
+        "val_iou_ratio": f"{best['val_iou_ratio']:.4f}",
+    }
+    save_checkpoint(model.eval(), out, meta, half=True)
+    log(f"saved {out} (best epoch {best['epoch']}: any {best['val_iou_any']:.4f}, ratio {best['val_iou_ratio']:.4f})")
+    return {"best": best, "history": history, "baseline_epoch0": base}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="s2ccrop train", description="Train S2CNet on FCDB human crops.")
+    ap.add_argument("--data", required=True, type=Path, help="FCDB folder (crops.json, pairwise_rankings.json, images/)")
+    ap.add_argument("--config", required=True, type=Path, help="TOML training config")
+    ap.add_argument("--out", required=True, type=Path, help="output checkpoint (.safetensors)")
+    ap.add_argument("--imagenet", type=Path, help="torchvision MobileNetV2 ImageNet state_dict for the backbone")
+    args = ap.parse_args(argv)
+    cfg = TrainConfig.from_toml(args.config)
+
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    run(args.data, cfg, args.out, args.imagenet, log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Training pieces: augmentation keeps the human crop right, losses, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from s2ccrop.model import load_checkpoint
+from s2ccrop.preprocess import MEAN, STD
+from s2ccrop.training.augment import AugmentConfig, augment
+from s2ccrop.training.losses import box_iou, listwise_loss, vote_loss
+from s2ccrop.training.train import TrainConfig, run, training_candidates
+
+
+def _photo_with_red_crop(h=240, w=320, crop=(100, 60, 260, 200)):
+    px = np.zeros((h, w, 3), np.uint8)
+    px[..., 2] = 200  # blue everywhere
+    x1, y1, x2, y2 = crop
+    px[y1:y2, x1:x2] = (255, 0, 0)  # the human crop is red
+    return px, np.array(crop, float)
+
+
+def _unnormalise(x: torch.Tensor) -> np.ndarray:
+    x = x[0] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    return (x * 256).permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_augment_keeps_the_crop_exact(seed):
+    px, crop = _photo_with_red_crop()
+    cfg = AugmentConfig(brightness=0, contrast=0, saturation=0)
+    s = augment(px, crop, np.zeros((0, 8)), np.zeros(0), cfg, np.random.default_rng(seed), train=True)
+    img = _unnormalise(s.image)
+    assert s.image.shape == (1, 3, s.size[1], s.size[0])
+    x1, y1, x2, y2 = s.crop
+    assert 0 <= x1 < x2 <= s.size[0] + 1e-6 and 0 <= y1 < y2 <= s.size[1] + 1e-6
+    inner = img[int(np.ceil(y1)) + 1 : int(y2) - 1, int(np.ceil(x1)) + 1 : int(x2) - 1]
+    assert inner[..., 0].min() > 240 and inner[..., 2].max() < 15, "crop box no longer covers the red region"
+    red = img[..., 0] > 128
+    ys, xs = np.nonzero(red)
+    # the red region ends where the mapped box ends (within a pixel of resampling)
+    assert abs(xs.min() - x1) <= 1.5 and abs(xs.max() + 1 - x2) <= 1.5
+    assert abs(ys.min() - y1) <= 1.5 and abs(ys.max() + 1 - y2) <= 1.5
+
+
+def test_augment_flips_votes_with_the_image():
+    px, crop = _photo_with_red_crop()
+    votes = np.array([[0, 0, 100, 100, 200, 50, 300, 150]], float)
+    cfg = AugmentConfig(p_full=1.0, p_flip=1.0, aspect_jitter=0, brightness=0, contrast=0, saturation=0)
+    s = augment(px, crop, votes, np.array([0.6]), cfg, np.random.default_rng(0), train=True)
+    sx = s.size[0] / 320
+    w = s.size[0]
+    assert np.allclose(s.crop, [w - 260 * sx, 60 * s.size[1] / 240, w - 100 * sx, 200 * s.size[1] / 240])
+    assert np.allclose(s.votes[0, [0, 2]], [w - 100 * sx, w])
+    assert s.vote_weights.tolist() == [0.6]
+
+
+def test_eval_framing_is_the_whole_photo():
+    px, crop = _photo_with_red_crop()
+    s = augment(px, crop, np.zeros((0, 8)), np.zeros(0), AugmentConfig(), np.random.default_rng(0), train=False)
+    assert s.size == (352, 256)
+    assert np.allclose(s.crop, crop * [352 / 320, 256 / 240, 352 / 320, 256 / 240])
+
+
+def test_box_iou_hand_values():
+    gt = np.array([0, 0, 10, 10])
+    got = box_iou(np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 5, 5]]), gt)
+    assert np.allclose(got, [1.0, 50 / 150, 0.0, 0.25])
+
+
+def test_listwise_loss_prefers_the_target_order():
+    targets = torch.tensor([0.9, 0.5, 0.1])
+    good = listwise_loss(torch.tensor([3.0, 1.0, -1.0]), targets, 0.05)
+    bad = listwise_loss(torch.tensor([-1.0, 1.0, 3.0]), targets, 0.05)
+    assert good < bad
+    # with one-hot targets it is exactly the cross-entropy of the best candidate
+    ce = torch.nn.functional.cross_entropy(torch.tensor([[3.0, 1.0, -1.0]]), torch.tensor([0]))
+    assert torch.allclose(listwise_loss(torch.tensor([3.0, 1.0, -1.0]), torch.tensor([1.0, 0.0, 0.0]), 1e-4), ce, atol=1e-5)
+
+
+def test_vote_loss():
+    s0, s1 = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 0.0])
+    # vote 1 prefers box 0 clearly (w = 1) and the margin is met; vote 2 prefers box 1 (w = -0.6)
+    loss = vote_loss(s0, s1, torch.tensor([1.0, -0.6]), margin=0.5)
+    # second term: 0.6 * relu(0.5*0.6 - (-1)*(0 - 0)) = 0.6 * 0.3 = 0.18; normalised by 1.6
+    assert loss.item() == pytest.approx(0.18 / 1.6)
+    assert vote_loss(torch.zeros(0), torch.zeros(0), torch.zeros(0), 0.5).item() == 0.0
+
+
+def test_training_candidates_include_the_crop_and_stay_inside():
+    crop = np.array([50.0, 40.0, 250.0, 200.0])
+    boxes = training_candidates(crop, (352, 256), TrainConfig(), np.random.default_rng(0))
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 352).all() and (boxes[:, 3] <= 256).all()
+    assert any(np.allclose(b, crop) for b in boxes)
+    assert 40 <= len(boxes) <= 70
+
+
+def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
+    data = tmp_path / "fcdb"
+    (data / "images").mkdir(parents=True)
+    crops = []
+    for i in range(4):
+        px, crop = _photo_with_red_crop(crop=(40 + 10 * i, 30, 250, 200))
+        Image.fromarray(px).save(data / "images" / f"{i}000_a_c.jpg")
+        crops.append({"file": f"{i}000_a_c.jpg", "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
+    (data / "crops.json").write_text(json.dumps(crops))
+    cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2)
+    out = tmp_path / "w.safetensors"
+    result = run(data, cfg, out, None, log=lambda m: None)
+    model = load_checkpoint(out)
+    assert model.config.num_boxes == 4 and model.config.align_size == 9
+    assert result["best"]["epoch"] == 1
+    assert 0.0 < result["best"]["val_iou_any"] <= 1.0
+    assert (tmp_path / "w.log.jsonl").read_text().count("\n") == 1
+
+
+def test_config_file_rejects_unknown_settings(tmp_path):
+    (tmp_path / "c.toml").write_text("epochs = 2\nlearning_rate = 1\n")
+    with pytest.raises(ValueError, match="unknown settings"):
+        TrainConfig.from_toml(tmp_path / "c.toml")
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    for path in (Path(__file__).resolve().parents[1] / "configs").glob("*.toml"):
+        cfg = TrainConfig.from_toml(path)
+        assert cfg.model_config().head in ("crop", "graph")
