@@ -7,8 +7,10 @@ refer to that upright image. The model gets `Decoded.rgb()` (alpha flattened on 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -73,7 +75,7 @@ def open_image(
     use it only where full resolution is not needed (previews).
     """
     try:
-        with open(path, "rb") as fh:
+        with open_regular_file(path) as fh:
             return _decode(fh, max_pixels=max_pixels, draft=draft)
     except InputError:
         raise
@@ -89,6 +91,29 @@ def open_image(
         raise InputError("not enough memory to decode this image") from None
     except Exception as exc:  # Pillow plugins raise SyntaxError, ValueError, struct.error... on broken files
         raise InputError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+def open_regular_file(path: "str | os.PathLike[str]"):
+    """Open `path` for reading only if it is a regular file; raises InputError for anything else.
+
+    A plain open() of a FIFO named photo.jpg blocks until a writer appears, which would hang a batch
+    forever; O_NONBLOCK makes that open return at once, and fstat on the opened descriptor (not a
+    second lookup of the name) decides. Device files are refused as well: they have no end.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(mode):
+            raise InputError("not a regular file (a pipe, socket or device)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Decoded:
@@ -119,10 +144,17 @@ def check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
     if w <= 0 or h <= 0:
         raise InputError(f"image has no pixels ({w}x{h})")
     if max_pixels and w * h > max_pixels:
+        size, limit = _pixel_count(w * h), _pixel_count(max_pixels)
+        if size == limit:  # 150.0 MP above 150.0 MP reads as nonsense: give the exact counts
+            size, limit = f"{w * h:,} pixels", f"{max_pixels:,} pixels"
         raise InputError(
-            f"image is {w}x{h} = {w * h / 1e6:.1f} MP, above the limit of {max_pixels / 1e6:.1f} MP "
+            f"image is {w}x{h} = {size}, above the limit of {limit} "
             "(possible decompression bomb); raise it with --max-pixels if you trust this file"
         )
+
+
+def _pixel_count(n: int) -> str:
+    return f"{n / 1e6:.1f} MP" if n >= 1_000_000 else f"{n:,} pixels"
 
 
 def read_orientation(img: Image.Image) -> int:
