@@ -25,6 +25,7 @@ from typing import Callable, TextIO
 
 from . import __version__
 from .errors import ConfigError, S2CCropError, WeightsError
+from .engines import ENGINES, check_address
 from .io.paths import DEFAULT_TEMPLATE, InputPath, WalkError, check_distinct, check_template, iter_inputs
 from .io.paths import output_path, render_name
 from .presets import RatioRequest, preset_table, resolve_ratios
@@ -32,6 +33,7 @@ from .types import Ratio
 
 PROG = "s2ccrop"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEBUG_ENV = "S2CCROP_DEBUG"  # set: unexpected errors show their traceback instead of one line
 DEFAULT_WORKERS = 2
 
 
@@ -147,6 +149,12 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
+    except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _safe_write(env.stderr, f"{PROG}: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                                f"(run with {DEBUG_ENV}=1 for the traceback, and please report it)\n")
+        return EXIT_USAGE
 
 
 def _dispatch(argv: list[str], env: Env) -> int:
@@ -200,7 +208,7 @@ overwritten. Template fields: {stem} {ratio} {preset} {ext}; '/' makes subfolder
 
 exit status: 0 all done, 1 some inputs failed, 2 usage/configuration/weights error, 130 interrupted.
 environment: S2CCROP_CACHE (cache dir), S2CCROP_OFFLINE=1 (never download), S2CCROP_MANIFEST (extra
-weights registry).
+weights registry), S2CCROP_DEBUG=1 (show the traceback of an internal error).
 """
 
 
@@ -243,6 +251,12 @@ def build_crop_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     m.add_argument("--workers", type=_nonneg_int, default=DEFAULT_WORKERS, metavar="N",
                    help=f"threads decoding/writing while the model runs (default {DEFAULT_WORKERS}; 0 = none)")
+    e = p.add_argument_group("engine")
+    e.add_argument("--engine", default="local", choices=ENGINES,
+                   help="local: this process; ray: a Ray Data pipeline, one model per actor, sized by the "
+                        "cluster (--workers does not apply; pip install 's2ccrop[ray]')")
+    e.add_argument("--address", type=check_address, metavar="auto|HOST:PORT",
+                   help="with --engine ray: the cluster to use (default $RAY_ADDRESS, else a local Ray started for the run)")
     return p
 
 
@@ -305,6 +319,12 @@ def crop_command(argv: list[str], env: Env, *, preview_only: Path | None = None)
         parser.error("no input: give photos or folders, or - to read paths from stdin")
     settings = settings_from(args)
     settings.preview_only = preview_only is not None
+    if args.engine == "ray":
+        from .engines.ray_engine import RayRun
+
+        return RayRun(settings, env, address=args.address).execute()
+    if args.address is not None:
+        parser.error("--address needs --engine ray")
     return Run(settings, env).execute()
 
 
@@ -595,9 +615,15 @@ class Run:
             except (OSError, ValueError) as exc:
                 job.error = f"cannot write {display(target.output)}: {getattr(exc, 'strerror', None) or exc}"
                 break
+            except Exception as exc:  # an encoder bug on one photo must not end the batch with a traceback
+                job.error = f"cannot write {display(target.output)}: {type(exc).__name__}: {exc}"
+                break
             job.written.append(target.output)
         if self.sheet is not None and job.error is None:
-            job.tile = preview_tile(job.decoded.image, job.crops, display(job.item.path))
+            try:
+                job.tile = preview_tile(job.decoded.image, job.crops, display(job.item.path))
+            except Exception as exc:
+                job.notes.append(f"{display(job.item.path)}: left out of the preview ({type(exc).__name__}: {exc})")
         job.decoded = None  # free the pixels as soon as the photo is done
         return job
 
@@ -618,12 +644,7 @@ class Run:
 
     def _result_line(self, job: Job, target: Target, crop, written: Path | None) -> None:
         if self.s.json:
-            record = {
-                "input": os.fspath(job.item.path), "ratio": crop.ratio, "box": list(crop.box),
-                "width": job.image_size[0], "height": job.image_size[1], "score": round(float(crop.score), 6),
-                "output": os.fspath(written) if written is not None else None,
-            }
-            self.report.result(_json_line(record))
+            self.report.result(_json_line(crop_record(job.item.path, crop, job.image_size, written)))
         elif not self.s.quiet:
             x1, y1, x2, y2 = crop.box
             dest = display(written) if written is not None else f"(dry run) {display(target.output)}"
@@ -653,6 +674,15 @@ class Run:
         n_crops = c["written"] if not self.s.dry_run else "all"
         self.report.note(f"{c['photos']} photos, {n_crops} crops {verb}, {c['failed']} failed, "
                          f"{c['skipped']} skipped in {took:.1f} s")
+
+
+def crop_record(input_path, crop, image_size: tuple[int, int], written: Path | None) -> dict:
+    """The --json object of one (photo, ratio); the Ray engine's manifest uses it too."""
+    return {
+        "input": os.fspath(input_path), "ratio": crop.ratio, "box": list(crop.box),
+        "width": image_size[0], "height": image_size[1], "score": round(float(crop.score), 6),
+        "output": os.fspath(written) if written is not None else None,
+    }
 
 
 def _json_line(record: dict) -> str:

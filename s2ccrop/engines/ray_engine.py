@@ -1,0 +1,366 @@
+"""The crop command on a Ray cluster: a Ray Data pipeline with one model per actor.
+
+    paths (folders, files, a listing) ─► plan on the driver (the CLI's walk, names, --skip-existing)
+        ─► decode (Ray tasks, in parallel) ─► crop (actor pool: each actor loads the model once;
+        CPU actors, or GPU actors with num_gpus=1) ─► write (Ray tasks) ─► report + manifest (driver)
+
+Ray Data fuses the decode step into CPU actors when it can (each actor then decodes its own photos,
+still in parallel across actors, and pixels skip one trip through the object store); GPU actors ask for
+a GPU that decode tasks do not, so there decoding stays on CPU tasks. The driver lists and plans photos
+and puts them in the object store in growing blocks before the pipeline starts.
+
+Every stage is a step of the local engine, `s2ccrop.cli.Run` (`_plan`, `_decode`, `_score`, `_write`,
+`_finish`), run where Ray puts it. Each photo travels as one pickled `cli.Job`, so both engines name,
+write and report crops identically and a bad photo becomes the same one-line error (never a failed
+job). Only work the cluster cannot do per photo fails the run: the model cannot load (exit 2).
+
+Resuming: with `--skip-existing` (the library's `crop_with_ray` turns it on by default) photos whose
+outputs all exist are skipped before anything is shipped to the cluster, and the manifest is appended
+to, so a re-run after a crash does only the rest and the manifest ends up listing every photo.
+
+Paths are opened where each task runs: on a real cluster inputs and the output folder must be on
+storage every node sees at the same path (NFS, a mounted bucket), and s2ccrop must be installed on
+every node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import pickle
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..cli import Env, Job, Run, Settings, _one_line, crop_record, settings_from
+from ..errors import ConfigError, S2CCropError
+
+DECODE_BATCH = 1  # photos per decode/write task batch: a full-resolution photo is already a big object
+CROP_BATCH = 4  # photos per call of a model actor
+FIRST_BLOCK, MAX_BLOCK = 4, 1024  # planned photos per input block: doubling from the first to the last
+
+
+# ================================================================ the driver
+
+
+class RayRun(Run):
+    """`cli.Run` whose decode, crop and write stages run as a Ray Data pipeline."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        env: Env,
+        *,
+        address: str | None = None,
+        actors: int | None = None,
+        manifest: "str | os.PathLike[str] | None" = None,
+    ) -> None:
+        super().__init__(settings, env)
+        self.address = address
+        self.actors = actors
+        self.manifest_path = manifest
+        self._manifest = None
+
+    def _pipeline(self) -> None:
+        # Ray prints its workers' logs on this process's sys.stdout: keep stdout for results only.
+        with self._open_manifest(), contextlib.redirect_stdout(self.env.stderr), contextlib.ExitStack() as stack:
+            ray, blocks = None, []
+            for table in self._planned_tables():
+                if ray is None:  # connect only when there is work: a finished job resumes in a blink
+                    ray = stack.enter_context(connect(self.address))
+                    self._quiet_ray_data(ray)
+                # The driver keeps only refs: a million planned photos (~0.8 kB each) wait in the
+                # object store, which spills to disk, not in this process.
+                blocks.append(ray.put(table))
+            if blocks:
+                for job in _run_dataset(ray, blocks, self.s, self.actors):
+                    self._finish(job)
+
+    def _planned_tables(self) -> Iterator[object]:
+        """Arrow tables with a "job" column of pickled `cli.Job`s, as the walk goes; walk errors and
+        name clashes are reported here, before any work."""
+        import pyarrow as pa
+
+        pending: list[bytes] = []
+        size = FIRST_BLOCK
+        for job in self._jobs():
+            if job.error:
+                self._finish(job)
+                continue
+            pending.append(_pack_bytes(job))
+            if len(pending) >= size:
+                yield pa.table({"job": pa.array(pending, pa.binary())})
+                pending = []
+                size = min(2 * size, MAX_BLOCK)  # small first blocks: short runs still use every actor
+        if pending:
+            yield pa.table({"job": pa.array(pending, pa.binary())})
+
+    # -- manifest: the --json records, plus one record per failed photo ---------------------------
+    @contextlib.contextmanager
+    def _open_manifest(self):
+        if self.manifest_path is None:
+            yield
+            return
+        path = os.fspath(self.manifest_path)
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:  # append: a resumed run adds the photos it did
+            self._manifest = fh
+            try:
+                yield
+            finally:
+                self._manifest = None
+
+    def _finish(self, job: Job) -> None:
+        super()._finish(job)
+        if self._manifest is None:
+            return
+        if job.error:  # the schema's fields, empty, and the reason the error line gives
+            records = [{"input": os.fspath(job.item.path), "ratio": None, "box": None, "width": None,
+                        "height": None, "score": None, "output": None, "error": _one_line(job.error)}]
+        else:
+            records = [crop_record(job.item.path, crop, job.image_size, written)
+                       for crop, written in zip(job.crops, job.written)]
+        self._manifest.writelines(json.dumps(r, ensure_ascii=True) + "\n" for r in records)
+        self._manifest.flush()
+
+    def _quiet_ray_data(self, ray) -> None:
+        """Ray Data's progress bars only on a terminal, and its chatter off stderr unless asked for."""
+        ctx = ray.data.DataContext.get_current()
+        show = self.env.stderr_isatty and not self.s.quiet
+        ctx.enable_progress_bars = show
+        ctx.print_on_execution_start = False
+        if not show:
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def connect(address: str | None) -> Iterator[object]:
+    """Ray, connected: to `address` ("auto", "HOST:PORT", "ray://HOST:PORT"), to $RAY_ADDRESS, or to a
+    Ray instance started here for this run. A connection made here is closed at the end."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the [data] extra)
+    except ImportError as exc:
+        raise ConfigError(f"--engine ray needs Ray Data: pip install 's2ccrop[ray]' ({exc})") from None
+    if ray.is_initialized():  # a library caller connected already: use that cluster, leave it open
+        yield ray
+        return
+    _check_reachable(address)
+    kwargs: dict = {"logging_level": logging.WARNING, "configure_logging": True}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
+        raise ConfigError(f"cannot start or reach the Ray cluster ({where}): {_one_line(str(exc))}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at HOST:PORT (ray.init would keep retrying)."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {reason.lower()}") from None
+
+
+# ================================================================ the pipeline
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many model actors, and what each asks Ray for."""
+
+    min_size: int
+    max_size: int
+    num_gpus: float
+    device: str  # the device as seen inside the actor
+
+
+def plan_actors(settings: Settings, resources: dict, actors: int | None) -> ActorPlan:
+    """GPU actors (one GPU each) for --device cuda, or auto on a cluster with GPUs; CPU actors otherwise.
+
+    `actors` fixes the pool size; None lets it grow from 1 to one per GPU (or per CPU, less one CPU
+    left for decoding and writing).
+    """
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 1))
+    want_gpu = settings.device.startswith("cuda") or (settings.device == "auto" and gpus > 0)
+    if want_gpu and gpus == 0:
+        raise ConfigError(f"--device {settings.device}: the Ray cluster has no GPUs (use --device cpu or auto)")
+    # Ray gives each GPU actor its own CUDA_VISIBLE_DEVICES, so inside it the GPU is always cuda:0.
+    device, limit = ("cuda", gpus) if want_gpu else ("cpu", max(1, cpus - 1))
+    if actors:
+        return ActorPlan(actors, actors, 1 if want_gpu else 0, device)
+    return ActorPlan(1, limit, 1 if want_gpu else 0, device)
+
+
+def _run_dataset(ray, blocks: list, settings: Settings, actors: int | None) -> Iterator[Job]:
+    plan = plan_actors(settings, ray.cluster_resources(), actors)
+    for batch in build_dataset(ray, blocks, settings, plan).iter_batches(batch_size=CROP_BATCH, batch_format="numpy"):
+        for blob in batch["job"]:
+            job = _unpack(blob)
+            fatal = getattr(job, "fatal", None)
+            if fatal is not None:  # the model could not load: no photo can be cropped (exit 2, as local)
+                raise fatal
+            yield job
+
+
+def build_dataset(ray, blocks: list, settings: Settings, plan: ActorPlan):
+    """The lazy Ray Data pipeline over planned jobs: refs of Arrow tables with a "job" column of
+    pickled `cli.Job`s."""
+    ds = ray.data.from_arrow_refs(blocks)
+    ds = ds.map_batches(_decode_batch, fn_kwargs={"settings": settings}, batch_size=DECODE_BATCH, num_cpus=1)
+    ds = ds.map_batches(
+        CropActor,
+        fn_constructor_kwargs={"settings": settings, "device": plan.device},
+        compute=ray.data.ActorPoolStrategy(min_size=plan.min_size, max_size=plan.max_size),
+        batch_size=CROP_BATCH,
+        num_cpus=1,
+        num_gpus=plan.num_gpus,
+    )
+    return ds.map_batches(_write_batch, fn_kwargs={"settings": settings}, batch_size=DECODE_BATCH, num_cpus=1)
+
+
+# ================================================================ the workers
+
+
+def _worker_run(settings: Settings) -> Run:
+    """A `cli.Run` inside a Ray worker: its steps, with messages to this worker's stderr."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # as Run.execute does: --max-pixels gives the message
+    run = Run(settings, Env(None, sys.stderr, sys.stderr, False))
+    run._cancel = threading.Event()
+    if settings.preview is not None:
+        run.sheet = _TILES_ON  # _write draws a tile whenever the run has a sheet; the driver's sheet keeps it
+    return run
+
+
+_TILES_ON = object()
+
+
+def _decode_batch(batch: dict, settings: Settings) -> dict:
+    run = _worker_run(settings)
+    return _map_jobs(batch, run._decode)
+
+
+def _write_batch(batch: dict, settings: Settings) -> dict:
+    run = _worker_run(settings)
+    return _map_jobs(batch, run._write)
+
+
+class CropActor:
+    """One model per actor, loaded once; scores the photos of each batch it is given.
+
+    A model that cannot load (bad --weights) is not raised here, where Ray would retry the actor and
+    then report it as a bare ActorDiedError: it rides back on the photos to the driver, which stops the
+    run with the local engine's one-line error and exit status 2.
+    """
+
+    def __init__(self, settings: Settings, device: str) -> None:
+        import dataclasses
+
+        import torch
+
+        if device == "cpu":
+            # One thread per actor: the pool, not torch, spreads the work over the node's CPUs.
+            torch.set_num_threads(1)
+        self.run = _worker_run(dataclasses.replace(settings, device=device))
+        self.fatal: S2CCropError | None = None
+        try:
+            self.run._get_cropper()
+        except S2CCropError as exc:
+            self.fatal = exc
+
+    def __call__(self, batch: dict) -> dict:
+        return _map_jobs(batch, self._score)
+
+    def _score(self, job: Job) -> Job:
+        if self.fatal is None:
+            try:
+                return self.run._score(job)
+            except S2CCropError as exc:  # WeightsError: Run._score lets it end the run
+                self.fatal = exc
+        job.decoded = None
+        job.fatal = self.fatal
+        return job
+
+
+def _map_jobs(batch: dict, step) -> dict:
+    return {"job": _column([_pack_bytes(step(_unpack(blob))) for blob in batch["job"]])}
+
+
+def _pack_bytes(job: Job) -> bytes:
+    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(blob) -> Job:
+    return pickle.loads(bytes(blob))
+
+
+def _column(blobs: Sequence[bytes]) -> np.ndarray:
+    column = np.empty(len(blobs), dtype=object)
+    column[:] = blobs
+    return column
+
+
+# ================================================================ library entry point
+
+
+@dataclass
+class RayResult:
+    exit_status: int  # as the CLI's: 0 all done, 1 some photos failed
+    counts: dict  # photos, written, failed, skipped
+
+
+def crop_with_ray(
+    paths: Sequence["str | os.PathLike[str]"] = (),
+    options: Sequence[str] = (),
+    *,
+    listing: "str | os.PathLike[str] | None" = None,
+    manifest: "str | os.PathLike[str] | None" = None,
+    address: str | None = None,
+    actors: int | None = None,
+    resume: bool = True,
+) -> RayResult:
+    """Crop `paths` (photos, folders) and/or the photos named in `listing` (one path per line) on Ray.
+
+    `options` are the crop command's (`["-r", "16:9", "-o", "thumbs", "--width", "1080"]`); the
+    manifest gets one JSON line per (photo, ratio) in the `--json` schema, and one with an "error"
+    per failed photo. `resume` skips photos whose outputs all exist (`--skip-existing`).
+    """
+    from ..cli import build_crop_parser
+
+    argv = [os.fspath(p) for p in paths] + (["-"] if listing is not None else []) + list(options)
+    if resume and "--skip-existing" not in argv:
+        argv.append("--skip-existing")
+    args = build_crop_parser().parse_args(argv)
+    settings = settings_from(args)
+    with contextlib.ExitStack() as stack:
+        stdin = stack.enter_context(open(listing, "rb")) if listing is not None else None
+        env = Env(stdin, io.StringIO(), sys.stderr, False)
+        run = RayRun(settings, env, address=address, actors=actors, manifest=manifest)
+        status = run.execute()
+    return RayResult(status, dict(run.counts))
+
+
+__all__ = ["ActorPlan", "CropActor", "RayResult", "RayRun", "build_dataset", "connect",
+           "crop_with_ray", "plan_actors"]
