@@ -93,7 +93,13 @@ def test_vote_loss():
 
 def test_training_candidates_include_the_crop_and_stay_inside():
     crop = np.array([50.0, 40.0, 250.0, 200.0])
-    boxes = training_candidates(crop, (352, 256), TrainConfig(), np.random.default_rng(0))
+    boxes, groups = training_candidates(crop, (352, 256), TrainConfig(), np.random.default_rng(0))
+    assert groups["grid"] == slice(0, 32) and groups["ratio"].start == 32
+    grid = boxes[groups["grid"]]
+    from s2ccrop.candidates import gaic_grid
+
+    full = {tuple(np.round(b, 6)) for b in gaic_grid(352, 256)}
+    assert all(tuple(np.round(b, 6)) in full for b in grid)
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 352).all() and (boxes[:, 3] <= 256).all()
     assert any(np.allclose(b, crop) for b in boxes)
     assert 40 <= len(boxes) <= 70
@@ -108,7 +114,7 @@ def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
         Image.fromarray(px).save(data / "images" / f"{i}000_a_c.jpg")
         crops.append({"file": f"{i}000_a_c.jpg", "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
     (data / "crops.json").write_text(json.dumps(crops))
-    cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2)
+    cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, group_weight=1.0)
     out = tmp_path / "w.safetensors"
     result = run(data, cfg, out, None, log=lambda m: None)
     model = load_checkpoint(out)
@@ -130,3 +136,10 @@ def test_shipped_configs_parse():
     for path in (Path(__file__).resolve().parents[1] / "configs").glob("*.toml"):
         cfg = TrainConfig.from_toml(path)
         assert cfg.model_config().head in ("crop", "graph")
+
+
+def test_config_base_inheritance(tmp_path):
+    (tmp_path / "a.toml").write_text('epochs = 9\nn_grid = 7\n[augment]\np_full = 0.1\np_flip = 0.2\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\nepochs = 2\n[augment]\np_full = 0.9\n')
+    cfg = TrainConfig.from_toml(tmp_path / "b.toml")
+    assert (cfg.epochs, cfg.n_grid, cfg.augment.p_full, cfg.augment.p_flip) == (2, 7, 0.9, 0.2)

@@ -56,6 +56,7 @@ class TrainConfig:
     jitter_sigma: float = 0.06
     # losses
     temperature: float = 0.05
+    group_weight: float = 0.0  # > 0: also rank within the grid and within the ratio boxes
     vote_weight: float = 0.5
     vote_margin: float = 0.5
     # data
@@ -70,7 +71,9 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: "str | Path") -> "TrainConfig":
-        raw = tomllib.loads(Path(path).read_text())
+        """Read a config; ``base = "other.toml"`` (relative to this file) starts from another config,
+        so an ablation states only what it changes."""
+        raw = _read_config(Path(path))
         aug = AugmentConfig(**raw.pop("augment", {}))
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
@@ -80,6 +83,21 @@ class TrainConfig:
 
     def model_config(self) -> S2CNetConfig:
         return S2CNetConfig(align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout)
+
+
+def _read_config(path: Path, depth: int = 0) -> dict:
+    raw = tomllib.loads(path.read_text())
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if depth > 4:
+        raise ValueError(f"{path}: 'base' chain too deep")
+    merged = _read_config(path.parent / base, depth + 1)
+    augment = {**merged.pop("augment", {}), **raw.pop("augment", {})}
+    merged.update(raw)
+    if augment:
+        merged["augment"] = augment
+    return merged
 
 
 @dataclass
@@ -128,18 +146,19 @@ def _subset(boxes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return boxes[rng.choice(len(boxes), n, replace=False)]
 
 
-def training_candidates(crop: np.ndarray, size: tuple[int, int], cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+def training_candidates(
+    crop: np.ndarray, size: tuple[int, int], cfg: TrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, slice]]:
     """A mix that covers what inference scores: the free-form grid, boxes of the human crop's ratio,
-    and near misses around the human crop (plus the crop itself)."""
+    and near misses around the human crop (plus the crop itself). Also returns where the grid and the
+    ratio boxes lie, since inference chooses within each of those groups."""
     w, h = size
     ratio = Fraction((crop[2] - crop[0]) / max(crop[3] - crop[1], 1e-6)).limit_denominator(64)
-    parts = [
-        _subset(cand.gaic_grid(w, h), cfg.n_grid, rng),
-        _subset(cand.fixed_ratio(w, h, ratio).astype(np.float64), cfg.n_ratio, rng) if ratio > 0 else np.zeros((0, 4)),
-        _jitter(crop, cfg.n_jitter, cfg.jitter_sigma, size, rng),
-        crop[None],
-    ]
-    return np.concatenate(parts, axis=0)
+    grid = _subset(cand.gaic_grid(w, h), cfg.n_grid, rng)
+    fixed = _subset(cand.fixed_ratio(w, h, ratio).astype(np.float64), cfg.n_ratio, rng) if ratio > 0 else np.zeros((0, 4))
+    parts = [grid, fixed, _jitter(crop, cfg.n_jitter, cfg.jitter_sigma, size, rng), crop[None]]
+    groups = {"grid": slice(0, len(grid)), "ratio": slice(len(grid), len(grid) + len(fixed))}
+    return np.concatenate(parts, axis=0), groups
 
 
 def whole_image_genes(size: tuple[int, int], count: int) -> torch.Tensor:
@@ -166,7 +185,7 @@ def set_train_mode(model: S2CNet) -> None:
 
 def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, float]:
     s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True)
-    boxes = training_candidates(s.crop, s.size, cfg, rng)
+    boxes, groups = training_candidates(s.crop, s.size, cfg, rng)
     targets = torch.from_numpy(box_iou(boxes, s.crop)).float()
     n_votes = len(s.votes)
     all_boxes = np.concatenate([boxes, s.votes[:, :4], s.votes[:, 4:]], axis=0) if n_votes else boxes
@@ -174,6 +193,12 @@ def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.rand
     scores = model.score_boxes(fmap, torch.from_numpy(all_boxes).float(), whole_image_genes(s.size, cfg.num_boxes), s.size)
     n = len(boxes)
     l_rank = listwise_loss(scores[:n], targets, cfg.temperature)
+    if cfg.group_weight > 0:
+        # Near misses of the human crop take all the target mass of the full list, which says nothing
+        # about the order among grid boxes or among boxes of one ratio — the choices inference makes.
+        for part in groups.values():
+            if part.stop - part.start > 1:
+                l_rank = l_rank + cfg.group_weight * listwise_loss(scores[part], targets[part], cfg.temperature)
     l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float(), cfg.vote_margin)
     loss = l_rank + cfg.vote_weight * l_vote
     loss.backward()
