@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,14 +32,56 @@ def image_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     ImageNet mean/std."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0).float()
+    pixels = np.asarray(image, dtype=np.uint8)
     w, h = size
-    if (x.shape[-1], x.shape[-2]) != (w, h):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+    if pixels.shape[0] * pixels.shape[1] > GATHER_ABOVE * w * h:
+        x = bilinear_resize(pixels, w, h)
+    else:
+        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0).float()
+        if (x.shape[-1], x.shape[-2]) != (w, h):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
     x = x / 256.0
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+# Photos with more than this many times the model's pixels are resized by gathering (below, the
+# plain float conversion + interpolate of the whole photo is as fast).
+GATHER_ABOVE = 8
+
+
+def bilinear_resize(pixels: np.ndarray, width: int, height: int) -> torch.Tensor:
+    """[H, W, 3] uint8 → [1, 3, height, width] float32, the values of
+    ``F.interpolate(x, (height, width), mode="bilinear", align_corners=False, antialias=False)``
+    (within float rounding).
+
+    Without antialiasing each output pixel reads only 2×2 input pixels, so only those rows and
+    columns are gathered and converted to float: a 12 MP photo costs about what a 0.4 MP one does.
+    """
+    r0, r1, wy = _linear_taps(height, pixels.shape[0])
+    c0, c1, wx = _linear_taps(width, pixels.shape[1])
+    with warnings.catch_warnings():  # a read-only view of Pillow's buffer: only read here
+        warnings.simplefilter("ignore", UserWarning)
+        src = torch.from_numpy(pixels)
+    rows = torch.from_numpy(np.concatenate([r0, r1]))
+    cols = torch.from_numpy(np.concatenate([c0, c1]))
+    g = src.index_select(0, rows).index_select(1, cols).float()  # [2h, 2w, 3]: (i0 | i1) x (j0 | j1)
+    x = torch.lerp(g[:, :width], g[:, width:], torch.from_numpy(wx).view(1, width, 1))
+    y = torch.lerp(x[:height], x[height:], torch.from_numpy(wy).view(height, 1, 1))
+    return y.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def _linear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (i0, i1) and the weight of i1 for each output index, as ATen computes them
+    (float32, half-pixel centres, clamped at 0, no tap beyond the last pixel)."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    src = np.maximum(src, np.float32(0.0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    lam = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    i1 = np.where(i0 < in_size - 1, i0 + 1, i0)
+    return i0, i1, lam
 
 
 def scale_boxes(boxes: np.ndarray, original: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:

@@ -1,0 +1,372 @@
+"""The speed harness of issue 6: stage times, CLI vs smartcrop.py throughput, start-up, cold first crop, RSS.
+
+    .venv/bin/python -m bench.run --photos ../shared/data/fcdb-train/images -n 200
+    .venv/bin/python -m bench.run --photos DIR -n 20 --quick          # short run, no RESULTS.md update
+
+Prints one table and (unless --no-save) puts it, dated and with the machine described, at the top of
+bench/RESULTS.md. Everything runs in one invocation so the s2ccrop/smartcrop ratio is measured under
+the same load. Speed does not depend on weight values: without --weights a seeded random model of the
+shipped shape (crop head, align 9, 4 gene boxes) is written to a temporary checkpoint and used by both
+the in-process stages and the CLI.
+
+"before" rows time the straightforward path that the optimised one replaced, on the same photos in
+the same process: the literal graph (every candidate with its own copies of the gene nodes, all nodes
+in every layer), the unfused NCHW backbone, and a full-resolution decode where a JPEG draft suffices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RATIOS = ("16:9", "4:3", "1:1", "9:16")
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+GOALS = {
+    "throughput_ratio": 3.0,  # s2ccrop CLI photos/s ÷ smartcrop.py photos/s
+    "model_ms": 25.0,  # backbone + align + graph per photo, all 4 ratios, steady state
+    "version_s": 0.3,
+    "first_crop_s": 2.5,
+    "peak_rss_mb": 1024.0,
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1e3 if values else float("nan")
+
+
+def run_timed(cmd: list[str], *, stdin: str | None = None, env: dict | None = None, cwd: Path | None = None):
+    """(wall seconds, peak RSS MB of that process, exit status, stderr tail) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, env=env, cwd=cwd or ROOT, text=True,
+    )
+    # communicate() would reap the child itself; feed stdin, then wait4() for its own rusage.
+    if stdin is not None:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    return wall, usage.ru_maxrss / 1024.0, proc.returncode, err[-2000:]
+
+
+def cli_command() -> list[str]:
+    script = Path(sys.executable).with_name("s2ccrop")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "s2ccrop"]
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or cpu
+    import torch
+
+    from s2ccrop.api import set_threads
+    from s2ccrop.ops import extension_status
+
+    set_threads()  # $S2CCROP_THREADS, as the Cropper and the CLI will apply it
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    info = {
+        "cpu": cpu, "cores": usable, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "python": platform.python_version(), "compiled_ops": extension_status()[0],
+        "load_avg_start": "%.2f %.2f %.2f" % os.getloadavg(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "omp": ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "S2CCROP_THREADS")
+                         if k in os.environ) or "defaults",
+    }
+    busy = subprocess.run(["pgrep", "-f", "s2ccrop.training.train"], capture_output=True, text=True).stdout.split()
+    info["other_load"] = "training process running (numbers under load)" if busy else "none seen"
+    return info
+
+
+def make_weights(path: Path | None, tmp: Path) -> Path:
+    if path is not None:
+        return path
+    import torch
+
+    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, head="crop")).eval()
+    out = tmp / "bench-random-v1shape.safetensors"
+    save_checkpoint(model, out, half=False)
+    return out
+
+
+# ---------------------------------------------------------------- stage times (in process)
+
+
+def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str = "cpu") -> dict[str, float]:
+    """Median ms per photo of each stage, after `warmup` photos; 'before' variants interleaved."""
+    import numpy as np
+    import torch
+
+    from s2ccrop.api import Cropper
+    from s2ccrop.io.images import open_image
+    from s2ccrop.io.writers import choose_format, write_crop
+    from s2ccrop.model.s2cnet import _fused_features
+    from s2ccrop.preprocess import SHORT_SIDE, scale_boxes
+    from s2ccrop.select import select_crops
+    from s2ccrop.types import Ratio
+
+    cropper = Cropper(weights=weights, device=device)
+    model = cropper.model
+    ratios = [Ratio.parse(r) for r in RATIOS]
+    times: dict[str, list[float]] = {}
+    out = Path(tempfile.mkdtemp(prefix="s2ccrop-bench-enc-"))
+    sync = torch.cuda.synchronize if cropper.device.type == "cuda" else (lambda: None)
+
+    def timed(name: str, fn, record: bool):
+        sync()
+        start = time.perf_counter()
+        result = fn()
+        sync()
+        if record:
+            times.setdefault(name, []).append(time.perf_counter() - start)
+        return result
+
+    n_cand = []
+    for i, path in enumerate(photos):
+        rec = i >= warmup
+        decoded = timed("decode (full)", lambda: open_image(path), rec)
+        timed("decode (draft)", lambda: open_image(path, draft=(SHORT_SIDE, SHORT_SIDE)), rec)
+        image = decoded.rgb()
+        p = timed("preprocess", lambda: cropper.prepare(image), rec)
+        groups = timed("candidates", lambda: cropper.candidates(p, ratios), rec)
+        boxes = np.concatenate(groups)
+        n_cand.append(len(boxes))
+        with torch.inference_mode():
+            fmap = timed("backbone", lambda: cropper.features([p]), rec)
+            timed("backbone (before: unfused NCHW)",
+                  lambda: _fused_features(model.Feat_ext, model.DimRed, p.tensor.to(cropper.device)), rec)
+            crop_boxes = scale_boxes(boxes, p.size, p.model_size).to(cropper.device)
+            genes = cropper._gene_boxes(p).to(cropper.device)
+            timed("align", lambda: (model.embed_boxes(fmap, crop_boxes), model.embed_boxes(fmap, genes)), rec)
+            timed("align (before: pooled ops)", lambda: (_embed_pooled(model, fmap, crop_boxes),
+                                                         _embed_pooled(model, fmap, genes)), rec)
+            scores = timed("align+graph", lambda: cropper.score_features(fmap, 0, p, boxes), rec)
+            timed("align+graph (before: literal)",
+                  lambda: model._score_literal(fmap, crop_boxes, genes, p.model_size).float().cpu(), rec)
+        crops = timed("selection", lambda: select_crops(ratios, groups, scores), rec)
+        fmt = choose_format("same", path)
+
+        def encode():
+            for crop in crops:
+                write_crop(out / f"{path.stem}_{crop.ratio.replace(':', 'x')}.jpg", decoded.image, crop.box,
+                           (crop.width, crop.height), fmt, quality=90, icc=decoded.icc_profile)
+
+        timed("encode", encode, rec)
+    med = {k: median_ms(v) for k, v in times.items()}
+    med["graph"] = med["align+graph"] - med["align"]
+    med["graph (before: literal)"] = med["align+graph (before: literal)"] - med["align"]
+    med["model"] = med["backbone"] + med["align+graph"]
+    med["model (before)"] = (med["backbone (before: unfused NCHW)"] + med["align (before: pooled ops)"]
+                             + med["graph (before: literal)"])
+    med["candidates per photo"] = float(np.mean(n_cand))
+    return med
+
+
+def _embed_pooled(model, fmap, boxes):
+    """Node embeddings the straightforward way: RoI/RoD align with their 2x2 average pool, then node_emb."""
+    import torch
+
+    from s2ccrop.ops import rod_align_avg, roi_align_avg
+
+    rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], 1)
+    a = model.config.align_size
+    nodes = torch.stack([roi_align_avg(fmap, rois, a, 1 / 16), rod_align_avg(fmap, rois, a, 1 / 16)], 2).flatten(1)
+    return model.node_emb(nodes)
+
+
+# ---------------------------------------------------------------- whole programs
+
+
+def cli_throughput(photos: list[Path], weights: Path, out: Path, extra: list[str], env=None, cmd=None,
+                   cwd: Path | None = None) -> dict:
+    cmd = (cmd or cli_command()) + ["-", "-o", str(out), "-q", "--weights", str(weights)] + extra
+    for r in RATIOS:
+        cmd += ["-r", r]
+    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos), env=env, cwd=cwd or ROOT)
+    if code != 0:
+        raise SystemExit(f"s2ccrop CLI failed ({code}): {err}")
+    written = sum(1 for _ in out.rglob("*.jpg"))
+    return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss, "crops": written}
+
+
+def smartcrop_throughput(photos: list[Path], out: Path) -> dict:
+    cmd = [sys.executable, str(Path(__file__).with_name("smartcrop_batch.py")), str(out), ",".join(RATIOS)]
+    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos))
+    if code != 0:
+        raise SystemExit(f"smartcrop run failed ({code}): {err}")
+    return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss,
+            "crops": sum(1 for _ in out.rglob("*.jpg"))}
+
+
+def startup(repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        wall, _, code, err = run_timed(cli_command() + ["--version"])
+        if code != 0:
+            raise SystemExit(f"s2ccrop --version failed: {err}")
+        times.append(wall)
+    return statistics.median(times)
+
+
+def first_crop(photo: Path, weights: Path, tmp: Path, repeats: int = 3) -> tuple[float, float]:
+    """(median wall s, peak RSS MB) of a fresh process cropping one photo to 16:9."""
+    times, rss = [], 0.0
+    for i in range(repeats):
+        out = tmp / f"first-{i}"
+        wall, peak, code, err = run_timed(cli_command() + [str(photo), "-r", "16:9", "-o", str(out), "-q",
+                                                           "--weights", str(weights)])
+        if code != 0:
+            raise SystemExit(f"first crop failed: {err}")
+        times.append(wall)
+        rss = max(rss, peak)
+    return statistics.median(times), rss
+
+
+# ---------------------------------------------------------------- report
+
+
+def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float, float], n: int,
+          base: dict | None) -> str:
+    ratio = cli["photos_per_s"] / sc["photos_per_s"]
+    rss = max(cli["peak_rss_mb"], first[1])
+
+    def goal(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    lines = ["| stage, ms per photo (4 ratios, median) | before | now |", "|---|---:|---:|"]
+    lines.append(f"| decode (JPEG) | {st['decode (full)']:.2f} full | {st['decode (draft)']:.2f} draft (library `draft=True`; the CLI decodes full to write) |")
+    lines.append(f"| preprocess (resize, normalise) | | {st['preprocess']:.2f} |")
+    lines.append(f"| candidates ({st['candidates per photo']:.0f} boxes) | | {st['candidates']:.2f} |")
+    lines.append(f"| backbone | {st['backbone (before: unfused NCHW)']:.2f} | {st['backbone']:.2f} |")
+    lines.append(f"| align (RoI+RoD, node embedding) | {st['align (before: pooled ops)']:.2f} | {st['align']:.2f} |")
+    lines.append(f"| graph + head | {st['graph (before: literal)']:.2f} | {st['graph']:.2f} |")
+    lines.append(f"| **model** (backbone + align + graph) | {st['model (before)']:.2f} | **{st['model']:.2f}** |")
+    lines.append(f"| selection | | {st['selection']:.3f} |")
+    lines.append(f"| encode (4 JPEG crops written) | | {st['encode']:.2f} |")
+    lines += ["", "| whole program | value | goal |", "|---|---:|---|"]
+    if base is not None:
+        lines.append(f"| s2ccrop CLI before these changes, {n} photos × 4 ratios | {base['photos_per_s']:.2f} photos/s "
+                     f"({base['wall_s']:.1f} s, RSS {base['peak_rss_mb']:.0f} MB) | |")
+    lines.append(f"| s2ccrop CLI, {n} photos × 4 ratios, crops written | {cli['photos_per_s']:.2f} photos/s "
+                 f"({cli['wall_s']:.1f} s, {cli['crops']} crops) | |")
+    lines.append(f"| smartcrop.py, same photos and ratios | {sc['photos_per_s']:.2f} photos/s "
+                 f"({sc['wall_s']:.1f} s, {sc['crops']} crops) | |")
+    lines.append(f"| **s2ccrop ÷ smartcrop.py** | **{ratio:.2f}×** | ≥ 3× {goal(ratio >= GOALS['throughput_ratio'])} |")
+    lines.append(f"| model time per photo, 4 ratios | {st['model']:.1f} ms | ≤ 25 ms {goal(st['model'] <= GOALS['model_ms'])} |")
+    lines.append(f"| `s2ccrop --version` | {ver:.3f} s | ≤ 0.3 s {goal(ver <= GOALS['version_s'])} |")
+    lines.append(f"| first crop, one photo, cold process | {first[0]:.2f} s | ≤ 2.5 s {goal(first[0] <= GOALS['first_crop_s'])} |")
+    lines.append(f"| peak RSS (CLI run / cold crop) | {cli['peak_rss_mb']:.0f} / {first[1]:.0f} MB | ≤ 1024 MB {goal(rss <= GOALS['peak_rss_mb'])} |")
+    lines.append(f"| smartcrop.py peak RSS | {sc['peak_rss_mb']:.0f} MB | |")
+    return "\n".join(lines)
+
+
+def describe(m: dict, args, weights_note: str) -> str:
+    return (f"Machine: {m['cpu']}, {m['cores']} cores usable, GPU: {m['gpu']}; Python {m['python']}, torch {m['torch']} "
+            f"({m['threads']} intra-op threads; env: {m['omp']}), compiled ops: {m['compiled_ops']}. Load average at start "
+            f"{m['load_avg_start']}, at end {m['load_avg_end']}; other load: {m['other_load']}. "
+            f"Photos: {args.n} from `{args.photos}`; weights: {weights_note}.")
+
+
+def save(text: str) -> None:
+    head = (
+        "# Benchmark results\n\n"
+        "Newest first. Each section is one run of `python -m bench.run --photos DIR -n N` (see its docstring),\n"
+        "s2ccrop and smartcrop.py measured side by side on the same photos in the same run. Goals (issue 6, on\n"
+        "the project's 2-core CPU): CLI >= 3x smartcrop.py photos/s; model <= 25 ms per photo for 4 ratios;\n"
+        "`s2ccrop --version` <= 0.3 s; first crop from a cold start <= 2.5 s; peak RSS <= 1 GB.\n"
+        "'before' = the straightforward path the optimised one replaced, timed in the same process.\n"
+    )
+    old = RESULTS.read_text() if RESULTS.exists() else head
+    body = old[len(head):] if old.startswith(head) else "\n" + old
+    RESULTS.write_text(head + "\n" + text.rstrip() + "\n" + body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", required=True, type=Path, help="folder of photos (JPEG)")
+    ap.add_argument("-n", type=int, default=200, help="photos for the CLI and smartcrop runs (default 200)")
+    ap.add_argument("--stage-photos", type=int, default=40, help="photos for the in-process stage times")
+    ap.add_argument("--weights", type=Path, help="checkpoint (default: random weights of the shipped shape)")
+    ap.add_argument("--baseline-src", type=Path,
+                    help="another s2ccrop source tree (e.g. `git archive HEAD`) whose CLI runs as the 'before' row")
+    ap.add_argument("--workers", type=int, default=None, help="pass --workers N to the CLI")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, no RESULTS.md update")
+    ap.add_argument("--no-save", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    ap.add_argument("--label", default="", help="a note for the RESULTS.md heading")
+    args = ap.parse_args(argv)
+
+    photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: args.n]
+    if not photos:
+        raise SystemExit(f"no JPEG photos in {args.photos}")
+    args.n = len(photos)
+    m = machine()
+    tmp = Path(tempfile.mkdtemp(prefix="s2ccrop-bench-"))
+    weights = make_weights(args.weights, tmp)
+    weights_note = str(args.weights) if args.weights else "random, shipped shape (crop head, align 9, 4 genes)"
+    extra = ["--workers", str(args.workers)] if args.workers is not None else []
+
+    print(f"[bench] {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads; {m['other_load']}",
+          file=sys.stderr)
+    ver = startup(3 if args.quick else 7)
+    print(f"[bench] --version {ver:.3f} s", file=sys.stderr)
+    first = first_crop(photos[0], weights, tmp, 2 if args.quick else 3)
+    print(f"[bench] first crop {first[0]:.2f} s", file=sys.stderr)
+    sc = smartcrop_throughput(photos, _fresh(tmp / "smartcrop"))
+    print(f"[bench] smartcrop {sc['photos_per_s']:.2f} photos/s", file=sys.stderr)
+    cli = cli_throughput(photos, weights, _fresh(tmp / "s2ccrop"), extra)
+    print(f"[bench] s2ccrop {cli['photos_per_s']:.2f} photos/s", file=sys.stderr)
+    base = None
+    if args.baseline_src:
+        env = dict(os.environ, PYTHONPATH=str(args.baseline_src))
+        # run from inside that tree: `python -m` puts the working folder first on sys.path
+        base = cli_throughput(photos, weights, _fresh(tmp / "baseline"), extra, env=env,
+                              cmd=[sys.executable, "-m", "s2ccrop"], cwd=args.baseline_src)
+        print(f"[bench] baseline s2ccrop {base['photos_per_s']:.2f} photos/s", file=sys.stderr)
+    st = stage_times(photos[: args.stage_photos + 3], weights)
+    m["load_avg_end"] = "%.2f %.2f %.2f" % os.getloadavg()
+
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = (f"## {when}{' — ' + args.label if args.label else ''}\n\n{describe(m, args, weights_note)}\n\n"
+            f"{table(m, st, cli, sc, ver, first, args.n, base)}\n")
+    print(text)
+    if not (args.quick or args.no_save):
+        save(text)
+        print(f"[bench] saved to {RESULTS}", file=sys.stderr)
+    return 0
+
+
+def _fresh(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
