@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -13,7 +12,7 @@ import torch
 from PIL import Image
 
 from . import candidates as cand
-from .errors import ConfigError, WeightsError
+from .errors import ConfigError
 from .genes import GeneProvider, WholeImageGenes, pad_boxes
 from .model import GAICV1, S2CNet, load_checkpoint
 from .preprocess import image_tensor, model_size, scale_boxes
@@ -231,11 +230,6 @@ def _load_model(weights) -> tuple[S2CNet, dict]:
         return model.eval(), {"weights": "random (untrained)"}
     from . import weights as registry
 
-    try:
-        entry = registry.resolve(weights)
-    except WeightsError:
-        if weights is None and not registry.has_default():
-            warnings.warn("no trained default weights are installed: using an untrained model", stacklevel=3)
-            return _load_model("random")
-        raise
+    # A missing or corrupt default is an error that names the fix, never a silent untrained model.
+    entry = registry.resolve(weights)
     return load_checkpoint(entry.path), entry.info()

@@ -704,7 +704,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def make_cropper(weights: str | None, device: str, report: Reporter):
-    """Load the model once; its warnings (e.g. untrained fallback) become one stderr line each."""
+    """Load the model once; its warnings become one stderr line each."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:

@@ -114,3 +114,23 @@ def test_tiny_and_extreme_images(cropper):
         img = Image.new("RGB", size, (10, 200, 30))
         for c in cropper.crop(img, ["16:9", "1:1", "any"]):
             assert 0 <= c.box[0] < c.box[2] <= size[0] and 0 <= c.box[1] < c.box[3] <= size[1]
+
+
+def test_default_weights_are_the_shipped_trained_model():
+    c = Cropper(device="cpu")
+    assert c.info()["weights"] == "s2ccrop-v1" and c.info()["source"] == "embedded"
+    assert c.config.num_boxes == 4 and c.config.head == "crop"
+
+
+def test_broken_default_is_an_error_not_an_untrained_model(tmp_path, monkeypatch):
+    import json
+
+    from s2ccrop import WeightsError
+    from s2ccrop import weights as W
+
+    shipped = json.loads((W.embedded_dir() / W.MANIFEST_NAME).read_text())
+    (tmp_path / W.MANIFEST_NAME).write_text(json.dumps(shipped))  # manifest without its checkpoint
+    monkeypatch.setattr(W, "embedded_dir", lambda: tmp_path)
+    monkeypatch.setenv(W.ENV_CACHE, str(tmp_path / "cache"))
+    with pytest.raises(WeightsError):
+        Cropper(device="cpu")

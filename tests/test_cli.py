@@ -1,6 +1,6 @@
 """The command line through its real entry points: `cli.main(argv)` in-process and `python -m s2ccrop`.
 
-The real `Cropper` runs (untrained fallback or the shipped default); in-process runs share one loaded
+The real `Cropper` runs (the shipped default or --weights random); in-process runs share one loaded
 instance to keep the suite fast. Every image is generated here, tiny.
 """
 

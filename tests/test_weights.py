@@ -84,11 +84,19 @@ def test_shipped_manifest_is_valid_and_its_files_match_their_pins():
             assert entry.sha256 is not None
 
 
-def test_missing_embedded_default_names_the_fix():
-    reg = W.registry()
-    entry = reg.entries[reg.default]
-    if entry.embedded_path.is_file():
-        pytest.skip("the trained default is installed")
+def test_shipped_default_is_installed_and_verifies():
+    # the trained default ships inside the package: resolving it needs no network and no ../shared
+    assert W.has_default()
+    resolved = W.resolve(None)
+    assert resolved.source == "embedded" and resolved.sha256 == W.registry().entries[W.default_name()].sha256
+    assert resolved.path.stat().st_size <= 12 * 1024 * 1024
+
+
+def test_missing_embedded_default_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: Path):
+    # an installation whose default file went missing (a broken install) must say what to do
+    shipped = json.loads((W.embedded_dir() / W.MANIFEST_NAME).read_text())
+    (tmp_path / W.MANIFEST_NAME).write_text(json.dumps(shipped))
+    monkeypatch.setattr(W, "embedded_dir", lambda: tmp_path)
     assert not W.has_default()
     with pytest.raises(WeightsError, match=r"not in this installation.*reinstall.*--weights NAME\|PATH"):
         W.resolve(None)
@@ -312,7 +320,7 @@ def test_weights_commands_end_to_end(published, checkpoints, isolated: Path):
     assert run_cli("weights", "path") == (0, f"{isolated / 'weights'}\n", "")
     assert run_cli("weights", "path", "ref1")[1].strip() == path
     code, out, _ = run_cli("weights", "verify")
-    assert code == 0 and sorted(l.split()[1] for l in out.splitlines()) == ["net", "ref1"]
+    assert code == 0 and sorted(l.split()[1] for l in out.splitlines()) == ["net", "ref1", "s2ccrop-v1"]
     Path(path).write_bytes(b"tampered")
     code, out, err = run_cli("weights", "verify", "ref1")
     assert code == 2 and err.startswith("s2ccrop: error: ref1: ") and "does not match" in err
