@@ -186,11 +186,14 @@ def set_train_mode(model: S2CNet) -> None:
 def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, float]:
     s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True)
     boxes, groups = training_candidates(s.crop, s.size, cfg, rng)
-    targets = torch.from_numpy(box_iou(boxes, s.crop)).float()
+    device = next(model.parameters()).device
+    targets = torch.from_numpy(box_iou(boxes, s.crop)).float().to(device)
     n_votes = len(s.votes)
     all_boxes = np.concatenate([boxes, s.votes[:, :4], s.votes[:, 4:]], axis=0) if n_votes else boxes
-    fmap = model.features(s.image)
-    scores = model.score_boxes(fmap, torch.from_numpy(all_boxes).float(), whole_image_genes(s.size, cfg.num_boxes), s.size)
+    fmap = model.features(s.image.to(device))
+    scores = model.score_boxes(
+        fmap, torch.from_numpy(all_boxes).float().to(device), whole_image_genes(s.size, cfg.num_boxes).to(device), s.size
+    )
     n = len(boxes)
     l_rank = listwise_loss(scores[:n], targets, cfg.temperature)
     if cfg.group_weight > 0:
@@ -199,7 +202,7 @@ def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.rand
         for part in groups.values():
             if part.stop - part.start > 1:
                 l_rank = l_rank + cfg.group_weight * listwise_loss(scores[part], targets[part], cfg.temperature)
-    l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float(), cfg.vote_margin)
+    l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float().to(device), cfg.vote_margin)
     loss = l_rank + cfg.vote_weight * l_vote
     loss.backward()
     return {"loss": loss.item(), "rank": l_rank.item(), "vote": l_vote.item()}
@@ -221,8 +224,11 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
         ratio = Fraction(round((fr[2] - fr[0]) / p.pixels.shape[1] * W), max(1, round((fr[3] - fr[1]) / p.pixels.shape[0] * H)))
         fixed = cand.fixed_ratio(W, H, ratio).astype(np.float64) * [sx, sy, sx, sy]
         boxes = np.concatenate([grid, fixed], axis=0)
-        fmap = model.features(s.image)
-        scores = model.score_boxes(fmap, torch.from_numpy(boxes).float(), whole_image_genes(s.size, num_boxes), s.size).numpy()
+        device = next(model.parameters()).device
+        fmap = model.features(s.image.to(device))
+        scores = model.score_boxes(
+            fmap, torch.from_numpy(boxes).float().to(device), whole_image_genes(s.size, num_boxes).to(device), s.size
+        ).float().cpu().numpy()
         iou = box_iou(boxes, s.crop)
         ng = len(grid)
         ious_any.append(iou[:ng][int(np.argmax(scores[:ng]))])
@@ -246,7 +252,9 @@ def run(data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log
     log(f"cached {len(train_photos)} train / {len(val_photos)} val photos in {time.time() - t0:.0f}s")
 
     imagenet = torch.load(imagenet_path, map_location="cpu", weights_only=True) if imagenet_path else None
-    model = build_model(cfg, imagenet)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(cfg, imagenet).to(device)
+    log(f"device: {device}")
     backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("Feat_ext.")]
     head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("Feat_ext.")]
     opt = torch.optim.AdamW(
@@ -307,6 +315,7 @@ def run(data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log
             break
     assert best_state is not None and best is not None
     model.load_state_dict(best_state)
+    model.cpu()
     meta = {
         "training_data": "FCDB training split minus the validation split (split_fcdb, seed %d)" % cfg.split_seed,
         "train_config": json.dumps({**asdict(cfg), "augment": asdict(cfg.augment)}, sort_keys=True),
