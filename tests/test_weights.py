@@ -357,7 +357,8 @@ def _copy_project(dest: Path) -> Path:
 
 def _embedded_dir_seen_by(python_path_setup: str) -> Path:
     code = f"{python_path_setup}\nfrom s2ccrop import weights\nprint(weights.embedded_dir())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    # -S: without the environment's site-packages, where the developer's own editable s2ccrop would win
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.returncode == 0, out.stderr
     return Path(out.stdout.strip())
 
@@ -383,7 +384,9 @@ def test_wheel_and_editable_installs_ship_the_weights_folder(tmp_path: Path):
     assert json.loads((seen / "manifest.json").read_text())["schema"] == 1
 
     prefix = tmp_path / "prefix"
-    subprocess.run([*pip, "install", "-e", str(src), "--no-build-isolation", "--no-deps", "--prefix", str(prefix)],
+    # --ignore-installed: without it pip uninstalls the developer's own s2ccrop before installing into --prefix
+    subprocess.run([*pip, "install", "-e", str(src), "--no-build-isolation", "--no-deps", "--ignore-installed",
+                    "--prefix", str(prefix)],
                    check=True, env=env, timeout=300, capture_output=True)
     (site,) = prefix.glob("lib/python*/site-packages")
     seen = _embedded_dir_seen_by(f"import site; site.addsitedir({str(site)!r})")
