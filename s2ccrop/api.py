@@ -211,15 +211,6 @@ def _decode(path, draft: bool) -> tuple[Image.Image, tuple[int, int]]:
     return decoded.rgb(), decoded.size
 
 
-def open_image(image: ImageLike) -> Image.Image:
-    """An upright RGB image from a path or PIL image (the I/O layer does the decoding)."""
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    from .io.images import load_image
-
-    return load_image(image)
-
-
 def _load_model(weights) -> tuple[S2CNet, dict]:
     if isinstance(weights, S2CNet):
         return weights, {"weights": "<in-memory model>"}

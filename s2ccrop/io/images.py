@@ -134,11 +134,6 @@ def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Dec
     return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation)
 
 
-def load_image(path: "str | os.PathLike[str]", *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """The upright RGB image the model scores (what `Cropper.crop(path)` uses)."""
-    return open_image(path, max_pixels=max_pixels).rgb()
-
-
 def check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
     w, h = size
     if w <= 0 or h <= 0:
@@ -248,7 +243,6 @@ __all__ = [
     "Decoded",
     "check_pixels",
     "flatten",
-    "load_image",
     "normalise_mode",
     "open_image",
     "read_orientation",

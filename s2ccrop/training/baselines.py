@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from ..candidates import largest_box_size
 from ..types import Ratio
 
 Box = tuple[int, int, int, int]
@@ -32,17 +33,13 @@ def whole_image(image, ratio: str) -> Box:
 
 
 def largest_centred_box(width: int, height: int, ratio: str) -> Box:
-    """Largest box of ``ratio`` (W:H) centred in a width x height image; the whole image for "any"."""
+    """Largest box of ``ratio`` (W:H) centred in a width x height image; the whole image for "any".
+
+    The same box the cropper's candidates start with (`candidates.largest_box_size`)."""
     r = Ratio.parse(ratio)
     if r.is_any:
         return (0, 0, width, height)
-    assert r.width is not None and r.height is not None
-    if width * r.height >= height * r.width:  # image at least as wide as the ratio: full height
-        h = height
-        w = min(width, max(1, round(height * r.width / r.height)))
-    else:
-        w = width
-        h = min(height, max(1, round(width * r.height / r.width)))
+    w, h = largest_box_size(width, height, r.width / r.height)
     x1, y1 = (width - w) // 2, (height - h) // 2
     return (x1, y1, x1 + w, y1 + h)
 
