@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
@@ -13,8 +13,9 @@ from PIL import Image
 
 from . import candidates as cand
 from .errors import ConfigError
-from .genes import GeneProvider, WholeImageGenes, pad_boxes
+from .genes import GeneProvider, LearnedGenes, WholeImageGenes, pad_boxes
 from .model import GAICV1, S2CNet, load_checkpoint
+from .model.gene_head import Detections, decode
 from .preprocess import image_tensor, model_size, scale_boxes
 from .select import select_crops
 from .types import Crop, Ratio
@@ -22,15 +23,18 @@ from .types import Crop, Ratio
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Prepared:
-    """One photo ready for the model: the upright image, its size, model size and input tensor."""
+    """One photo ready for the model: the upright image, its size, model size and input tensor.
+    `detections`: the gene head's object and face boxes (original pixels), filled in by the backbone
+    pass (`Cropper.features`) when the model has a gene head."""
 
     image: Image.Image
     size: tuple[int, int]
     model_size: tuple[int, int]
     tensor: torch.Tensor
     key: str | None
+    detections: Detections | None = field(default=None, repr=False)
 
 
 def set_threads(threads: int | None = None) -> None:
@@ -81,13 +85,18 @@ class Cropper:
         genes: GeneProvider | None = None,
         draft: bool = False,
         threads: int | None = None,
+        face_guard: bool = True,
     ) -> None:
         set_threads(threads)
         self.device = resolve_device(device)
         self.model, self.weights_info = _load_model(weights)
         self.model.to(self.device).eval()
         self.model.prepare_for_inference()
-        self.genes = genes or WholeImageGenes()
+        has_head = self.model.config.genes_head
+        self.genes = genes or (LearnedGenes() if has_head else WholeImageGenes())
+        if isinstance(self.genes, LearnedGenes) and not has_head:
+            raise ConfigError("learned genes need a model with a gene head; this checkpoint has none (use whole-image genes)")
+        self.face_guard = face_guard
         self.draft = draft
 
     @property
@@ -95,7 +104,11 @@ class Cropper:
         return self.model.config
 
     def info(self) -> dict:
-        return {"device": str(self.device), "config": self.model.config.to_json(), "genes": getattr(self.genes, "name", type(self.genes).__name__), **self.weights_info}
+        return {
+            "device": str(self.device), "config": self.model.config.to_json(),
+            "genes": getattr(self.genes, "name", type(self.genes).__name__),
+            "face_guard": self.face_guard and self.model.config.genes_head, **self.weights_info,
+        }
 
     # -- stages ---------------------------------------------------------------------------------
     def prepare(self, image: ImageLike, key: str | None = None, size: tuple[int, int] | None = None) -> Prepared:
@@ -114,7 +127,13 @@ class Cropper:
 
     def _gene_boxes(self, p: Prepared) -> torch.Tensor:
         W, H = p.size
-        genes = pad_boxes(self.genes.boxes(W, H, p.key), self.model.config.num_boxes, W, H)
+        if isinstance(self.genes, LearnedGenes):
+            if p.detections is None:
+                raise RuntimeError("learned genes are found by the backbone pass: call features() first")
+            found = p.detections.genes()
+        else:
+            found = self.genes.boxes(W, H, p.key)
+        genes = pad_boxes(found, self.model.config.num_boxes, W, H)
         return scale_boxes(genes, p.size, p.model_size)
 
     @torch.inference_mode()
@@ -124,9 +143,25 @@ class Cropper:
 
     @torch.inference_mode()
     def features(self, prepared: Sequence[Prepared]) -> torch.Tensor:
-        """One backbone pass over photos of the same model size: [B, reduced_dim, h/16, w/16]."""
+        """One backbone pass over photos of the same model size: [B, reduced_dim, h/16, w/16]. With a
+        gene head, the same pass finds each photo's objects and faces (`Prepared.detections`)."""
         batch = torch.cat([p.tensor for p in prepared]) if len(prepared) > 1 else prepared[0].tensor
-        return self.model.features(batch.to(self.device))
+        fmap, raw = self.model.features_and_genes(batch.to(self.device))
+        if raw is not None:
+            for p, r in zip(prepared, raw):
+                (W, H), (w, h) = p.size, p.model_size
+                p.detections = decode(r, p.model_size).scaled(W / w, H / h)
+        return fmap
+
+    def detect(self, image: ImageLike) -> Detections:
+        """Objects and faces the gene head finds in a photo (rows x1, y1, x2, y2, score; pixels of the
+        upright photo), best first. Needs a model with a gene head."""
+        if not self.model.config.genes_head:
+            raise ConfigError("this checkpoint has no gene head: it detects nothing")
+        p = self.prepare(image)
+        self.features([p])
+        assert p.detections is not None
+        return p.detections
 
     @torch.inference_mode()
     def score_features(self, fmap: torch.Tensor, index: int, p: Prepared, boxes: np.ndarray) -> np.ndarray:
@@ -145,7 +180,8 @@ class Cropper:
     def _crops(self, p: Prepared, ratios: Sequence[Ratio], fmap: torch.Tensor, index: int) -> list[Crop]:
         groups = self.candidates(p, ratios)
         scores = self.score_features(fmap, index, p, np.concatenate(groups, axis=0))  # all ratios at once
-        return select_crops(ratios, groups, scores)
+        faces = p.detections.faces if self.face_guard and p.detections is not None else None
+        return select_crops(ratios, groups, scores, faces)
 
     # -- the one-call API -------------------------------------------------------------------------
     def crop(

@@ -249,6 +249,8 @@ def build_crop_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--weights", metavar="NAME|PATH", help="registry name or checkpoint file (default: built in)")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    m.add_argument("--no-face-guard", dest="face_guard", action="store_false",
+                   help="allow crops that cut through a detected face (by default they lose to any crop that does not)")
     m.add_argument("--workers", type=_nonneg_int, default=DEFAULT_WORKERS, metavar="N",
                    help=f"threads decoding/writing while the model runs (default {DEFAULT_WORKERS}; 0 = none)")
     e = p.add_argument_group("engine")
@@ -307,6 +309,7 @@ class Settings:
     workers: int
     preview: Path | None
     preview_only: bool = False
+    face_guard: bool = True
 
 
 def crop_command(argv: list[str], env: Env, *, preview_only: Path | None = None) -> int:
@@ -353,7 +356,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         quality=args.quality, json=args.json, quiet=args.quiet, dry_run=args.dry_run,
         skip_existing=args.skip_existing, recursive=not args.no_recursive, null=args.null,
         max_pixels=_max_pixels(args.max_pixels), weights=args.weights, device=args.device,
-        workers=args.workers, preview=Path(args.preview) if args.preview else None,
+        workers=args.workers, preview=Path(args.preview) if args.preview else None, face_guard=args.face_guard,
     )
 
 
@@ -588,7 +591,7 @@ class Run:
 
     def _get_cropper(self):
         if self.cropper is None:
-            self.cropper = make_cropper(self.s.weights, self.s.device, self.report)
+            self.cropper = make_cropper(self.s.weights, self.s.device, self.report, self.s.face_guard)
         return self.cropper
 
     # -- stage 3: write (worker) ---------------------------------------------------------------
@@ -703,7 +706,7 @@ def _same_file(a: Path, b: Path) -> bool:
     return os.path.abspath(a) == os.path.abspath(b)
 
 
-def make_cropper(weights: str | None, device: str, report: Reporter):
+def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True):
     """Load the model once; its warnings become one stderr line each."""
     import warnings
 
@@ -711,7 +714,7 @@ def make_cropper(weights: str | None, device: str, report: Reporter):
         warnings.simplefilter("always")
         from .api import Cropper
 
-        cropper = Cropper(weights=weights, device=device)
+        cropper = Cropper(weights=weights, device=device, face_guard=face_guard)
     for w in caught:
         if issubclass(w.category, UserWarning):
             report.warn(str(w.message))

@@ -31,6 +31,16 @@ class WholeImageGenes:
         return np.array([[0, 0, width, height]], dtype=np.float64)
 
 
+class LearnedGenes:
+    """The model's own gene head (object and face boxes from the backbone pass, `model/gene_head.py`).
+    `Cropper` fills these in during its backbone pass; there is nothing to compute from a size alone."""
+
+    name = "learned"
+
+    def boxes(self, width: int, height: int, key: str | None = None) -> np.ndarray:
+        raise RuntimeError("learned genes come from the model's backbone pass (Cropper.features), not from a size")
+
+
 class BoxFileGenes:
     """Reads reference detector boxes: ``<folder>/<key>.txt`` with lines ``y1 x1 y2 x2`` in pixels,
     as the reference GAICD loader does. A photo without a file gets no boxes (then padding)."""

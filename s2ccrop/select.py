@@ -1,4 +1,4 @@
-"""Choosing the crop of each ratio from the scored candidates."""
+"""Choosing the crop of each ratio from the scored candidates, with the face guard."""
 
 from __future__ import annotations
 
@@ -7,6 +7,32 @@ from typing import Sequence
 import numpy as np
 
 from .types import Crop, Ratio
+
+# A face counts as cut when a candidate keeps more than CUT_MIN and less than CUT_MAX of its box: the
+# tolerance absorbs detector boxes that are a little loose or tight (a crop that trims a sliver of the
+# box, or one that leaves only a sliver of a face at its border, is not a cut face).
+CUT_MIN, CUT_MAX = 0.1, 0.9
+# Far above the spread of model scores: any candidate that cuts no face beats every one that does;
+# among candidates that all cut a face, the one that cuts least wins.
+FACE_CUT_PENALTY = 1e3
+
+
+def face_cuts(boxes: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Severity [N] in [0, 1] with which each xyxy candidate [N, 4] cuts the worst-cut face of
+    `faces` [F, ≥4]: 0 when every face is wholly in or out (within tolerance), 1 when a face is halved."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    faces = np.asarray(faces, dtype=np.float64)
+    faces = faces.reshape(len(faces), -1)[:, :4] if faces.size else np.zeros((0, 4))
+    if len(faces) == 0 or len(boxes) == 0:
+        return np.zeros(len(boxes))
+    ix = np.minimum(boxes[:, None, 2], faces[None, :, 2]) - np.maximum(boxes[:, None, 0], faces[None, :, 0])
+    iy = np.minimum(boxes[:, None, 3], faces[None, :, 3]) - np.maximum(boxes[:, None, 1], faces[None, :, 1])
+    inter = ix.clip(0) * iy.clip(0)
+    area = ((faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])).clip(1e-9)
+    kept = inter / area[None, :]
+    cut = (kept > CUT_MIN) & (kept < CUT_MAX)
+    severity = np.where(cut, np.minimum(kept, 1 - kept) / 0.5, 0.0)
+    return severity.max(axis=1)
 
 
 def best_index(scores: np.ndarray) -> int:
@@ -19,12 +45,17 @@ def best_index(scores: np.ndarray) -> int:
     return int(np.argmax(scores))
 
 
-def select_crops(ratios: Sequence[Ratio], groups: Sequence[np.ndarray], scores: np.ndarray) -> list[Crop]:
-    """The best-scoring box of each ratio's candidate group (`scores` covers the groups in order)."""
+def select_crops(
+    ratios: Sequence[Ratio], groups: Sequence[np.ndarray], scores: np.ndarray, faces: np.ndarray | None = None
+) -> list[Crop]:
+    """The best-scoring box of each ratio's candidate group (`scores` covers the groups in order).
+    With `faces` (boxes [F, ≥4], same pixels as the candidates), the face guard: candidates that cut
+    through a face are penalised. Reported scores are the model's own."""
     crops, start = [], 0
     for ratio, boxes in zip(ratios, groups):
-        s = scores[start : start + len(boxes)]
+        s = np.asarray(scores[start : start + len(boxes)], dtype=np.float64)
         start += len(boxes)
-        i = best_index(s)
+        ranked = s if faces is None else s - FACE_CUT_PENALTY * face_cuts(boxes, faces)
+        i = best_index(ranked)
         crops.append(Crop(str(ratio), tuple(int(v) for v in boxes[i]), float(s[i])))
     return crops

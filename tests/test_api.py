@@ -59,13 +59,13 @@ def test_path_input_is_exif_transposed(cropper, tmp_path):
 
 def test_one_backbone_pass_for_all_ratios(cropper, monkeypatch):
     calls = []
-    original = cropper.model.features
+    original = cropper.model.features_and_genes
 
-    def counting(x):
+    def counting(x, genes=True):
         calls.append(x.shape)
-        return original(x)
+        return original(x, genes)
 
-    monkeypatch.setattr(cropper.model, "features", counting)
+    monkeypatch.setattr(cropper.model, "features_and_genes", counting)
     cropper.crop(_photo(), RATIOS)
     assert len(calls) == 1
 

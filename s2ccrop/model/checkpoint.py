@@ -38,11 +38,12 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> S2CNetConfig:
     align = round((in_dim / (2 * reduced)) ** 0.5)
     if 2 * reduced * align * align != in_dim:
         raise WeightsError(f"node_emb.0.weight has {in_dim} inputs, which is not 2·{reduced}·a² for any a")
+    genes_head = any(k.startswith("GeneHead.") for k in state_dict)
     if "FC_layers.weight" in state_dict:
-        return S2CNetConfig(align_size=align, num_boxes=GAICV1.num_boxes, head="crop", reduced_dim=reduced)
+        return S2CNetConfig(align_size=align, num_boxes=GAICV1.num_boxes, head="crop", reduced_dim=reduced, genes_head=genes_head)
     if "FC_layers.0.0.weight" in state_dict:
         nodes = state_dict["FC_layers.0.0.weight"].shape[1]
-        return S2CNetConfig(align_size=align, num_boxes=nodes - 1, head="graph", reduced_dim=reduced)
+        return S2CNetConfig(align_size=align, num_boxes=nodes - 1, head="graph", reduced_dim=reduced, genes_head=genes_head)
     raise WeightsError("not an S2CNet state_dict: no FC_layers head found")
 
 

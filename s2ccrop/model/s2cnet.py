@@ -16,6 +16,7 @@ from torch import nn
 
 from ..ops import rod_align, rod_align_avg, roi_align, roi_align_avg
 from .backbone import FeatureExtractor, torchvision_to_reference
+from .gene_head import GeneHead
 from .graph import GraphConstructor, GraphTransformer
 
 SPATIAL_SCALE = 1.0 / 16.0
@@ -35,6 +36,7 @@ class S2CNetConfig:
     heads: int = 4
     mlp_dim: int = 1024
     dropout: float = 0.0
+    genes_head: bool = False  # ours only: a learned visual-gene head (model/gene_head.py); reference checkpoints have none
 
     def __post_init__(self) -> None:
         if self.head not in ("crop", "graph"):
@@ -58,7 +60,10 @@ class S2CNetConfig:
 
 def _fused_features(feat_ext: nn.Module, dim_red: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """SPEC §2.2–2.3: backbone maps at strides 8/16/32 fused at stride 16, then DimRed."""
-    f3, f4, f5 = feat_ext(images)
+    return _fuse(dim_red, *feat_ext(images))
+
+
+def _fuse(dim_red: nn.Module, f3: torch.Tensor, f4: torch.Tensor, f5: torch.Tensor) -> torch.Tensor:
     size = f4.shape[-2:]
     f3 = F.interpolate(f3, size=size, mode="bilinear", align_corners=True)
     f5 = F.interpolate(f5, size=size, mode="bilinear", align_corners=True)
@@ -131,16 +136,27 @@ class S2CNet(nn.Module):
             self.FC_layers: nn.Module = nn.Linear(config.node_dim, 1)
         else:
             self.FC_layers = _graph_head(config.num_boxes + 1)
+        if config.genes_head:
+            self.GeneHead = GeneHead()
 
     # -- stages -------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, h, w] normalised images (h, w multiples of 32) → [B, reduced_dim, h/16, w/16]."""
+        return self.features_and_genes(images, genes=False)[0]
+
+    def features_and_genes(self, images: torch.Tensor, genes: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One backbone pass → (features as `features` returns them, the gene head's raw output
+        [B, 8, h/8, w/8] or None when the model has no gene head or `genes` is False)."""
         fast = self._inference_cache()
         if fast is not None:
             images = images.contiguous(memory_format=torch.channels_last)
-            backbone = fast["backbone"]
-            return _fused_features(backbone.Feat_ext, backbone.DimRed, images).contiguous()
-        return _fused_features(self.Feat_ext, self.DimRed, images)
+            feat_ext, dim_red = fast["backbone"].Feat_ext, fast["backbone"].DimRed
+        else:
+            feat_ext, dim_red = self.Feat_ext, self.DimRed
+        maps = feat_ext(images)
+        fmap = _fuse(dim_red, *maps)
+        raw = self.GeneHead(*maps).contiguous() if genes and self.config.genes_head else None
+        return (fmap.contiguous() if fast is not None else fmap), raw
 
     # -- faster inference -------------------------------------------------------------------
     def prepare_for_inference(self) -> "S2CNet":

@@ -8,7 +8,7 @@ the model's input with every box mapped into the model's pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -35,6 +35,19 @@ class Sample:
     crop: np.ndarray  # [4] human crop, model pixels
     votes: np.ndarray  # [V, 8] box0 xyxy, box1 xyxy (model pixels)
     vote_weights: np.ndarray  # [V] signed: > 0 means box0 preferred
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. teacher boxes [k, 5] (xyxy + score), model pixels
+
+
+def _visible(boxes: np.ndarray, width: float, height: float, min_visible: float) -> np.ndarray:
+    """Boxes [k, 5] clipped to the frame, keeping those with at least `min_visible` of their area inside."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inside = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+    keep = (inside > 0) & (inside >= min_visible * np.maximum(area, 1e-9))
+    return clipped[keep]
 
 
 def _window(width: int, height: int, crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -53,8 +66,12 @@ def augment(
     cfg: AugmentConfig,
     rng: np.random.Generator,
     train: bool = True,
+    labels: dict[str, np.ndarray] | None = None,
+    min_visible: float = 0.4,
 ) -> Sample:
-    """Draw one framing of a photo. With ``train=False`` the whole photo is used as is."""
+    """Draw one framing of a photo. With ``train=False`` the whole photo is used as is. `labels`: more
+    boxes [k, 5] (xyxy + score, array pixels) to carry along, e.g. teacher objects and faces; each
+    comes back clipped to the framing, without those less than `min_visible` inside."""
     height, width = pixels.shape[:2]
     crop = np.asarray(crop, dtype=np.float64)
     if train:
@@ -84,17 +101,24 @@ def augment(
 
     x = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1).unsqueeze(0).float()
     x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=False)
+    labels_m = {}
+    for name, rows in (labels or {}).items():
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+        mapped = np.concatenate([to_model(rows[:, :4]), rows[:, 4:]], axis=1)
+        labels_m[name] = _visible(mapped, size[0], size[1], min_visible)
     if train and rng.random() < cfg.p_flip:
         x = x.flip(-1)
         w = size[0]
         crop_m = np.array([w - crop_m[2], crop_m[1], w - crop_m[0], crop_m[3]])
         if len(votes_m):
             votes_m = votes_m[:, [2, 1, 0, 3, 6, 5, 4, 7]] * [-1, 1, -1, 1, -1, 1, -1, 1] + [w, 0, w, 0, w, 0, w, 0]
+        for name, rows in labels_m.items():
+            labels_m[name] = rows[:, [2, 1, 0, 3, 4]] * [-1, 1, -1, 1, 1] + [w, 0, w, 0, 0]
     if train:
         x = _colour(x, cfg, rng)
     x = x / 256.0
     x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    return Sample(x, size, crop_m, votes_m, vote_weights)
+    return Sample(x, size, crop_m, votes_m, vote_weights, labels_m)
 
 
 def _colour(x: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator) -> torch.Tensor:

@@ -22,10 +22,13 @@ import numpy as np
 import torch
 
 from .. import candidates as cand
+from ..genes import pad_boxes
 from ..model import S2CNet, S2CNetConfig, save_checkpoint
+from ..model.gene_head import decode
 from ..preprocess import model_size
 from .augment import AugmentConfig, augment
 from .datasets import FCDBRecord, load_fcdb, split_fcdb
+from .gene_loss import gene_loss, gene_targets
 from .losses import box_iou, listwise_loss, vote_loss
 
 try:  # Python 3.11+
@@ -42,6 +45,10 @@ class TrainConfig:
     num_boxes: int = 4
     head: str = "crop"
     dropout: float = 0.1
+    # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
+    # teacher boxes; its own detections feed the graph, as at inference)
+    genes: str = "whole"
+    gene_weight: float = 1.0
     # optimisation
     epochs: int = 12
     lr_head: float = 3e-4
@@ -81,8 +88,15 @@ class TrainConfig:
             raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
         return cls(**raw, augment=aug)
 
+    def __post_init__(self) -> None:
+        if self.genes not in ("whole", "learned"):
+            raise ValueError(f"genes must be 'whole' or 'learned', got {self.genes!r}")
+
     def model_config(self) -> S2CNetConfig:
-        return S2CNetConfig(align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout)
+        return S2CNetConfig(
+            align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
+            genes_head=self.genes == "learned",
+        )
 
 
 def _read_config(path: Path, depth: int = 0) -> dict:
@@ -110,9 +124,10 @@ class CachedPhoto:
     crop: np.ndarray
     votes: np.ndarray
     vote_weights: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # teacher boxes [k, 5] in the array's pixels
 
 
-def cache_photo(record: FCDBRecord, short_side: int) -> CachedPhoto:
+def cache_photo(record: FCDBRecord, short_side: int, teacher: dict | None = None) -> CachedPhoto:
     from PIL import Image
 
     with Image.open(record.path) as im:
@@ -127,7 +142,11 @@ def cache_photo(record: FCDBRecord, short_side: int) -> CachedPhoto:
     votes = [v for v in record.votes if v.votes0 != v.votes1]
     vboxes = np.array([list(v.box0) + list(v.box1) for v in votes], dtype=np.float64).reshape(-1, 8) * np.tile(f, 2)
     vw = np.array([(v.votes0 - v.votes1) / (v.votes0 + v.votes1) for v in votes], dtype=np.float64)
-    return CachedPhoto(record.file, pixels, (record.width, record.height), np.asarray(record.crop, float) * f, vboxes, vw)
+    labels = {}
+    if teacher is not None:
+        f5 = np.array([sx, sy, sx, sy, 1.0])
+        labels = {k: np.asarray(teacher[k], dtype=np.float64).reshape(-1, 5) * f5 for k in ("objects", "faces")}
+    return CachedPhoto(record.file, pixels, (record.width, record.height), np.asarray(record.crop, float) * f, vboxes, vw, labels)
 
 
 def _jitter(crop: np.ndarray, n: int, sigma: float, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -165,6 +184,15 @@ def whole_image_genes(size: tuple[int, int], count: int) -> torch.Tensor:
     return torch.tensor([[0.0, 0.0, float(size[0]), float(size[1])]] * count)
 
 
+def graph_genes(raw: torch.Tensor | None, size: tuple[int, int], count: int) -> torch.Tensor:
+    """The gene boxes the graph sees for one image: the head's own detections (as at inference, no
+    gradient through them), padded with the whole image; the whole image alone without a head."""
+    if raw is None:
+        return whole_image_genes(size, count)
+    found = decode(raw.detach(), size).genes()
+    return torch.from_numpy(pad_boxes(found, count, *size)).float()
+
+
 def build_model(cfg: TrainConfig, imagenet: dict[str, torch.Tensor] | None) -> S2CNet:
     model = S2CNet(cfg.model_config())
     if imagenet is not None:
@@ -184,16 +212,17 @@ def set_train_mode(model: S2CNet) -> None:
 
 
 def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, float]:
-    s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True)
+    learned = cfg.genes == "learned"
+    s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True,
+                labels=photo.labels if learned else None)
     boxes, groups = training_candidates(s.crop, s.size, cfg, rng)
     device = next(model.parameters()).device
     targets = torch.from_numpy(box_iou(boxes, s.crop)).float().to(device)
     n_votes = len(s.votes)
     all_boxes = np.concatenate([boxes, s.votes[:, :4], s.votes[:, 4:]], axis=0) if n_votes else boxes
-    fmap = model.features(s.image.to(device))
-    scores = model.score_boxes(
-        fmap, torch.from_numpy(all_boxes).float().to(device), whole_image_genes(s.size, cfg.num_boxes).to(device), s.size
-    )
+    fmap, raw = model.features_and_genes(s.image.to(device), genes=learned)
+    genes = graph_genes(raw[0] if raw is not None else None, s.size, cfg.num_boxes)
+    scores = model.score_boxes(fmap, torch.from_numpy(all_boxes).float().to(device), genes.to(device), s.size)
     n = len(boxes)
     l_rank = listwise_loss(scores[:n], targets, cfg.temperature)
     if cfg.group_weight > 0:
@@ -204,8 +233,14 @@ def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.rand
                 l_rank = l_rank + cfg.group_weight * listwise_loss(scores[part], targets[part], cfg.temperature)
     l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float().to(device), cfg.vote_margin)
     loss = l_rank + cfg.vote_weight * l_vote
+    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0}
+    if raw is not None:
+        t = gene_targets(s.labels.get("objects", np.zeros((0, 5))), s.labels.get("faces", np.zeros((0, 5))), tuple(raw.shape[-2:]))
+        l_gene, _ = gene_loss(raw[0], t)
+        loss = loss + cfg.gene_weight * l_gene
+        parts["gene"] = l_gene.item()
     loss.backward()
-    return {"loss": loss.item(), "rank": l_rank.item(), "vote": l_vote.item()}
+    return {"loss": loss.item(), **parts}
 
 
 @torch.inference_mode()
@@ -225,10 +260,9 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
         fixed = cand.fixed_ratio(W, H, ratio).astype(np.float64) * [sx, sy, sx, sy]
         boxes = np.concatenate([grid, fixed], axis=0)
         device = next(model.parameters()).device
-        fmap = model.features(s.image.to(device))
-        scores = model.score_boxes(
-            fmap, torch.from_numpy(boxes).float().to(device), whole_image_genes(s.size, num_boxes).to(device), s.size
-        ).float().cpu().numpy()
+        fmap, raw = model.features_and_genes(s.image.to(device))
+        genes = graph_genes(raw[0] if raw is not None else None, s.size, num_boxes)
+        scores = model.score_boxes(fmap, torch.from_numpy(boxes).float().to(device), genes.to(device), s.size).float().cpu().numpy()
         iou = box_iou(boxes, s.crop)
         ng = len(grid)
         ious_any.append(iou[:ng][int(np.argmax(scores[:ng]))])
@@ -236,7 +270,13 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
     return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio))}
 
 
-def run(data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log=print) -> dict:
+def run(
+    data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log=print, teacher_labels: dict | None = None
+) -> dict:
+    """Train and save the best epoch to `out`. `teacher_labels`: the "photos" mapping of a teacher
+    labels file (`s2ccrop.training.teachers`), needed when ``cfg.genes == "learned"``."""
+    if cfg.genes == "learned" and teacher_labels is None:
+        raise ValueError("genes = 'learned' needs teacher labels (s2ccrop train --teachers DIR)")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if cfg.threads:
@@ -247,8 +287,13 @@ def run(data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log
     if cfg.limit_train:
         train_recs = train_recs[: cfg.limit_train]
     t0 = time.time()
-    train_photos = [cache_photo(r, cfg.cache_short_side) for r in train_recs]
-    val_photos = [cache_photo(r, cfg.cache_short_side) for r in val_recs]
+    if teacher_labels is not None:
+        missing = [r.file for r in train_recs if r.file not in teacher_labels]
+        if missing:
+            raise ValueError(f"teacher labels lack {len(missing)} training photos (e.g. {missing[0]}): relabel")
+    labels = teacher_labels or {}
+    train_photos = [cache_photo(r, cfg.cache_short_side, labels.get(r.file)) for r in train_recs]
+    val_photos = [cache_photo(r, cfg.cache_short_side, labels.get(r.file)) for r in val_recs]
     log(f"cached {len(train_photos)} train / {len(val_photos)} val photos in {time.time() - t0:.0f}s")
 
     imagenet = torch.load(imagenet_path, map_location="cpu", weights_only=True) if imagenet_path else None
@@ -277,7 +322,7 @@ def run(data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
         order = rng.permutation(len(train_photos))
-        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0}
+        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0}
         with Progress(
             TextColumn(f"epoch {epoch}/{cfg.epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"), transient=True, disable=not sys.stderr.isatty(),
@@ -303,7 +348,7 @@ def run(data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log
             best = {"score": score, **row}
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log(
-            f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}) "
+            f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f}) "
             f"val IoU any {metrics['val_iou_any']:.4f} ratio {metrics['val_iou_ratio']:.4f} "
             f"[{row['minutes']:.1f} min]{' *best*' if improved else ''}"
         )
@@ -334,14 +379,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True, type=Path, help="TOML training config")
     ap.add_argument("--out", required=True, type=Path, help="output checkpoint (.safetensors)")
     ap.add_argument("--imagenet", type=Path, help="torchvision MobileNetV2 ImageNet state_dict for the backbone")
+    ap.add_argument("--teachers", type=Path,
+                    help="teacher models folder (u2netp.onnx, MTCNN pnet/rnet/onet.pt) for configs with genes = 'learned'")
+    ap.add_argument("--labels", type=Path,
+                    help="teacher labels file: read if it exists, else written from --teachers "
+                         "(default: runs/teachers/<data folder name>.json)")
     args = ap.parse_args(argv)
     cfg = TrainConfig.from_toml(args.config)
 
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-    run(args.data, cfg, args.out, args.imagenet, log)
+    labels = None
+    if cfg.genes == "learned":
+        labels = teacher_labels(args.data, args.labels or Path("runs/teachers") / f"{args.data.resolve().name}.json", args.teachers, log)
+    run(args.data, cfg, args.out, args.imagenet, log, labels)
     return 0
+
+
+def teacher_labels(data: Path, path: Path, teachers: Path | None, log=print) -> dict:
+    """The "photos" mapping of a teacher labels file, labelling the photos first when it is missing."""
+    if not path.is_file():
+        if teachers is None:
+            raise SystemExit(f"s2ccrop train: {path}: no teacher labels yet; pass --teachers DIR to make them")
+        from .teachers import label_fcdb
+
+        log(f"labelling {data} with the teachers in {teachers} → {path}")
+        label_fcdb(data, teachers, path, log=log)
+    log(f"teacher labels: {path}")
+    return json.loads(path.read_text())["photos"]
 
 
 if __name__ == "__main__":
