@@ -250,3 +250,32 @@ def test_baselines_on_real_validation_split(shared_dir: Path):
     # whole image in any mode is the same box whatever the ratio; per-row IoU agrees with metrics.iou
     row = whole["rows"][0]
     assert row["iou"] == metrics.iou(row["pred"], row["gt"])
+
+
+def test_match_count_is_one_to_one_at_the_threshold():
+    from s2ccrop.training.evaluate import match_count
+
+    truth = np.array([[0, 0, 10, 10, 1], [20, 20, 30, 30, 1]], dtype=float)
+    pred = np.array([[0, 0, 10, 10, 0.9], [0, 0, 10, 11, 0.8], [20, 20, 30, 40, 0.7]], dtype=float)
+    # the second prediction duplicates the first truth (already used); the third has IoU exactly 0.5
+    assert match_count(pred, truth) == 2
+    assert match_count(pred, truth, threshold=0.51) == 1
+    assert match_count(np.zeros((0, 5)), truth) == 0 and match_count(pred, np.zeros((0, 5))) == 0
+
+
+def test_evaluate_genes_pools_precision_and_recall():
+    from s2ccrop.model.gene_head import Detections
+    from s2ccrop.training.evaluate import evaluate_genes, format_table
+
+    box = [0.0, 0.0, 10.0, 10.0, 1.0]
+    photos = [
+        ("a", {"objects": [box], "faces": []}, lambda: Detections(np.array([box, [50, 50, 60, 60, 0.5]]), np.zeros((0, 5)))),
+        ("b", {"objects": [box], "faces": [box]}, lambda: Detections(np.zeros((0, 5)), np.array([box]))),
+    ]
+    r = evaluate_genes(photos)
+    assert r["count"] == 2
+    assert r["objects"] == {"tp": 1, "pred": 2, "truth": 2, "precision": 0.5, "recall": 0.5}
+    assert r["faces"]["precision"] == 1.0 and r["faces"]["recall"] == 1.0
+    assert r["photos_with_face"] == {"truth": 1, "pred": 1, "both": 1}
+    table = format_table([r])
+    assert "| gene head | objects | 2 | 2 | 2 | 1 | 0.500 | 0.500 |" in table

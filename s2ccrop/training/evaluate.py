@@ -128,6 +128,61 @@ def evaluate_gaicd(records: Iterable[GAICDRecord], score_fn: ScoreFn, name: str 
     return {"benchmark": "gaicd", "name": name, **result, "skipped_no_image": skipped, "image_ids": ids}
 
 
+def _rows(boxes) -> np.ndarray:
+    a = np.asarray(boxes, dtype=np.float64)
+    return a.reshape(len(a), -1) if a.size else np.zeros((0, 4))
+
+
+def match_count(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> int:
+    """True positives of a greedy one-to-one matching (predictions best first) at IoU >= threshold."""
+    pred, truth = _rows(pred), _rows(truth)
+    used = np.zeros(len(truth), dtype=bool)
+    hits = 0
+    for box in pred[:, :4]:
+        best, best_j = threshold, -1
+        for j, gt in enumerate(truth[:, :4]):
+            if not used[j]:
+                v = metrics.iou(box, gt)
+                if v >= best:
+                    best, best_j = v, j
+        if best_j >= 0:
+            used[best_j] = True
+            hits += 1
+    return hits
+
+
+def evaluate_genes(
+    photos: Iterable[tuple[str, dict, Callable[[], object]]], name: str = "gene head", threshold: float = 0.5
+) -> dict:
+    """Box precision and recall of detections against teacher boxes, per kind (objects, faces), pooled
+    over photos. `photos` yields (file, teacher entry {"objects", "faces"}, a function returning the
+    `Detections` of that photo in the same pixels)."""
+    totals = {k: {"tp": 0, "pred": 0, "truth": 0} for k in ("objects", "faces")}
+    photos_with_face = {"truth": 0, "pred": 0, "both": 0}
+    count = 0
+    for _, teacher, detect in photos:
+        det = detect()
+        count += 1
+        for kind in totals:
+            pred = getattr(det, kind)
+            truth = np.asarray(teacher.get(kind, []), dtype=np.float64).reshape(-1, 5)
+            totals[kind]["tp"] += match_count(pred, truth, threshold)
+            totals[kind]["pred"] += len(pred)
+            totals[kind]["truth"] += len(truth)
+        has_t, has_p = len(teacher.get("faces", [])) > 0, len(det.faces) > 0
+        photos_with_face["truth"] += has_t
+        photos_with_face["pred"] += has_p
+        photos_with_face["both"] += has_t and has_p
+    out = {"benchmark": "genes", "name": name, "count": count, "iou_threshold": threshold, "photos_with_face": photos_with_face}
+    for kind, t in totals.items():
+        out[kind] = {
+            **t,
+            "precision": t["tp"] / t["pred"] if t["pred"] else float("nan"),
+            "recall": t["tp"] / t["truth"] if t["truth"] else float("nan"),
+        }
+    return out
+
+
 def _fmt(value: float, scale: float = 1.0, digits: int = 3) -> str:
     return "nan" if value is None or math.isnan(value) else f"{value * scale:.{digits}f}"
 
@@ -139,7 +194,8 @@ def format_table(results: Sequence[dict]) -> str:
     """
     fcdb = [r for r in results if r.get("benchmark") == "fcdb"]
     gaicd = [r for r in results if r.get("benchmark") == "gaicd"]
-    unknown = [r for r in results if r.get("benchmark") not in ("fcdb", "gaicd")]
+    genes = [r for r in results if r.get("benchmark") == "genes"]
+    unknown = [r for r in results if r.get("benchmark") not in ("fcdb", "gaicd", "genes")]
     if unknown:
         raise ValueError(f"unknown benchmark in results: {[r.get('benchmark') for r in unknown]}")
     parts = []
@@ -156,5 +212,14 @@ def format_table(results: Sequence[dict]) -> str:
             cells = [r["name"], str(r["count"]), _fmt(r["srcc"]), _fmt(r["pcc"]), _fmt(r["acc5"], 100, 1), _fmt(r["acc10"], 100, 1)]
             cells += [_fmt(r[k], 100, 1) for k in per_k]
             lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    if genes:
+        lines = ["| method | kind | photos | teacher boxes | detected | matched (IoU ≥ 0.5) | precision | recall |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in genes:
+            for kind in ("objects", "faces"):
+                k = r[kind]
+                lines.append(f"| {r['name']} | {kind} | {r['count']} | {k['truth']} | {k['pred']} | {k['tp']} | "
+                             f"{_fmt(k['precision'])} | {_fmt(k['recall'])} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)

@@ -1,9 +1,10 @@
-"""`s2ccrop eval fcdb DIR` and `s2ccrop eval gaicd DIR`: score a model the way the field does (SPEC §4).
+"""`s2ccrop eval fcdb|gaicd|genes DIR`: score a model the way the field does (SPEC §4), and its gene head.
 
 FCDB: mean IoU / BDE of the chosen crop against the human crop, free-form ("any") and given the human
 crop's own ratio ("ratio"); `--baselines` adds whole image, centred crop and smartcrop.py measured the
 same way. GAICD: SRCC/PCC and Acc_{K/N}, Acc5/Acc10 over the annotated candidates, with the reference
-detector boxes as visual genes (`--genes official`) or none (`--genes whole`).
+detector boxes as visual genes (`--genes official`) or none (`--genes whole`). Genes: box precision and
+recall of the gene head against the teacher boxes of a labels file (`s2ccrop.training.teachers`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,16 @@ class FixedGenes:
         return self.current
 
 
-def _cropper(weights: str | None, device: str, genes=None):
+def _cropper(weights: str | None, device: str, genes=None, face_guard: bool = True):
     from ..api import Cropper
 
-    return Cropper(weights=weights, device=device, genes=genes)
+    return Cropper(weights=weights, device=device, genes=genes, face_guard=face_guard)
+
+
+def _provider(name: str):
+    from ..genes import LearnedGenes, WholeImageGenes
+
+    return {"default": None, "whole": WholeImageGenes(), "learned": LearnedGenes()}[name]
 
 
 def model_crop_fn(cropper):
@@ -52,7 +59,9 @@ def eval_fcdb(args: argparse.Namespace) -> list[dict]:
     if args.limit:
         records = records[: args.limit]
     print(f"fcdb: {len(records)} photos ({args.split}); {report.summary()}", file=sys.stderr)
-    methods = [("s2ccrop", model_crop_fn(_cropper(args.weights, args.device)))]
+    cropper = _cropper(args.weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard)
+    label = f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''})"
+    methods = [(label, model_crop_fn(cropper))]
     if args.baselines:
         from . import baselines
 
@@ -73,6 +82,25 @@ def eval_gaicd(args: argparse.Namespace) -> list[dict]:
     return [evaluate_gaicd(records, score, name=f"s2ccrop ({args.genes} genes)")]
 
 
+def eval_genes(args: argparse.Namespace) -> list[dict]:
+    from .evaluate import evaluate_genes, open_annotation_frame
+
+    records, _ = load_fcdb(args.dir)
+    if args.split != "all":
+        train, val = split_fcdb(records)
+        records = val if args.split == "val" else train
+    if args.limit:
+        records = records[: args.limit]
+    teacher = json.loads(args.labels.read_text())["photos"]
+    missing = [r.file for r in records if r.file not in teacher]
+    if missing:
+        raise SystemExit(f"s2ccrop eval genes: {args.labels} has no labels for {len(missing)} photos (e.g. {missing[0]})")
+    cropper = _cropper(args.weights, args.device)
+    print(f"genes: {len(records)} photos ({args.split}) against {args.labels}", file=sys.stderr)
+    photos = ((r.file, teacher[r.file], lambda r=r: cropper.detect(open_annotation_frame(r.path))) for r in records)
+    return [evaluate_genes(photos, name="gene head")]
+
+
 def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="benchmark", required=True)
@@ -87,6 +115,17 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
                       help="photos to use: our validation split of the FCDB training photos (default), its training part, or all (a test folder)")
     fcdb.add_argument("--limit", type=int, default=0, help="only the first N photos")
     fcdb.add_argument("--baselines", action="store_true", help="also measure whole image, centred crop and smartcrop.py")
+    fcdb.add_argument("--genes", choices=["default", "whole", "learned"], default="default",
+                      help="visual genes: the model's own (default: its gene head if it has one), whole image, or the gene head")
+    fcdb.add_argument("--no-face-guard", action="store_true", help="let crops cut through detected faces")
+    genes = sub.add_parser("genes", help="gene head boxes vs teacher boxes on FCDB photos")
+    genes.add_argument("dir", type=Path, help="FCDB-format folder (crops.json, images/)")
+    genes.add_argument("--labels", type=Path, required=True, help="teacher labels JSON (s2ccrop.training.teachers)")
+    genes.add_argument("--weights", help="registry name or checkpoint path (default: the embedded default)")
+    genes.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    genes.add_argument("--json", dest="json_out", type=Path, help="also write the results as JSON")
+    genes.add_argument("--split", choices=["val", "train", "all"], default="val")
+    genes.add_argument("--limit", type=int, default=0, help="only the first N photos")
     gaicd = sub.choices["gaicd"]
     gaicd.add_argument("--split", choices=["test", "train", "all"], default="test")
     gaicd.add_argument("--genes", choices=["official", "whole"], default="official",
@@ -96,7 +135,7 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "s2ccrop eval") -> int:
     args = build_parser(prog).parse_args(argv)
-    results = eval_fcdb(args) if args.benchmark == "fcdb" else eval_gaicd(args)
+    results = {"fcdb": eval_fcdb, "gaicd": eval_gaicd, "genes": eval_genes}[args.benchmark](args)
     print(format_table(results))
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=1, default=float))
