@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import rod_align, rod_align_avg, roi_align, roi_align_avg
+from ..ops import rod_align_avg, roi_align, roi_align_avg
 from .backbone import FeatureExtractor, torchvision_to_reference
+from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
 from .graph import GraphConstructor, GraphTransformer
 
@@ -163,7 +164,8 @@ class S2CNet(nn.Module):
         """Precompute what makes eval-mode inference cheaper, with the same values within float rounding:
         a copy of the backbone with BatchNorm folded into the convolutions in channels-last memory
         (about 2x faster on CPU), and the node embedding's weights with the align ops' 2x2 average pool
-        folded in (the pool is linear, so it becomes part of the Linear). Used in eval mode without
+        folded in (the pool is linear, so it becomes part of the Linear); the RoD part is kept as
+        [C, (a+1)², D] for `rod_table` (see `embed_boxes`). Used in eval mode without
         gradients while the weights stay those of this call: any change to them (training,
         load_state_dict, .to()) switches back to the plain modules; after replacing parameter objects
         themselves, call this again. Returns self."""
@@ -172,12 +174,14 @@ class S2CNet(nn.Module):
         fused.DimRed = copy.deepcopy(self.DimRed)
         fused = fused.to(memory_format=torch.channels_last).requires_grad_(False)
         linear = self.node_emb[0]
-        roi_w, rod_w = _fold_avg_pool(linear.weight.detach(), self.config.reduced_dim, self.config.align_size)
+        channels, a = self.config.reduced_dim, self.config.align_size
+        roi_w, rod_w = _fold_avg_pool(linear.weight.detach(), channels, a)
         # The tensors the copies were made from: in-place edits bump their version, .to() moves their data.
         sources = [t for m in (self.Feat_ext, self.DimRed, linear) for t in (*m.parameters(), *m.buffers())]
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
         self.__dict__["_inference"] = {
-            "backbone": fused, "roi_w": roi_w.t(), "rod_w": rod_w.t(), "bias": linear.bias.detach().clone(),
+            "backbone": fused, "roi_w": roi_w.t(), "bias": linear.bias.detach().clone(),
+            "rod_w": rod_w.t().reshape(channels, (a + 1) ** 2, -1).contiguous(),  # [C, (a+1)², D]
             "sources": sources, "signature": _signature(sources),
         }
         return self
@@ -192,15 +196,23 @@ class S2CNet(nn.Module):
         return cached
 
     def embed_boxes(self, fmap: torch.Tensor, boxes: torch.Tensor, batch_index: int = 0) -> torch.Tensor:
-        """Node embeddings [K, node_dim] of xyxy boxes [K, 4] (resized-image pixels) on image `batch_index`."""
+        """Node embeddings [K, node_dim] of xyxy boxes [K, 4] (resized-image pixels) on image `batch_index`.
+
+        Eval-mode fast path (after `prepare_for_inference`): the 2x2 pool is folded into the weights,
+        so the Linear reads the raw samples at a+1. The RoI samples go through one matmul; the RoD
+        samples are never taken per box: RoDAlign samples the same whole-map grid G [C, (a+1)²] for
+        every box and only zeroes what lies inside it, so box k's RoD term is its keep-mask M_k
+        [(a+1)²] times V = Σ_c G[c, ·] ⊙ W_rod[c, ·, :] [(a+1)², D], computed once per call
+        (model/fast_nodes.py). The same values within float rounding."""
         a = self.config.align_size
         index = torch.full((boxes.shape[0], 1), float(batch_index), dtype=fmap.dtype, device=fmap.device)
         rois = torch.cat([index, boxes.to(fmap.dtype)], dim=1)
         fast = self._inference_cache()
         if fast is not None and fast["bias"].dtype == fmap.dtype:
             roi = roi_align(fmap, rois, a + 1, SPATIAL_SCALE).flatten(1)
-            rod = rod_align(fmap, rois, a + 1, SPATIAL_SCALE).flatten(1)
-            x = torch.addmm(torch.addmm(fast["bias"], roi, fast["roi_w"]), rod, fast["rod_w"])
+            table = rod_table(fmap, batch_index, fast["rod_w"], a + 1, SPATIAL_SCALE)  # [(a+1)², D]
+            keep = rod_keep_mask(rois, fmap.shape[2], fmap.shape[3], a + 1, SPATIAL_SCALE).to(table.dtype)
+            x = torch.addmm(torch.addmm(fast["bias"], roi, fast["roi_w"]), keep, table)
             return self.node_emb[2](self.node_emb[1](x))
         roi = roi_align_avg(fmap, rois, a, SPATIAL_SCALE)
         rod = rod_align_avg(fmap, rois, a, SPATIAL_SCALE)
