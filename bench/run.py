@@ -5,9 +5,9 @@
 
 Prints one table and (unless --no-save) puts it, dated and with the machine described, at the top of
 bench/RESULTS.md. Everything runs in one invocation so the s2ccrop/smartcrop ratio is measured under
-the same load. Speed does not depend on weight values: without --weights a seeded random model of the
-shipped shape (crop head, align 9, 4 gene boxes) is written to a temporary checkpoint and used by both
-the in-process stages and the CLI.
+the same load. Without --weights the embedded default weights are used: with a learned gene head, speed
+depends on the weights (the boxes it finds become graph nodes), so a random model of the same shape would
+not be representative. `--weights random` times a seeded random model of the v1 shape (whole-image genes).
 
 "before" rows time the straightforward path that the optimised one replaced, on the same photos in
 the same process: the literal graph (every candidate with its own copies of the gene nodes, all nodes
@@ -103,8 +103,12 @@ def machine() -> dict:
 
 
 def make_weights(path: Path | None, tmp: Path) -> Path:
-    if path is not None:
+    if path is not None and str(path) != "random":
         return path
+    if path is None:
+        from s2ccrop import weights as registry
+
+        return registry.resolve(None).path
     import torch
 
     from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
@@ -149,7 +153,8 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
             times.setdefault(name, []).append(time.perf_counter() - start)
         return result
 
-    n_cand = []
+    n_cand: list[int] = []
+    n_genes: list[int] = []
     for i, path in enumerate(photos):
         rec = i >= warmup
         decoded = timed("decode (full)", lambda: open_image(path), rec)
@@ -160,11 +165,13 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
         boxes = np.concatenate(groups)
         n_cand.append(len(boxes))
         with torch.inference_mode():
-            fmap = timed("backbone", lambda: cropper.features([p]), rec)
+            timed("backbone", lambda: model.features_and_genes(p.tensor.to(cropper.device), genes=False), rec)
+            fmap = timed("backbone+genes", lambda: cropper.features([p]), rec)
             timed("backbone (before: unfused NCHW)",
                   lambda: _fused_features(model.Feat_ext, model.DimRed, p.tensor.to(cropper.device)), rec)
             crop_boxes = scale_boxes(boxes, p.size, p.model_size).to(cropper.device)
             genes = cropper._gene_boxes(p).to(cropper.device)
+            n_genes.append(len(torch.unique(genes, dim=0)))
             timed("align", lambda: (model.embed_boxes(fmap, crop_boxes), model.embed_boxes(fmap, genes)), rec)
             timed("align (before: pooled ops)", lambda: (_embed_pooled(model, fmap, crop_boxes),
                                                          _embed_pooled(model, fmap, genes)), rec)
@@ -183,7 +190,11 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
     med = {k: median_ms(v) for k, v in times.items()}
     med["graph"] = med["align+graph"] - med["align"]
     med["graph (before: literal)"] = med["align+graph (before: literal)"] - med["align"]
-    med["model"] = med["backbone"] + med["align+graph"]
+    med["genes"] = max(med["backbone+genes"] - med["backbone"], 0.0)
+    med["model"] = med["backbone+genes"] + med["align+graph"]
+    med["pipeline"] = (med["decode (full)"] + med["preprocess"] + med["candidates"] + med["model"] + med["selection"]
+                       + med["encode"])
+    med["gene boxes per photo"] = float(np.mean(n_genes))
     med["model (before)"] = (med["backbone (before: unfused NCHW)"] + med["align (before: pooled ops)"]
                              + med["graph (before: literal)"])
     med["candidates per photo"] = float(np.mean(n_cand))
@@ -266,9 +277,11 @@ def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float
     lines.append(f"| preprocess (resize, normalise) | | {st['preprocess']:.2f} |")
     lines.append(f"| candidates ({st['candidates per photo']:.0f} boxes) | | {st['candidates']:.2f} |")
     lines.append(f"| backbone | {st['backbone (before: unfused NCHW)']:.2f} | {st['backbone']:.2f} |")
+    lines.append(f"| genes (gene head + decode; {st['gene boxes per photo']:.1f} distinct gene nodes per photo) | | "
+                 f"{st['genes']:.2f} ({100 * st['genes'] / st['pipeline']:.1f} % of the {st['pipeline']:.1f} ms pipeline) |")
     lines.append(f"| align (RoI+RoD, node embedding) | {st['align (before: pooled ops)']:.2f} | {st['align']:.2f} |")
     lines.append(f"| graph + head | {st['graph (before: literal)']:.2f} | {st['graph']:.2f} |")
-    lines.append(f"| **model** (backbone + align + graph) | {st['model (before)']:.2f} | **{st['model']:.2f}** |")
+    lines.append(f"| **model** (backbone + genes + align + graph) | {st['model (before)']:.2f} | **{st['model']:.2f}** |")
     lines.append(f"| selection | | {st['selection']:.3f} |")
     lines.append(f"| encode (4 JPEG crops written) | | {st['encode']:.2f} |")
     lines += ["", "| whole program | value | goal |", "|---|---:|---|"]
@@ -314,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", required=True, type=Path, help="folder of photos (JPEG)")
     ap.add_argument("-n", type=int, default=200, help="photos for the CLI and smartcrop runs (default 200)")
     ap.add_argument("--stage-photos", type=int, default=40, help="photos for the in-process stage times")
-    ap.add_argument("--weights", type=Path, help="checkpoint (default: random weights of the shipped shape)")
+    ap.add_argument("--weights", type=Path,
+                    help="checkpoint, or 'random' (v1 shape, seeded); default: the embedded default weights")
     ap.add_argument("--baseline-src", type=Path,
                     help="another s2ccrop source tree (e.g. `git archive HEAD`) whose CLI runs as the 'before' row")
     ap.add_argument("--workers", type=int, default=None, help="pass --workers N to the CLI")
@@ -330,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     m = machine()
     tmp = Path(tempfile.mkdtemp(prefix="s2ccrop-bench-"))
     weights = make_weights(args.weights, tmp)
-    weights_note = str(args.weights) if args.weights else "random, shipped shape (crop head, align 9, 4 genes)"
+    weights_note = (str(args.weights) if args.weights and str(args.weights) != "random"
+                    else "random, v1 shape (crop head, align 9, 4 whole-image genes)" if args.weights
+                    else f"embedded default ({weights.name})")
     extra = ["--workers", str(args.workers)] if args.workers is not None else []
 
     print(f"[bench] {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads; {m['other_load']}",

@@ -93,7 +93,8 @@ class Cropper:
         self.model.to(self.device).eval()
         self.model.prepare_for_inference()
         has_head = self.model.config.genes_head
-        self.genes = genes or (LearnedGenes() if has_head else WholeImageGenes())
+        # The graph sees by default the boxes it was trained with.
+        self.genes = genes or (LearnedGenes() if has_head and self.model.config.graph_uses_head else WholeImageGenes())
         if isinstance(self.genes, LearnedGenes) and not has_head:
             raise ConfigError("learned genes need a model with a gene head; this checkpoint has none (use whole-image genes)")
         self.face_guard = face_guard

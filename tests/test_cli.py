@@ -398,7 +398,10 @@ def test_info_reports_ops_cache_and_default_weights(tmp_path: Path):
     assert code == 0
     assert data["cache_dir"] == str(tmp_path / ".cache")
     assert isinstance(data["compiled_ops"], bool) and data["compiled_ops_detail"]
-    assert data["default_weights"] == "s2ccrop-v1" and data["device"] == "cpu"
+    import torch
+
+    assert data["default_weights"] == "s2ccrop-v1"
+    assert data["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     assert data["torch"] and data["pillow"]
     code, out, _ = run("info")
     assert code == 0 and any(l.startswith("compiled_ops ") for l in out.splitlines())

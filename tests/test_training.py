@@ -143,3 +143,35 @@ def test_config_base_inheritance(tmp_path):
     (tmp_path / "b.toml").write_text('base = "a.toml"\nepochs = 2\n[augment]\np_full = 0.9\n')
     cfg = TrainConfig.from_toml(tmp_path / "b.toml")
     assert (cfg.epochs, cfg.n_grid, cfg.augment.p_full, cfg.augment.p_flip) == (2, 7, 0.9, 0.2)
+
+
+def _tiny_fcdb_with_labels(tmp_path):
+    data = tmp_path / "fcdb"
+    (data / "images").mkdir(parents=True)
+    crops, labels = [], {}
+    for i in range(4):
+        px, crop = _photo_with_red_crop(crop=(40 + 10 * i, 30, 250, 200))
+        name = f"{i}000_a_c.jpg"
+        Image.fromarray(px).save(data / "images" / name)
+        crops.append({"file": name, "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
+        labels[name] = {"size": [320, 240], "objects": [[*crop.tolist(), 0.9]], "faces": [[120.0, 40.0, 150.0, 80.0, 0.99]]}
+    (data / "crops.json").write_text(json.dumps(crops))
+    return data, labels
+
+
+@pytest.mark.parametrize("genes, gene_head, uses_head", [("learned", False, True), ("whole", True, False)])
+def test_tiny_run_with_a_gene_head(tmp_path, genes, gene_head, uses_head):
+    data, labels = _tiny_fcdb_with_labels(tmp_path)
+    cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, genes=genes, gene_head=gene_head)
+    out = tmp_path / "w.safetensors"
+    result = run(data, cfg, out, None, log=lambda m: None, teacher_labels=labels)
+    model = load_checkpoint(out)
+    assert model.config.genes_head and model.config.graph_uses_head is uses_head
+    assert result["history"][0]["gene"] > 0  # the distillation loss was trained
+    with pytest.raises(ValueError, match="teacher labels"):
+        run(data, cfg, out, None, log=lambda m: None)
+
+
+def test_gene_config_is_checked():
+    with pytest.raises(ValueError, match="genes must be"):
+        TrainConfig(genes="teachers")

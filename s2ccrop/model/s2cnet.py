@@ -38,6 +38,7 @@ class S2CNetConfig:
     mlp_dim: int = 1024
     dropout: float = 0.0
     genes_head: bool = False  # ours only: a learned visual-gene head (model/gene_head.py); reference checkpoints have none
+    graph_uses_head: bool = True  # with a gene head: whether the graph was trained on its boxes (else on the whole image)
 
     def __post_init__(self) -> None:
         if self.head not in ("crop", "graph"):
@@ -150,7 +151,7 @@ class S2CNet(nn.Module):
         [B, 8, h/8, w/8] or None when the model has no gene head or `genes` is False)."""
         fast = self._inference_cache()
         if fast is not None:
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=fast["memory_format"])
             feat_ext, dim_red = fast["backbone"].Feat_ext, fast["backbone"].DimRed
         else:
             feat_ext, dim_red = self.Feat_ext, self.DimRed
@@ -162,8 +163,8 @@ class S2CNet(nn.Module):
     # -- faster inference -------------------------------------------------------------------
     def prepare_for_inference(self) -> "S2CNet":
         """Precompute what makes eval-mode inference cheaper, with the same values within float rounding:
-        a copy of the backbone with BatchNorm folded into the convolutions in channels-last memory
-        (about 2x faster on CPU), and the node embedding's weights with the align ops' 2x2 average pool
+        a copy of the backbone with BatchNorm folded into the convolutions (in channels-last memory on
+        CPU, about 2x faster there), and the node embedding's weights with the align ops' 2x2 average pool
         folded in (the pool is linear, so it becomes part of the Linear); the RoD part is kept as
         [C, (a+1)², D] for `rod_table` (see `embed_boxes`). Used in eval mode without
         gradients while the weights stay those of this call: any change to them (training,
@@ -172,7 +173,12 @@ class S2CNet(nn.Module):
         fused = nn.Module()
         fused.Feat_ext = _fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
         fused.DimRed = copy.deepcopy(self.DimRed)
-        fused = fused.to(memory_format=torch.channels_last).requires_grad_(False)
+        # Channels-last convolutions are ~2x faster on CPU; on CUDA, cuDNN 9 compiles a channels-last
+        # depthwise engine for every new input shape (~2 s each on an H100, so a folder of mixed photo
+        # sizes crawled) while NCHW starts in ~40 ms and runs as fast: NCHW there.
+        on_cpu = all(p.device.type == "cpu" for p in self.Feat_ext.parameters())
+        memory_format = torch.channels_last if on_cpu else torch.contiguous_format
+        fused = fused.to(memory_format=memory_format).requires_grad_(False)
         linear = self.node_emb[0]
         channels, a = self.config.reduced_dim, self.config.align_size
         roi_w, rod_w = _fold_avg_pool(linear.weight.detach(), channels, a)
@@ -180,7 +186,7 @@ class S2CNet(nn.Module):
         sources = [t for m in (self.Feat_ext, self.DimRed, linear) for t in (*m.parameters(), *m.buffers())]
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
         self.__dict__["_inference"] = {
-            "backbone": fused, "roi_w": roi_w.t(), "bias": linear.bias.detach().clone(),
+            "backbone": fused, "memory_format": memory_format, "roi_w": roi_w.t(), "bias": linear.bias.detach().clone(),
             "rod_w": rod_w.t().reshape(channels, (a + 1) ** 2, -1).contiguous(),  # [C, (a+1)², D]
             "sources": sources, "signature": _signature(sources),
         }

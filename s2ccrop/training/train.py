@@ -48,6 +48,7 @@ class TrainConfig:
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
     # teacher boxes; its own detections feed the graph, as at inference)
     genes: str = "whole"
+    gene_head: bool = False  # train a gene head (for the face guard) even when the graph sees the whole image
     gene_weight: float = 1.0
     # optimisation
     epochs: int = 12
@@ -95,8 +96,12 @@ class TrainConfig:
     def model_config(self) -> S2CNetConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
-            genes_head=self.genes == "learned",
+            genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
+
+    @property
+    def trains_head(self) -> bool:
+        return self.gene_head or self.genes == "learned"
 
 
 def _read_config(path: Path, depth: int = 0) -> dict:
@@ -214,14 +219,14 @@ def set_train_mode(model: S2CNet) -> None:
 def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, float]:
     learned = cfg.genes == "learned"
     s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True,
-                labels=photo.labels if learned else None)
+                labels=photo.labels if cfg.trains_head else None)
     boxes, groups = training_candidates(s.crop, s.size, cfg, rng)
     device = next(model.parameters()).device
     targets = torch.from_numpy(box_iou(boxes, s.crop)).float().to(device)
     n_votes = len(s.votes)
     all_boxes = np.concatenate([boxes, s.votes[:, :4], s.votes[:, 4:]], axis=0) if n_votes else boxes
-    fmap, raw = model.features_and_genes(s.image.to(device), genes=learned)
-    genes = graph_genes(raw[0] if raw is not None else None, s.size, cfg.num_boxes)
+    fmap, raw = model.features_and_genes(s.image.to(device), genes=cfg.trains_head)
+    genes = graph_genes(raw[0] if raw is not None and learned else None, s.size, cfg.num_boxes)
     scores = model.score_boxes(fmap, torch.from_numpy(all_boxes).float().to(device), genes.to(device), s.size)
     n = len(boxes)
     l_rank = listwise_loss(scores[:n], targets, cfg.temperature)
@@ -260,7 +265,7 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
         fixed = cand.fixed_ratio(W, H, ratio).astype(np.float64) * [sx, sy, sx, sy]
         boxes = np.concatenate([grid, fixed], axis=0)
         device = next(model.parameters()).device
-        fmap, raw = model.features_and_genes(s.image.to(device))
+        fmap, raw = model.features_and_genes(s.image.to(device), genes=model.config.graph_uses_head)
         genes = graph_genes(raw[0] if raw is not None else None, s.size, num_boxes)
         scores = model.score_boxes(fmap, torch.from_numpy(boxes).float().to(device), genes.to(device), s.size).float().cpu().numpy()
         iou = box_iou(boxes, s.crop)
@@ -275,8 +280,8 @@ def run(
 ) -> dict:
     """Train and save the best epoch to `out`. `teacher_labels`: the "photos" mapping of a teacher
     labels file (`s2ccrop.training.teachers`), needed when ``cfg.genes == "learned"``."""
-    if cfg.genes == "learned" and teacher_labels is None:
-        raise ValueError("genes = 'learned' needs teacher labels (s2ccrop train --teachers DIR)")
+    if cfg.trains_head and teacher_labels is None:
+        raise ValueError("a gene head (genes = 'learned' or gene_head = true) needs teacher labels (s2ccrop train --teachers DIR)")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     if cfg.threads:
@@ -391,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     labels = None
-    if cfg.genes == "learned":
+    if cfg.trains_head:
         labels = teacher_labels(args.data, args.labels or Path("runs/teachers") / f"{args.data.resolve().name}.json", args.teachers, log)
     run(args.data, cfg, args.out, args.imagenet, log, labels)
     return 0
