@@ -175,3 +175,27 @@ def test_tiny_run_with_a_gene_head(tmp_path, genes, gene_head, uses_head):
 def test_gene_config_is_checked():
     with pytest.raises(ValueError, match="genes must be"):
         TrainConfig(genes="teachers")
+
+
+def test_head_stage_trains_only_the_head_and_init_runs_it_alone(tmp_path):
+    data, labels = _tiny_fcdb_with_labels(tmp_path)
+    base = dict(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, genes="whole", gene_head=True)
+    main_out = tmp_path / "main.safetensors"
+    run(data, TrainConfig(**base), main_out, None, log=lambda m: None, teacher_labels=labels)
+    cfg = TrainConfig(**base, head_epochs=2, head_patience=5)
+    out = tmp_path / "head.safetensors"
+    result = run(data, cfg, out, None, log=lambda m: None, teacher_labels=labels, init=main_out)
+    before, after = load_checkpoint(main_out).state_dict(), load_checkpoint(out).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("GeneHead.") for k in changed)
+    assert result["head_stage"]["epoch"] in (0, 1, 2)
+    # the full command (main stage, then head stage) gives the same head as --init on the main checkpoint
+    full = tmp_path / "full.safetensors"
+    run(data, cfg, full, None, log=lambda m: None, teacher_labels=labels)
+    for k, v in load_checkpoint(full).state_dict().items():
+        torch.testing.assert_close(v, after[k])
+
+
+def test_head_stage_needs_whole_image_genes():
+    with pytest.raises(ValueError, match="head_epochs"):
+        TrainConfig(genes="learned", head_epochs=3)

@@ -10,6 +10,7 @@ epoch with the best validation IoU is kept (early stopping).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -50,6 +51,12 @@ class TrainConfig:
     genes: str = "whole"
     gene_head: bool = False  # train a gene head (for the face guard) even when the graph sees the whole image
     gene_weight: float = 1.0
+    # after the main stage: train only the gene head (backbone and graph frozen) for up to this many
+    # epochs, keeping the epoch with the lowest validation distillation loss. Only when the graph sees
+    # the whole image, so that what the graph was trained on does not change.
+    head_epochs: int = 0
+    head_lr: float = 1e-3
+    head_patience: int = 2
     # optimisation
     epochs: int = 12
     lr_head: float = 3e-4
@@ -92,6 +99,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.genes not in ("whole", "learned"):
             raise ValueError(f"genes must be 'whole' or 'learned', got {self.genes!r}")
+        if self.head_epochs and not (self.gene_head and self.genes == "whole"):
+            raise ValueError("head_epochs needs gene_head = true with genes = 'whole' (a head stage must not move the graph's genes)")
 
     def model_config(self) -> S2CNetConfig:
         return S2CNetConfig(
@@ -275,11 +284,75 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
     return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio))}
 
 
+def _gene_targets_of(s, cells) -> "object":
+    return gene_targets(s.labels.get("objects", np.zeros((0, 5))), s.labels.get("faces", np.zeros((0, 5))), cells)
+
+
+def head_loss(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator, train: bool) -> torch.Tensor:
+    """Distillation loss of the gene head on one framing of a photo, the backbone run without gradients."""
+    s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=train, labels=photo.labels)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        maps = model.Feat_ext(s.image.to(device))
+    raw = model.GeneHead(*maps)
+    return gene_loss(raw[0], _gene_targets_of(s, tuple(raw.shape[-2:])))[0]
+
+
+def train_head_stage(model: S2CNet, train_photos: list, val_photos: list, cfg: TrainConfig, log=print) -> dict:
+    """Train only `model.GeneHead` on the teacher boxes; keep the epoch with the lowest validation loss.
+    Seeded on its own (seed + 1), so it gives the same result after the main stage in one run or on a
+    checkpoint of it (`--init`)."""
+    torch.manual_seed(cfg.seed + 1)
+    rng = np.random.default_rng(cfg.seed + 1)
+    model.eval()  # BatchNorm statistics and dropout as at inference; only the head learns
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = list(model.GeneHead.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.head_lr, weight_decay=1e-4)
+    steps = cfg.head_epochs * len(train_photos)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / max(steps, 1), 1.0))))
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return float(np.mean([head_loss(model, p, cfg, np.random.default_rng(0), train=False).item() for p in val_photos]))
+
+    best = {"epoch": 0, "val_gene_loss": val_loss()}
+    best_state = copy.deepcopy(model.GeneHead.state_dict())
+    log(f"head stage, epoch 0: val gene loss {best['val_gene_loss']:.4f}")
+    start = time.time()
+    for epoch in range(1, cfg.head_epochs + 1):
+        total = 0.0
+        for idx in rng.permutation(len(train_photos)):
+            opt.zero_grad(set_to_none=True)
+            loss = head_loss(model, train_photos[idx], cfg, rng, train=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            total += loss.item()
+        v = val_loss()
+        improved = v < best["val_gene_loss"]
+        if improved:
+            best = {"epoch": epoch, "val_gene_loss": v}
+            best_state = copy.deepcopy(model.GeneHead.state_dict())
+        log(f"head stage, epoch {epoch}: train gene loss {total / len(train_photos):.4f}, val {v:.4f} "
+            f"[{(time.time() - start) / 60:.1f} min]{' *best*' if improved else ''}")
+        if epoch - best["epoch"] >= cfg.head_patience:
+            log(f"head stage: early stop, no improvement for {cfg.head_patience} epochs")
+            break
+    model.GeneHead.load_state_dict(best_state)
+    return best
+
+
 def run(
-    data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log=print, teacher_labels: dict | None = None
+    data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log=print, teacher_labels: dict | None = None,
+    init: Path | None = None,
 ) -> dict:
     """Train and save the best epoch to `out`. `teacher_labels`: the "photos" mapping of a teacher
-    labels file (`s2ccrop.training.teachers`), needed when ``cfg.genes == "learned"``."""
+    labels file (`s2ccrop.training.teachers`), needed when the model has a gene head. `init`: a
+    checkpoint of this config's main stage: skip that stage and run only the head stage on it."""
     if cfg.trains_head and teacher_labels is None:
         raise ValueError("a gene head (genes = 'learned' or gene_head = true) needs teacher labels (s2ccrop train --teachers DIR)")
     torch.manual_seed(cfg.seed)
@@ -301,8 +374,10 @@ def run(
     val_photos = [cache_photo(r, cfg.cache_short_side, labels.get(r.file)) for r in val_recs]
     log(f"cached {len(train_photos)} train / {len(val_photos)} val photos in {time.time() - t0:.0f}s")
 
-    imagenet = torch.load(imagenet_path, map_location="cpu", weights_only=True) if imagenet_path else None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if init is not None:
+        return _head_stage_only(init, cfg, out, train_photos, val_photos, device, log)
+    imagenet = torch.load(imagenet_path, map_location="cpu", weights_only=True) if imagenet_path else None
     model = build_model(cfg, imagenet).to(device)
     log(f"device: {device}")
     backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("Feat_ext.")]
@@ -365,7 +440,6 @@ def run(
             break
     assert best_state is not None and best is not None
     model.load_state_dict(best_state)
-    model.cpu()
     meta = {
         "training_data": "FCDB training split minus the validation split (split_fcdb, seed %d)" % cfg.split_seed,
         "train_config": json.dumps({**asdict(cfg), "augment": asdict(cfg.augment)}, sort_keys=True),
@@ -373,9 +447,42 @@ def run(
         "val_iou_any": f"{best['val_iou_any']:.4f}",
         "val_iou_ratio": f"{best['val_iou_ratio']:.4f}",
     }
+    result = {"best": best, "history": history, "baseline_epoch0": base}
+    if cfg.head_epochs:
+        # as a checkpoint of the main stage would hold it (float16), so that --init gives the same head stage
+        model.load_state_dict({k: v.half().float() if v.is_floating_point() and "running_var" not in k else v
+                               for k, v in model.state_dict().items()})
+        result["head_stage"] = train_head_stage(model, train_photos, val_photos, cfg, log)
+        meta.update(_head_meta(result["head_stage"]))
+    model.cpu()
     save_checkpoint(model.eval(), out, meta, half=True)
     log(f"saved {out} (best epoch {best['epoch']}: any {best['val_iou_any']:.4f}, ratio {best['val_iou_ratio']:.4f})")
-    return {"best": best, "history": history, "baseline_epoch0": base}
+    return result
+
+
+def _head_meta(head: dict) -> dict[str, str]:
+    return {"head_stage_best_epoch": str(head["epoch"]), "head_stage_val_gene_loss": f"{head['val_gene_loss']:.4f}"}
+
+
+def _head_stage_only(init: Path, cfg: TrainConfig, out: Path, train_photos, val_photos, device, log) -> dict:
+    from ..model import read_state_dict
+    from ..model.checkpoint import model_from_state_dict
+
+    if not cfg.head_epochs:
+        raise ValueError("--init runs only the head stage: the config has head_epochs = 0")
+    sd, config, meta = read_state_dict(init)
+    if config != cfg.model_config():
+        raise ValueError(f"{init}: its model config {config} is not this config's {cfg.model_config()}")
+    model = model_from_state_dict(sd, config).to(device)
+    log(f"head stage only, from {init} (main stage: best epoch {meta.get('best_epoch', '?')}); device: {device}")
+    head = train_head_stage(model, train_photos, val_photos, cfg, log)
+    kept = {k: v for k, v in meta.items() if k not in ("s2ccrop_config", "format", "train_config")}
+    meta = {**kept, **_head_meta(head), "train_config": json.dumps({**asdict(cfg), "augment": asdict(cfg.augment)}, sort_keys=True),
+            "head_stage_init": init.name}
+    model.cpu()
+    save_checkpoint(model.eval(), out, meta, half=True)
+    log(f"saved {out} (head stage best epoch {head['epoch']}: val gene loss {head['val_gene_loss']:.4f})")
+    return {"best": {k: meta.get(k) for k in ("best_epoch", "val_iou_any", "val_iou_ratio")}, "head_stage": head}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imagenet", type=Path, help="torchvision MobileNetV2 ImageNet state_dict for the backbone")
     ap.add_argument("--teachers", type=Path,
                     help="teacher models folder (u2netp.onnx, MTCNN pnet/rnet/onet.pt) for configs with genes = 'learned'")
+    ap.add_argument("--init", type=Path,
+                    help="a checkpoint of this config's main stage: run only the head stage (head_epochs) on it")
     ap.add_argument("--labels", type=Path,
                     help="teacher labels file: read if it exists, else written from --teachers "
                          "(default: runs/teachers/<data folder name>.json)")
@@ -398,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = None
     if cfg.trains_head:
         labels = teacher_labels(args.data, args.labels or Path("runs/teachers") / f"{args.data.resolve().name}.json", args.teachers, log)
-    run(args.data, cfg, args.out, args.imagenet, log, labels)
+    run(args.data, cfg, args.out, args.imagenet, log, labels, init=args.init)
     return 0
 
 
