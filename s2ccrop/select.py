@@ -12,17 +12,24 @@ from .types import Crop, Ratio
 # tolerance absorbs detector boxes that are a little loose or tight (a crop that trims a sliver of the
 # box, or one that leaves only a sliver of a face at its border, is not a cut face).
 CUT_MIN, CUT_MAX = 0.1, 0.9
+# Detected face boxes span brows to chin; hair, ears and jaw reach further. Each box grows by this share
+# of its width and height on every side before cuts are measured.
+FACE_MARGIN = 0.15
 # Far above the spread of model scores: any candidate that cuts no face beats every one that does;
 # among candidates that all cut a face, the one that cuts least wins.
 FACE_CUT_PENALTY = 1e3
 
 
-def face_cuts(boxes: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def face_cuts(boxes: np.ndarray, faces: np.ndarray, margin: float = 0.0) -> np.ndarray:
     """Severity [N] in [0, 1] with which each xyxy candidate [N, 4] cuts the worst-cut face of
-    `faces` [F, ≥4]: 0 when every face is wholly in or out (within tolerance), 1 when a face is halved."""
+    `faces` [F, ≥4] (grown by `margin` of their size on each side): 0 when every face is wholly in or
+    out (within tolerance), 1 when a face is halved."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     faces = np.asarray(faces, dtype=np.float64)
     faces = faces.reshape(len(faces), -1)[:, :4] if faces.size else np.zeros((0, 4))
+    if margin:
+        grow = margin * np.concatenate([faces[:, 2:] - faces[:, :2]] * 2, axis=1) * [-1, -1, 1, 1]
+        faces = faces + grow
     if len(faces) == 0 or len(boxes) == 0:
         return np.zeros(len(boxes))
     ix = np.minimum(boxes[:, None, 2], faces[None, :, 2]) - np.maximum(boxes[:, None, 0], faces[None, :, 0])
@@ -55,7 +62,7 @@ def select_crops(
     for ratio, boxes in zip(ratios, groups):
         s = np.asarray(scores[start : start + len(boxes)], dtype=np.float64)
         start += len(boxes)
-        ranked = s if faces is None else s - FACE_CUT_PENALTY * face_cuts(boxes, faces)
+        ranked = s if faces is None else s - FACE_CUT_PENALTY * face_cuts(boxes, faces, FACE_MARGIN)
         i = best_index(ranked)
         crops.append(Crop(str(ratio), tuple(int(v) for v in boxes[i]), float(s[i])))
     return crops

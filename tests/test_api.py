@@ -118,7 +118,7 @@ def test_tiny_and_extreme_images(cropper):
 
 def test_default_weights_are_the_shipped_trained_model():
     c = Cropper(device="cpu")
-    assert c.info()["weights"] == "s2ccrop-v1" and c.info()["source"] == "embedded"
+    assert c.info()["weights"] == "s2ccrop-v2" and c.info()["source"] == "embedded"
     assert c.config.num_boxes == 4 and c.config.head == "crop"
 
 

@@ -25,6 +25,13 @@ def test_face_cuts_by_hand():
     assert CUT_MIN < 0.2 and CUT_MAX > 0.8
 
 
+def test_face_margin_grows_the_face_before_measuring():
+    box = np.array([[0, 0, 190, 400]], dtype=float)  # keeps 90 % of the face box: not a cut
+    assert face_cuts(box, FACE)[0] == 0
+    # grown by 15 % a side the face spans 85..215: the box keeps 105/130 = 81 % of it
+    np.testing.assert_allclose(face_cuts(box, FACE, margin=0.15), [2 * (1 - 105 / 130)])
+
+
 def test_face_cuts_takes_the_worst_face():
     faces = np.array([[0, 0, 10, 10], [50, 50, 60, 60]], dtype=float)
     boxes = np.array([[0, 0, 55, 100], [0, 0, 5, 100]], dtype=float)
@@ -61,3 +68,60 @@ def test_guard_works_per_ratio_group():
 def test_guard_keeps_nan_an_error():
     with pytest.raises(ValueError, match="NaN"):
         select_crops([Ratio.parse("any")], [np.zeros((2, 4))], np.array([np.nan, 1.0]), FACE)
+
+
+# ------------------------------------------------------------------ end to end, shipped weights
+
+from pathlib import Path  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from s2ccrop.presets import PRESETS  # noqa: E402
+
+ASTRONAUT = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
+ASTRONAUT_FACE = (180, 65, 262, 168)  # hand-labelled, brows to chin (examples/astronaut.png, 512 x 512)
+# Framings of the photo that put the face near an edge or a corner: (x1, y1, x2, y2) of the original.
+NEAR_EDGES = {
+    "left": (165, 0, 512, 512),
+    "right": (0, 0, 280, 512),
+    "top": (0, 50, 512, 512),
+    "left-top": (165, 50, 512, 420),
+    "right-top": (0, 50, 280, 380),
+    "bottom": (60, 0, 400, 185),
+}
+PRESET_RATIOS = sorted({p.ratio for p in PRESETS.values()})
+
+
+def _kept(box, face) -> float:
+    ix = max(0, min(box[2], face[2]) - max(box[0], face[0]))
+    iy = max(0, min(box[3], face[3]) - max(box[1], face[1]))
+    return ix * iy / ((face[2] - face[0]) * (face[3] - face[1]))
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from s2ccrop.api import Cropper
+
+    cropper = Cropper(device="cpu")
+    if not cropper.config.genes_head:
+        pytest.skip("the embedded default weights have no gene head")
+    return cropper
+
+
+def test_gene_head_finds_the_astronauts_face(shipped):
+    from s2ccrop.training.metrics import iou
+
+    faces = shipped.detect(Image.open(ASTRONAUT)).faces
+    assert len(faces) == 1
+    assert iou(faces[0, :4], ASTRONAUT_FACE) > 0.5
+
+
+@pytest.mark.parametrize("edge", sorted(NEAR_EDGES))
+def test_no_preset_ratio_cuts_a_face_near_the_edge(shipped, edge):
+    x1, y1, x2, y2 = NEAR_EDGES[edge]
+    photo = Image.open(ASTRONAUT).convert("RGB").crop((x1, y1, x2, y2))
+    face = (ASTRONAUT_FACE[0] - x1, ASTRONAUT_FACE[1] - y1, ASTRONAUT_FACE[2] - x1, ASTRONAUT_FACE[3] - y1)
+    assert 0 < min(face[0], face[1], photo.width - face[2], photo.height - face[3]) < 40  # really near an edge
+    for crop in shipped.crop(photo, PRESET_RATIOS):
+        kept = _kept(crop.box, face)
+        assert kept >= 0.85 or kept <= 0.15, f"{edge}: {crop.ratio} crop {crop.box} keeps {kept:.0%} of the face"

@@ -37,11 +37,11 @@ def test_decode_clips_to_the_image_and_applies_thresholds():
     raw = _raw(4, 4)
     raw[1, 0, 0] = 3.0  # a face in the corner, larger than the image
     raw[4:6, 0, 0] = math.log(10)
-    raw[1, 3, 3] = -1.0  # sigmoid 0.27: below the face threshold
+    raw[1, 3, 3] = -1.5  # sigmoid 0.18: below the face threshold (0.2)
     det = decode(raw, (32, 32))
     assert det.objects.shape == (0, 5)
     np.testing.assert_allclose(det.faces[:, :4], [[0, 0, 32, 32]], atol=1e-5)  # 80 x 80 px, clipped
-    assert decode(raw, (32, 32), face_threshold=0.2).faces.shape == (2, 5)
+    assert decode(raw, (32, 32), face_threshold=0.15).faces.shape == (2, 5)
 
 
 def test_decode_keeps_only_local_maxima_best_first():
@@ -118,9 +118,11 @@ def test_untrained_head_finds_nothing():
 
 
 def test_detections_genes_merge_by_score_and_scale():
-    det = Detections(np.array([[0, 0, 10, 10, 0.5], [1, 1, 5, 5, 0.9]]), np.array([[2, 2, 4, 4, 0.7]]))
+    det = Detections(np.array([[0, 0, 10, 10, 0.5], [1, 1, 5, 5, 0.9]]), np.array([[2, 2, 4, 4, 0.7], [3, 3, 4, 4, 0.25]]))
+    # faces below the genes' threshold (0.3) guard crops but are not graph genes
     np.testing.assert_array_equal(det.genes(), [[1, 1, 5, 5], [2, 2, 4, 4], [0, 0, 10, 10]])
-    np.testing.assert_allclose(det.scaled(2, 3).faces, [[4, 6, 8, 12, 0.7]])
+    assert len(det.genes(face_threshold=0.2)) == 4
+    np.testing.assert_allclose(det.scaled(2, 3).faces, [[4, 6, 8, 12, 0.7], [6, 9, 8, 12, 0.25]])
 
 
 def test_model_with_gene_head_keeps_reference_keys_and_round_trips(tmp_path):
