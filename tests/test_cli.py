@@ -30,10 +30,10 @@ KEYS = ["input", "ratio", "box", "width", "height", "score", "output"]
 def shared_cropper():
     cache = {}
 
-    def make(weights, device, report):
-        key = (weights, device)
+    def make(weights, device, report, face_guard=True):
+        key = (weights, device, face_guard)
         if key not in cache:
-            cache[key] = real_make(weights, device, report)
+            cache[key] = real_make(weights, device, report, face_guard)
         return cache[key]
 
     real_make = cli.make_cropper
@@ -390,6 +390,21 @@ def test_external_subcommands_are_lazy_and_a_missing_one_is_a_usage_error(monkey
     monkeypatch.setitem(cli.SUBCOMMANDS, "train", cli._external("s2ccrop.no_such_module:main", "train"))
     code, out, err = run("train", "--help")
     assert (code, out) == (2, "") and err.startswith("s2ccrop: error: the 'train' command is not available")
+
+
+def test_face_guard_is_on_by_default_and_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    seen = []
+    real = cli.make_cropper
+
+    def spy(weights, device, report, face_guard=True):
+        seen.append(face_guard)
+        return real(weights, device, report, face_guard)
+
+    monkeypatch.setattr(cli, "make_cropper", spy)
+    p = photo(tmp_path / "p.jpg")
+    assert run(str(p), "-r", "1:1", "--dry-run", "-q")[0] == 0
+    assert run(str(p), "-r", "1:1", "--dry-run", "-q", "--no-face-guard")[0] == 0
+    assert seen == [True, False]
 
 
 def test_info_reports_ops_cache_and_default_weights(tmp_path: Path):
