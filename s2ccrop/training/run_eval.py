@@ -51,13 +51,19 @@ def model_crop_fn(cropper):
     return crop
 
 
-def eval_fcdb(args: argparse.Namespace) -> list[dict]:
+def _fcdb_records(args: argparse.Namespace):
+    """(records of the asked split, at most --limit of them; the loader's report)."""
     records, report = load_fcdb(args.dir)
     if args.split != "all":
         train, val = split_fcdb(records)
         records = val if args.split == "val" else train
     if args.limit:
         records = records[: args.limit]
+    return records, report
+
+
+def eval_fcdb(args: argparse.Namespace) -> list[dict]:
+    records, report = _fcdb_records(args)
     print(f"fcdb: {len(records)} photos ({args.split}); {report.summary()}", file=sys.stderr)
     cropper = _cropper(args.weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard)
     label = f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''})"
@@ -85,12 +91,7 @@ def eval_gaicd(args: argparse.Namespace) -> list[dict]:
 def eval_genes(args: argparse.Namespace) -> list[dict]:
     from .evaluate import evaluate_genes, open_annotation_frame
 
-    records, _ = load_fcdb(args.dir)
-    if args.split != "all":
-        train, val = split_fcdb(records)
-        records = val if args.split == "val" else train
-    if args.limit:
-        records = records[: args.limit]
+    records, _ = _fcdb_records(args)
     teacher = json.loads(args.labels.read_text())["photos"]
     missing = [r.file for r in records if r.file not in teacher]
     if missing:

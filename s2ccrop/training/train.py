@@ -27,9 +27,9 @@ from ..genes import pad_boxes
 from ..model import S2CNet, S2CNetConfig, save_checkpoint
 from ..model.gene_head import decode
 from ..preprocess import model_size
-from .augment import AugmentConfig, augment
+from .augment import AugmentConfig, Sample, augment
 from .datasets import FCDBRecord, load_fcdb, split_fcdb
-from .gene_loss import gene_loss, gene_targets
+from .gene_loss import GeneTargets, gene_loss, gene_targets
 from .losses import box_iou, listwise_loss, vote_loss
 
 try:  # Python 3.11+
@@ -249,8 +249,7 @@ def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.rand
     loss = l_rank + cfg.vote_weight * l_vote
     parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0}
     if raw is not None:
-        t = gene_targets(s.labels.get("objects", np.zeros((0, 5))), s.labels.get("faces", np.zeros((0, 5))), tuple(raw.shape[-2:]))
-        l_gene, _ = gene_loss(raw[0], t)
+        l_gene, _ = gene_loss(raw[0], _gene_targets_of(s, tuple(raw.shape[-2:])))
         loss = loss + cfg.gene_weight * l_gene
         parts["gene"] = l_gene.item()
     loss.backward()
@@ -284,7 +283,8 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
     return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio))}
 
 
-def _gene_targets_of(s, cells) -> "object":
+def _gene_targets_of(s: Sample, cells: tuple[int, int]) -> GeneTargets:
+    """Gene-head targets of a framing's teacher boxes on a grid of `cells` (h, w)."""
     return gene_targets(s.labels.get("objects", np.zeros((0, 5))), s.labels.get("faces", np.zeros((0, 5))), cells)
 
 
