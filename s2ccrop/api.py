@@ -143,11 +143,14 @@ class Cropper:
         return self.score_features(self.features([p]), 0, p, boxes)
 
     @torch.inference_mode()
-    def features(self, prepared: Sequence[Prepared]) -> torch.Tensor:
+    def features(self, prepared: Sequence[Prepared], detect: bool | None = None) -> torch.Tensor:
         """One backbone pass over photos of the same model size: [B, reduced_dim, h/16, w/16]. With a
-        gene head, the same pass finds each photo's objects and faces (`Prepared.detections`)."""
+        gene head, the same pass finds each photo's objects and faces (`Prepared.detections`) when
+        `detect`; by default, when something reads them (learned genes or the face guard)."""
+        if detect is None:
+            detect = self.face_guard or isinstance(self.genes, LearnedGenes)
         batch = torch.cat([p.tensor for p in prepared]) if len(prepared) > 1 else prepared[0].tensor
-        fmap, raw = self.model.features_and_genes(batch.to(self.device))
+        fmap, raw = self.model.features_and_genes(batch.to(self.device), genes=detect)
         if raw is not None:
             for p, r in zip(prepared, raw):
                 (W, H), (w, h) = p.size, p.model_size
@@ -160,7 +163,7 @@ class Cropper:
         if not self.model.config.genes_head:
             raise ConfigError("this checkpoint has no gene head: it detects nothing")
         p = self.prepare(image)
-        self.features([p])
+        self.features([p], detect=True)
         assert p.detections is not None
         return p.detections
 

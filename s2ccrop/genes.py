@@ -77,6 +77,12 @@ def read_box_file(path: Path) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 
+def box_rows(boxes) -> np.ndarray:
+    """Boxes as a float array of rows (x1, y1, x2, y2[, score, ...]) [k, ≥4]; nothing gives [0, 4]."""
+    a = np.asarray(boxes, dtype=np.float64)
+    return a.reshape(len(a), -1) if a.size else np.zeros((0, 4))
+
+
 def pad_boxes(boxes: np.ndarray, count: int, width: int, height: int) -> np.ndarray:
     """Exactly `count` boxes: the first `count` given, then copies of the whole image."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[:count]

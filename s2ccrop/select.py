@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .genes import box_rows
 from .types import Crop, Ratio
 
 # A face counts as cut when a candidate keeps more than CUT_MIN and less than CUT_MAX of its box: the
@@ -25,8 +26,7 @@ def face_cuts(boxes: np.ndarray, faces: np.ndarray, margin: float = 0.0) -> np.n
     `faces` [F, ≥4] (grown by `margin` of their size on each side): 0 when every face is wholly in or
     out (within tolerance), 1 when a face is halved."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    faces = np.asarray(faces, dtype=np.float64)
-    faces = faces.reshape(len(faces), -1)[:, :4] if faces.size else np.zeros((0, 4))
+    faces = box_rows(faces)[:, :4]
     if margin:
         grow = margin * np.concatenate([faces[:, 2:] - faces[:, :2]] * 2, axis=1) * [-1, -1, 1, 1]
         faces = faces + grow

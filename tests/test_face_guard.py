@@ -125,3 +125,17 @@ def test_no_preset_ratio_cuts_a_face_near_the_edge(shipped, edge):
     for crop in shipped.crop(photo, PRESET_RATIOS):
         kept = _kept(crop.box, face)
         assert kept >= 0.85 or kept <= 0.15, f"{edge}: {crop.ratio} crop {crop.box} keeps {kept:.0%} of the face"
+
+
+def test_gene_head_runs_only_when_something_reads_it(shipped):
+    from s2ccrop.api import Cropper
+
+    photo = Image.open(ASTRONAUT).convert("RGB")
+    unguarded = Cropper(device="cpu", face_guard=False)
+    p = unguarded.prepare(photo)
+    unguarded.features([p])
+    assert p.detections is None  # whole-image genes and no guard: the head's output is not needed
+    assert len(unguarded.detect(photo).faces) == 1  # detect() always runs it
+    q = shipped.prepare(photo)
+    shipped.features([q])
+    assert q.detections is not None

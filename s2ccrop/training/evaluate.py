@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..genes import box_rows
 from . import metrics
 from .datasets import FCDBRecord, GAICDRecord
 
@@ -128,14 +129,9 @@ def evaluate_gaicd(records: Iterable[GAICDRecord], score_fn: ScoreFn, name: str 
     return {"benchmark": "gaicd", "name": name, **result, "skipped_no_image": skipped, "image_ids": ids}
 
 
-def _rows(boxes) -> np.ndarray:
-    a = np.asarray(boxes, dtype=np.float64)
-    return a.reshape(len(a), -1) if a.size else np.zeros((0, 4))
-
-
 def match_count(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> int:
     """True positives of a greedy one-to-one matching (predictions best first) at IoU >= threshold."""
-    pred, truth = _rows(pred), _rows(truth)
+    pred, truth = box_rows(pred), box_rows(truth)
     used = np.zeros(len(truth), dtype=bool)
     hits = 0
     for box in pred[:, :4]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..genes import box_rows
 from ..model.gene_head import STRIDE
 
 GAUSSIAN_ALPHA = 0.54  # σ = α · size / 6 (TTFNet)
@@ -36,8 +37,7 @@ def gene_targets(objects: np.ndarray, faces: np.ndarray, cells: tuple[int, int])
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     index, kind, log_size, offset = [], [], [], []
     for k, boxes in enumerate((objects, faces)):
-        rows = np.asarray(boxes, dtype=np.float64)
-        for x1, y1, x2, y2 in (rows.reshape(len(rows), -1)[:, :4] if rows.size else ()):
+        for x1, y1, x2, y2 in box_rows(boxes)[:, :4]:
             bw, bh = x2 - x1, y2 - y1
             if bw < 1 or bh < 1:
                 continue
