@@ -129,6 +129,23 @@ def test_avg_variants_match_reference(device, kind, size):
 
 
 @needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("size", [10, 16])
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_cpu_equals_fallback_bitwise(kind, size, dtype):
+    """Many boxes on the model's map shape ([B, 8, 16, 24]), at its output size (a + 1 = 10) and at 16:
+    the compiled CPU kernel and the fallback compute every sample in the same order and precision
+    (see _fallback), so their outputs are the same to the bit."""
+    features = make_features(2, 8, 16, 24, seed=size, dtype=dtype)
+    rois = make_rois(2, 16, 24, 1 / 16, seed=size, random_count=300)
+    compiled = _compiled(kind)(features, rois, size, size, 1 / 16)
+    fallback = _fallback_op(kind)(features, rois, size, size, 1 / 16)
+    assert compiled.shape == (rois.shape[0], 8, size, size) and compiled.dtype == dtype
+    assert 0 < int((fallback == 0).sum()) < fallback.numel()
+    assert torch.equal(compiled, fallback)
+
+
+@needs_ext
 @pytest.mark.parametrize("kind", KINDS)
 def test_public_api_uses_compiled_ops_when_loaded(kind, monkeypatch):
     def fail(*args):

@@ -2,39 +2,69 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "../align_common.h"
 
 namespace s2ccrop {
 namespace {
+
+// One kept output bin of a box: where it reads the map and its bilinear weights (from `locate`).
+template <typename T>
+struct Tap {
+  int64_t bin;     // ph * aw + pw
+  int64_t offset;  // row * width + col of the top-left neighbour
+  T hr;
+  T wr;
+};
 
 template <Mode mode, typename scalar_t>
 void forward_cpu_impl(const at::Tensor& features, const at::Tensor& rois, double spatial_scale, at::Tensor& out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t num_rois = out.size(0), channels = out.size(1), ah = out.size(2), aw = out.size(3);
   const int64_t height = features.size(2), width = features.size(3);
+  const int64_t bins = ah * aw, plane_size = height * width;
   const scalar_t* feat = features.const_data_ptr<scalar_t>();
   const acc_t* boxes = rois.const_data_ptr<acc_t>();
   scalar_t* dst = out.mutable_data_ptr<scalar_t>();
   const acc_t scale = static_cast<acc_t>(spatial_scale);
-  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, ah * aw * 8));
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, bins * channels * 8));
 
-  // one (box, channel) plane per task: tasks write disjoint outputs
-  at::parallel_for(0, num_rois * channels, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t kc = begin; kc < end; ++kc) {
-      const int64_t k = kc / channels, c = kc % channels;
-      const acc_t* roi = boxes + k * 5;
-      const scalar_t* plane = feat + (static_cast<int64_t>(roi[0]) * channels + c) * height * width;
-      scalar_t* out_plane = dst + kc * ah * aw;
-      Sample<acc_t> s;
+  // One box per task (tasks write disjoint outputs). Where a bin samples the map depends on the box and
+  // the bin, not on the channel: each box's bins are located once, then blended for every channel.
+  // `out` comes zeroed (forward_cpu): bins that `locate` rejects are not written and stay 0.
+  at::parallel_for(0, num_rois, grain, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<acc_t>> taps;  // reused for every box of this task
+    taps.reserve(static_cast<size_t>(bins));
+    Sample<acc_t> s;
+    for (int64_t k = begin; k < end; ++k) {
+      // a local copy of the box: nothing written below can alias it, so the compiler may hoist
+      // locate's per-box arithmetic out of the bin loops
+      acc_t roi[5];
+      std::copy(boxes + k * 5, boxes + k * 5 + 5, roi);
+      taps.clear();
       for (int64_t ph = 0; ph < ah; ++ph) {
         for (int64_t pw = 0; pw < aw; ++pw) {
-          acc_t value = 0;
           if (locate<mode>(roi, scale, height, width, ah, aw, ph, pw, s)) {
-            const scalar_t* p = plane + s.row * width + s.col;
-            value = static_cast<acc_t>(p[0]) * (1 - s.hr) * (1 - s.wr) + static_cast<acc_t>(p[1]) * (1 - s.hr) * s.wr +
-                    static_cast<acc_t>(p[width]) * s.hr * (1 - s.wr) + static_cast<acc_t>(p[width + 1]) * s.hr * s.wr;
+            taps.push_back({ph * aw + pw, s.row * width + s.col, s.hr, s.wr});
           }
-          out_plane[ph * aw + pw] = static_cast<scalar_t>(value);
+        }
+      }
+      if (taps.empty()) {
+        continue;
+      }
+      const scalar_t* feat_k = feat + static_cast<int64_t>(roi[0]) * channels * plane_size;
+      scalar_t* out_k = dst + k * channels * bins;
+      for (int64_t c = 0; c < channels; ++c) {
+        const scalar_t* plane = feat_k + c * plane_size;
+        scalar_t* out_plane = out_k + c * bins;
+        for (const Tap<acc_t>& t : taps) {
+          const scalar_t* p = plane + t.offset;
+          const acc_t value =
+              static_cast<acc_t>(p[0]) * (1 - t.hr) * (1 - t.wr) + static_cast<acc_t>(p[1]) * (1 - t.hr) * t.wr +
+              static_cast<acc_t>(p[width]) * t.hr * (1 - t.wr) + static_cast<acc_t>(p[width + 1]) * t.hr * t.wr;
+          out_plane[t.bin] = static_cast<scalar_t>(value);
         }
       }
     }
@@ -52,27 +82,34 @@ void backward_cpu_impl(const at::Tensor& grad, const at::Tensor& rois, double sp
   acc_t* dst = grad_features.mutable_data_ptr<acc_t>();
   const acc_t scale = static_cast<acc_t>(spatial_scale);
 
-  // one channel per task: every box scatters into its own channel plane only, so no two tasks
-  // ever add into the same element (no atomics needed)
+  // a range of channels per task: every box scatters into its own channel plane only, so no two
+  // tasks ever add into the same element (no atomics needed). Each box's bins are located once per
+  // task; within a channel the additions keep their order (box by box, bin by bin).
   at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<acc_t>> taps;  // reused for every box
+    taps.reserve(static_cast<size_t>(ah * aw));
     Sample<acc_t> s;
-    for (int64_t c = begin; c < end; ++c) {
-      for (int64_t k = 0; k < num_rois; ++k) {
-        const acc_t* roi = boxes + k * 5;
+    for (int64_t k = 0; k < num_rois; ++k) {
+      acc_t roi[5];  // a local copy, as in forward_cpu_impl
+      std::copy(boxes + k * 5, boxes + k * 5 + 5, roi);
+      taps.clear();
+      for (int64_t ph = 0; ph < ah; ++ph) {
+        for (int64_t pw = 0; pw < aw; ++pw) {
+          if (locate<mode>(roi, scale, height, width, ah, aw, ph, pw, s)) {
+            taps.push_back({ph * aw + pw, s.row * width + s.col, s.hr, s.wr});
+          }
+        }
+      }
+      for (int64_t c = begin; c < end; ++c) {
         acc_t* plane = dst + (static_cast<int64_t>(roi[0]) * channels + c) * height * width;
         const scalar_t* g_plane = g + (k * channels + c) * ah * aw;
-        for (int64_t ph = 0; ph < ah; ++ph) {
-          for (int64_t pw = 0; pw < aw; ++pw) {
-            if (!locate<mode>(roi, scale, height, width, ah, aw, ph, pw, s)) {
-              continue;
-            }
-            const acc_t go = static_cast<acc_t>(g_plane[ph * aw + pw]);
-            acc_t* p = plane + s.row * width + s.col;
-            p[0] += go * (1 - s.hr) * (1 - s.wr);
-            p[1] += go * (1 - s.hr) * s.wr;
-            p[width] += go * s.hr * (1 - s.wr);
-            p[width + 1] += go * s.hr * s.wr;
-          }
+        for (const Tap<acc_t>& t : taps) {
+          const acc_t go = static_cast<acc_t>(g_plane[t.bin]);
+          acc_t* p = plane + t.offset;
+          p[0] += go * (1 - t.hr) * (1 - t.wr);
+          p[1] += go * (1 - t.hr) * t.wr;
+          p[width] += go * t.hr * (1 - t.wr);
+          p[width + 1] += go * t.hr * t.wr;
         }
       }
     }
@@ -84,6 +121,7 @@ at::Tensor forward_cpu(const at::Tensor& features, const at::Tensor& rois, int64
                        double spatial_scale) {
   const char* op = mode == Mode::RoI ? "roi_align" : "rod_align";
   check_forward_inputs(op, features, rois, ah, aw);
+  // zeros, not empty: the CPU kernel writes only the bins it samples
   at::Tensor out = at::zeros({rois.size(0), features.size(1), ah, aw}, features.options());
   if (out.numel() == 0) {
     return out;
