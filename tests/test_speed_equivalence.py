@@ -11,6 +11,7 @@ crop head's last layer. Same candidates in, same boxes and (within 1e-4) the sam
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +215,132 @@ def test_large_photo_resize_matches_interpolate():
     img = _photo((2400, 1600), 11)  # above the gather threshold
     size = model_size(*img.size)
     assert torch.allclose(image_tensor(img, size), _reference_tensor(img, size), atol=1e-5)
+
+
+# ---------------------------------------------------------------- bfloat16 ranking, exact rescoring
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def shipped_pair():
+    """The shipped weights twice: ranking in bfloat16 (forced, so CPUs without AMX test it too) and exact."""
+    return Cropper(device="cpu", bf16_ranking=True), Cropper(device="cpu", bf16_ranking=False)
+
+
+def test_bf16_ranking_is_on_only_where_asked_or_fast():
+    from s2ccrop.model.s2cnet import bf16_matmul_is_fast
+
+    assert Cropper(weights="random", device="cpu", bf16_ranking=True).model.approximates
+    assert not Cropper(weights="random", device="cpu", bf16_ranking=False).model.approximates
+    assert Cropper(weights="random", device="cpu").model.approximates == bf16_matmul_is_fast()
+    model = _model(S2CNetConfig(9, 4, "crop"), 8).prepare_for_inference(approximate=True)
+    assert model.approximates
+    model.train()
+    assert not model.approximates  # training never takes it
+    model.eval()
+    with torch.no_grad():
+        model.node_emb[0].weight.mul_(2.0)
+    assert not model.approximates  # stale copy after a weight change: exact path
+    model.prepare_for_inference(approximate=True)
+    with torch.no_grad():
+        model.GraphTransformer.fc_gcn.weight.mul_(0.5)  # the graph is copied too
+    assert not model.approximates
+
+
+def test_approximate_scores_track_exact(shipped_pair):
+    """Approximate scores: every candidate, in order, within the error the margin was set from."""
+    from s2ccrop.select import APPROX_MARGIN
+
+    fast, _ = shipped_pair
+    for seed, size in enumerate(SIZES):
+        p = fast.prepare(_photo(size, 40 + seed))
+        boxes = np.concatenate(fast.candidates(p, [Ratio.parse(r) for r in RATIOS]))
+        fmap = fast.features([p])
+        exact = fast.score_features(fmap, 0, p, boxes)
+        approx = fast.score_features(fmap, 0, p, boxes, approximate=True)
+        assert approx.shape == exact.shape == (len(boxes),)
+        assert not np.array_equal(approx, exact)  # it did take the bfloat16 path
+        assert np.abs(approx - exact).max() < APPROX_MARGIN / 2.5
+
+
+@pytest.mark.parametrize("source", ["examples", "synthetic"])
+def test_bf16_ranking_chooses_what_exact_scoring_chooses(shipped_pair, source):
+    fast, exact = shipped_pair
+    photos = [Image.open(p) for p in EXAMPLES] if source == "examples" else [
+        _photo(size, 50 + seed) for seed, size in enumerate(SIZES)]
+    assert photos
+    for photo in photos:
+        a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
+        assert [c.box for c in a] == [c.box for c in b]
+        assert all(abs(x.score - y.score) < SCORE_TOL for x, y in zip(a, b))  # winners rescored exactly
+
+
+def test_contenders_keep_every_possible_winner():
+    from s2ccrop.select import contenders
+
+    rng = np.random.default_rng(0)
+    groups = [np.zeros((n, 4)) for n in (50, 1, 30)]
+    exact = rng.normal(0, 2, 81)
+    approx = exact + rng.uniform(-0.1, 0.1, 81)  # error below half the margin
+    pick = contenders(groups, approx, np.zeros(81), margin=0.25)
+    assert np.all(np.diff(pick) > 0)
+    for start, n in ((0, 50), (50, 1), (51, 30)):
+        assert start + int(np.argmax(exact[start : start + n])) in pick
+    # a margin of 0 keeps exactly each group's approximate best
+    assert list(contenders(groups, approx, np.zeros(81), margin=0.0)) == [
+        int(np.argmax(approx[:50])), 50, 51 + int(np.argmax(approx[51:]))]
+
+
+def test_contenders_follow_the_face_guard_and_fall_back_on_nan():
+    from s2ccrop.select import FACE_CUT_PENALTY, contenders
+
+    groups = [np.zeros((4, 4))]
+    approx = np.array([3.0, 2.9, 1.0, 0.0])
+    penalties = np.array([FACE_CUT_PENALTY, 0.0, 0.0, 0.0])  # the best cuts a face
+    assert list(contenders(groups, approx, penalties, margin=0.25)) == [1]
+    assert list(contenders(groups, np.array([1.0, np.nan, 0.0, 0.0]), np.zeros(4))) == [0, 1, 2, 3]
+    assert list(contenders([np.zeros((0, 4))], np.zeros(0), np.zeros(0))) == []
+
+
+def test_select_crops_never_picks_a_ruled_out_candidate():
+    from s2ccrop.select import select_crops
+
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [2, 2, 12, 12]])
+    crops = select_crops([Ratio.parse("1:1")], [boxes], np.array([-np.inf, 0.5, -np.inf]))
+    assert crops[0].box == (1, 1, 11, 11) and crops[0].score == 0.5
+
+
+def test_fused_relu6_backbone_equals_the_modules():
+    from s2ccrop.model.backbone import FusedFeatureExtractor, _onednn_pointwise_available, fuse_relu6
+    from s2ccrop.model.s2cnet import _fold_batchnorm
+
+    if not _onednn_pointwise_available():
+        pytest.skip("this torch has no oneDNN fused convolution (mkldnn._convolution_pointwise)")
+    model = _model(S2CNetConfig(9, 4, "crop"), 9)
+    folded = _fold_batchnorm(model.Feat_ext).to(memory_format=torch.channels_last)
+    fused = fuse_relu6(folded)
+    assert isinstance(fused, FusedFeatureExtractor) and not list(fused.parameters())
+    image = torch.randn(2, 3, 96, 160).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for a, b in zip(fused(image), folded(image)):
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+    prepared = _model(S2CNetConfig(9, 4, "crop"), 9).prepare_for_inference()
+    assert isinstance(prepared.__dict__["_inference"]["backbone"].Feat_ext, FusedFeatureExtractor)
+
+
+def test_rod_table_is_shared_within_a_map_and_renewed_for_another():
+    model = _model(S2CNetConfig(9, 4, "crop"), 10).prepare_for_inference(approximate=False)
+    boxes = torch.tensor([[0.0, 0, 60, 40], [10, 5, 90, 60]])
+    with torch.inference_mode():
+        fmap1, fmap2 = torch.randn(2, 8, 6, 8), torch.randn(2, 8, 6, 8)
+        first = model.embed_boxes(fmap1, boxes, 1)
+        assert torch.equal(model.embed_boxes(fmap1, boxes, 1), first)  # cached table, same values
+        other_image = model.embed_boxes(fmap1, boxes, 0)
+        other_map = model.embed_boxes(fmap2, boxes, 1)
+        model.__dict__["_inference"].pop("last_table")
+        assert torch.equal(model.embed_boxes(fmap1, boxes, 0), other_image)
+        assert torch.equal(model.embed_boxes(fmap2, boxes, 1), other_map)
+        assert not torch.equal(other_map, first)

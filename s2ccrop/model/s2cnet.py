@@ -15,12 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import rod_align_avg, roi_align, roi_align_avg
-from .backbone import FeatureExtractor, torchvision_to_reference
+from .backbone import FeatureExtractor, fuse_relu6, torchvision_to_reference
 from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
 from .graph import GraphConstructor, GraphTransformer
 
 SPATIAL_SCALE = 1.0 / 16.0
+# Approximate scoring pads the candidate rows to a multiple of this: oneDNN builds a bfloat16 matmul
+# kernel per shape (~20 ms each), so a few row counts keep hitting its cache across photos.
+ROW_BUCKET = 64
 MOS_MEAN, MOS_STD = 2.95, 0.8  # scores are normalised MOS: (mos - 2.95) / 0.8
 
 
@@ -70,6 +73,16 @@ def _fuse(dim_red: nn.Module, f3: torch.Tensor, f4: torch.Tensor, f5: torch.Tens
     f3 = F.interpolate(f3, size=size, mode="bilinear", align_corners=True)
     f5 = F.interpolate(f5, size=size, mode="bilinear", align_corners=True)
     return dim_red(torch.cat([f3, f4, 0.5 * f5], dim=1))
+
+
+def bf16_matmul_is_fast() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): there a bfloat16 copy of
+    the graph scores ~4x faster per GEMM. Without AMX bfloat16 is emulated and slower than float32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
 
 
 def _signature(tensors: list[torch.Tensor]) -> tuple:
@@ -161,7 +174,7 @@ class S2CNet(nn.Module):
         return (fmap.contiguous() if fast is not None else fmap), raw
 
     # -- faster inference -------------------------------------------------------------------
-    def prepare_for_inference(self) -> "S2CNet":
+    def prepare_for_inference(self, approximate: bool | None = None) -> "S2CNet":
         """Precompute what makes eval-mode inference cheaper, with the same values within float rounding:
         a copy of the backbone with BatchNorm folded into the convolutions (in channels-last memory on
         CPU, about 2x faster there), and the node embedding's weights with the align ops' 2x2 average pool
@@ -169,7 +182,9 @@ class S2CNet(nn.Module):
         [C, (a+1)², D] for `rod_table` (see `embed_boxes`). Used in eval mode without
         gradients while the weights stay those of this call: any change to them (training,
         load_state_dict, .to()) switches back to the plain modules; after replacing parameter objects
-        themselves, call this again. Returns self."""
+        themselves, call this again. `approximate`: also keep a bfloat16 copy of the graph for
+        `score_boxes(approximate=True)`; None (default) does so on CPUs with bfloat16 matrix hardware
+        (`bf16_matmul_is_fast`), True anywhere on CPU (tests), False never. Returns self."""
         fused = nn.Module()
         fused.Feat_ext = _fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
         fused.DimRed = copy.deepcopy(self.DimRed)
@@ -179,18 +194,46 @@ class S2CNet(nn.Module):
         on_cpu = all(p.device.type == "cpu" for p in self.Feat_ext.parameters())
         memory_format = torch.channels_last if on_cpu else torch.contiguous_format
         fused = fused.to(memory_format=memory_format).requires_grad_(False)
+        if on_cpu and all(p.dtype == torch.float32 for p in fused.parameters()):
+            fused.Feat_ext = fuse_relu6(fused.Feat_ext)  # conv + ReLU6 as one oneDNN primitive
         linear = self.node_emb[0]
         channels, a = self.config.reduced_dim, self.config.align_size
         roi_w, rod_w = _fold_avg_pool(linear.weight.detach(), channels, a)
         # The tensors the copies were made from: in-place edits bump their version, .to() moves their data.
         sources = [t for m in (self.Feat_ext, self.DimRed, linear) for t in (*m.parameters(), *m.buffers())]
+        rod_w = rod_w.t().reshape(channels, (a + 1) ** 2, -1).contiguous()  # [C, (a+1)², D]
+        bias = linear.bias.detach().clone()
+        low = None
+        if on_cpu and bias.dtype == torch.float32 and approximate is not False and (approximate or bf16_matmul_is_fast()):
+            low = self._bfloat16_graph(roi_w.t(), bias)
+            copied = (self.node_emb, self.GraphConstructor, self.GraphTransformer, self.FC_layers)
+            sources += [t for m in copied for t in (*m.parameters(), *m.buffers())]
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
         self.__dict__["_inference"] = {
-            "backbone": fused, "memory_format": memory_format, "roi_w": roi_w.t(), "bias": linear.bias.detach().clone(),
-            "rod_w": rod_w.t().reshape(channels, (a + 1) ** 2, -1).contiguous(),  # [C, (a+1)², D]
-            "sources": sources, "signature": _signature(sources),
+            "backbone": fused, "memory_format": memory_format, "roi_w": roi_w.t(), "bias": bias, "rod_w": rod_w,
+            "low": low, "sources": sources, "signature": _signature(sources),
         }
         return self
+
+    def _bfloat16_graph(self, roi_w: torch.Tensor, bias: torch.Tensor) -> dict:
+        """bfloat16 copies of what scores a box once its RoI samples are taken (`score_boxes(approximate=True)`)."""
+        graph = nn.Module()
+        graph.node_norm = copy.deepcopy(self.node_emb[1])
+        graph.GraphConstructor = copy.deepcopy(self.GraphConstructor)
+        graph.GraphTransformer = copy.deepcopy(self.GraphTransformer)
+        graph.FC_layers = copy.deepcopy(self.FC_layers)
+        graph = graph.to(torch.bfloat16).eval().requires_grad_(False)
+        return {"graph": graph, "roi_w": roi_w.to(torch.bfloat16).contiguous(), "bias": bias.to(torch.bfloat16)}
+
+    @property
+    def approximates(self) -> bool:
+        """Whether `score_boxes(approximate=True)` takes a faster, less exact path (after
+        `prepare_for_inference`, on a CPU with bfloat16 matrix hardware, in eval mode)."""
+        cached = self.__dict__.get("_inference")
+        return (
+            cached is not None and cached["low"] is not None and not self.training
+            and cached["signature"] == _signature(cached["sources"])
+        )
 
     def _inference_cache(self) -> dict | None:
         cached = self.__dict__.get("_inference")
@@ -201,7 +244,9 @@ class S2CNet(nn.Module):
             return None
         return cached
 
-    def embed_boxes(self, fmap: torch.Tensor, boxes: torch.Tensor, batch_index: int = 0) -> torch.Tensor:
+    def embed_boxes(
+        self, fmap: torch.Tensor, boxes: torch.Tensor, batch_index: int = 0, low: dict | None = None
+    ) -> torch.Tensor:
         """Node embeddings [K, node_dim] of xyxy boxes [K, 4] (resized-image pixels) on image `batch_index`.
 
         Eval-mode fast path (after `prepare_for_inference`): the 2x2 pool is folded into the weights,
@@ -209,21 +254,39 @@ class S2CNet(nn.Module):
         samples are never taken per box: RoDAlign samples the same whole-map grid G [C, (a+1)²] for
         every box and only zeroes what lies inside it, so box k's RoD term is its keep-mask M_k
         [(a+1)²] times V = Σ_c G[c, ·] ⊙ W_rod[c, ·, :] [(a+1)², D], computed once per call
-        (model/fast_nodes.py). The same values within float rounding."""
+        (model/fast_nodes.py). The same values within float rounding. `low` (the bfloat16 copy, see
+        `score_boxes(approximate=True)`): the same samples, embedded in bfloat16."""
         a = self.config.align_size
         index = torch.full((boxes.shape[0], 1), float(batch_index), dtype=fmap.dtype, device=fmap.device)
         rois = torch.cat([index, boxes.to(fmap.dtype)], dim=1)
         fast = self._inference_cache()
         if fast is not None and fast["bias"].dtype == fmap.dtype:
             roi = roi_align(fmap, rois, a + 1, SPATIAL_SCALE).flatten(1)
-            table = rod_table(fmap, batch_index, fast["rod_w"], a + 1, SPATIAL_SCALE)  # [(a+1)², D]
-            keep = rod_keep_mask(rois, fmap.shape[2], fmap.shape[3], a + 1, SPATIAL_SCALE).to(table.dtype)
+            table = self._rod_table(fmap, batch_index, fast)  # [(a+1)², D]
+            keep = rod_keep_mask(rois, fmap.shape[2], fmap.shape[3], a + 1, SPATIAL_SCALE)
+            if low is not None:
+                half = torch.bfloat16
+                x = torch.addmm(torch.addmm(low["bias"], roi.to(half), low["roi_w"]), keep.to(half), table.to(half))
+                return F.relu(low["graph"].node_norm(x))
+            keep = keep.to(table.dtype)
             x = torch.addmm(torch.addmm(fast["bias"], roi, fast["roi_w"]), keep, table)
             return self.node_emb[2](self.node_emb[1](x))
         roi = roi_align_avg(fmap, rois, a, SPATIAL_SCALE)
         rod = rod_align_avg(fmap, rois, a, SPATIAL_SCALE)
         nodes = torch.stack([roi, rod], dim=2).flatten(1)
         return self.node_emb(nodes)
+
+    def _rod_table(self, fmap: torch.Tensor, batch_index: int, fast: dict) -> torch.Tensor:
+        """`rod_table` of image `batch_index` of `fmap`, remembered for the last map: the crop and gene
+        boxes of a photo, and both passes of bfloat16 ranking, share one (eval mode only: feature maps
+        are not edited in place there)."""
+        last = fast.get("last_table")
+        if last is not None and last[0] is fmap and last[1] == batch_index:
+            return last[2]
+        a = self.config.align_size
+        table = rod_table(fmap, batch_index, fast["rod_w"], a + 1, SPATIAL_SCALE)
+        fast["last_table"] = (fmap, batch_index, table)
+        return table
 
     def score_boxes(
         self,
@@ -232,9 +295,13 @@ class S2CNet(nn.Module):
         gene_boxes: torch.Tensor,
         image_size: tuple[int, int],
         batch_index: int = 0,
+        approximate: bool = False,
     ) -> torch.Tensor:
-        """Scores [N] of crop boxes [N, 4] given the image's gene boxes [D, 4]; image_size = (w, h) resized."""
-        width, height = image_size
+        """Scores [N] of crop boxes [N, 4] given the image's gene boxes [D, 4]; image_size = (w, h) resized.
+
+        `approximate`: where `self.approximates` (a CPU with bfloat16 matrix hardware), embed and score
+        the boxes in bfloat16, about twice as fast for the same RoI samples, with scores off by up to
+        ~0.05 (FCDB, shipped weights): good to rank, not to report. Otherwise the exact path."""
         d = self.config.num_boxes
         if gene_boxes.shape != (d, 4):
             raise ValueError(f"expected {d} gene boxes of 4 coordinates, got shape {tuple(gene_boxes.shape)}")
@@ -242,7 +309,13 @@ class S2CNet(nn.Module):
         if n == 0:
             return fmap.new_zeros(0)
         if not self.training:
-            return self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
+            fast = self._inference_cache() if approximate else None
+            low = fast["low"] if fast is not None and fmap.dtype == torch.float32 else None
+            if low is None:
+                return self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
+            rows = -(-n // ROW_BUCKET) * ROW_BUCKET
+            padded = torch.cat([crop_boxes, crop_boxes[-1:].expand(rows - n, 4)]) if rows > n else crop_boxes
+            return self._score_shared(fmap, padded, gene_boxes, image_size, batch_index, low)[:n].float()
         return self._score_literal(fmap, crop_boxes, gene_boxes, image_size, batch_index)
 
     def _score_literal(self, fmap, crop_boxes, gene_boxes, image_size, batch_index: int = 0) -> torch.Tensor:
@@ -262,28 +335,29 @@ class S2CNet(nn.Module):
         side = int(self.config.node_dim**0.5)
         return self.FC_layers(x.reshape(n, d + 1, side, side)).reshape(n)
 
-    def _score_shared(self, fmap, crop_boxes, gene_boxes, image_size, batch_index: int = 0) -> torch.Tensor:
+    def _score_shared(self, fmap, crop_boxes, gene_boxes, image_size, batch_index: int = 0, low=None) -> torch.Tensor:
         """The same scores in eval mode, computing each distinct thing once: gene boxes that repeat
         (padding with the whole image) become one node with a multiplicity, gene nodes are embedded
         once for all candidates, and the crop head computes only node 0 in the last layer
-        (see `GraphTransformer.forward_shared`)."""
+        (see `GraphTransformer.forward_shared`). `low`: run on the bfloat16 copy instead."""
+        graph = low["graph"] if low is not None else self
         width, height = image_size
         n = crop_boxes.shape[0]
         genes, inverse, counts = torch.unique(gene_boxes, dim=0, return_inverse=True, return_counts=True)
-        crop_x = self.embed_boxes(fmap, crop_boxes, batch_index)
-        gene_x = self.embed_boxes(fmap, genes, batch_index)
+        crop_x = self.embed_boxes(fmap, crop_boxes, batch_index, low)
+        gene_x = self.embed_boxes(fmap, genes, batch_index, low)
         crop_boxes = crop_boxes.to(crop_x.dtype)
-        pos, app = self.GraphConstructor.forward_shared(
+        pos, app = graph.GraphConstructor.forward_shared(
             crop_x, gene_x, box_centres(crop_boxes, width, height), box_centres(genes.to(crop_x.dtype), width, height)
         )
         first_only = self.config.head == "crop"
-        x = self.GraphTransformer.forward_shared(crop_x, gene_x, pos, app, counts.to(crop_x.dtype).log(), first_only)
+        x = graph.GraphTransformer.forward_shared(crop_x, gene_x, pos, app, counts.to(crop_x.dtype).log(), first_only)
         if first_only:
-            return self.FC_layers(x[:, 0]).reshape(n)
+            return graph.FC_layers(x[:, 0]).reshape(n)
         # The graph head reads every node in order: put the copies back.
         order = torch.cat([inverse.new_zeros(1), inverse + 1])
         side = int(self.config.node_dim**0.5)
-        return self.FC_layers(x[:, order].reshape(n, len(order), side, side)).reshape(n)
+        return graph.FC_layers(x[:, order].reshape(n, len(order), side, side)).reshape(n)
 
     def forward(self, images: torch.Tensor, crop_boxes: torch.Tensor, gene_boxes: torch.Tensor) -> torch.Tensor:
         """images [1, 3, h, w]; boxes in resized-image pixels. Returns scores [N]."""
