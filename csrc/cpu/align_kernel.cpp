@@ -19,6 +19,26 @@ struct Tap {
   T wr;
 };
 
+// Fills `taps` with the bins `locate` keeps for box `k` of `boxes` (rows of 5), in bin order, and
+// returns the box's batch index. The box is copied to a local first: nothing the callers write can
+// alias it, so the compiler may hoist locate's per-box arithmetic out of the bin loops.
+template <Mode mode, typename T>
+int64_t locate_box(const T* boxes, int64_t k, T scale, int64_t height, int64_t width, int64_t ah, int64_t aw,
+                   std::vector<Tap<T>>& taps) {
+  T roi[5];
+  std::copy(boxes + k * 5, boxes + k * 5 + 5, roi);
+  taps.clear();
+  Sample<T> s;
+  for (int64_t ph = 0; ph < ah; ++ph) {
+    for (int64_t pw = 0; pw < aw; ++pw) {
+      if (locate<mode>(roi, scale, height, width, ah, aw, ph, pw, s)) {
+        taps.push_back({ph * aw + pw, s.row * width + s.col, s.hr, s.wr});
+      }
+    }
+  }
+  return static_cast<int64_t>(roi[0]);
+}
+
 template <Mode mode, typename scalar_t>
 void forward_cpu_impl(const at::Tensor& features, const at::Tensor& rois, double spatial_scale, at::Tensor& out) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -37,24 +57,12 @@ void forward_cpu_impl(const at::Tensor& features, const at::Tensor& rois, double
   at::parallel_for(0, num_rois, grain, [&](int64_t begin, int64_t end) {
     std::vector<Tap<acc_t>> taps;  // reused for every box of this task
     taps.reserve(static_cast<size_t>(bins));
-    Sample<acc_t> s;
     for (int64_t k = begin; k < end; ++k) {
-      // a local copy of the box: nothing written below can alias it, so the compiler may hoist
-      // locate's per-box arithmetic out of the bin loops
-      acc_t roi[5];
-      std::copy(boxes + k * 5, boxes + k * 5 + 5, roi);
-      taps.clear();
-      for (int64_t ph = 0; ph < ah; ++ph) {
-        for (int64_t pw = 0; pw < aw; ++pw) {
-          if (locate<mode>(roi, scale, height, width, ah, aw, ph, pw, s)) {
-            taps.push_back({ph * aw + pw, s.row * width + s.col, s.hr, s.wr});
-          }
-        }
-      }
+      const int64_t image = locate_box<mode>(boxes, k, scale, height, width, ah, aw, taps);
       if (taps.empty()) {
         continue;
       }
-      const scalar_t* feat_k = feat + static_cast<int64_t>(roi[0]) * channels * plane_size;
+      const scalar_t* feat_k = feat + image * channels * plane_size;
       scalar_t* out_k = dst + k * channels * bins;
       for (int64_t c = 0; c < channels; ++c) {
         const scalar_t* plane = feat_k + c * plane_size;
@@ -88,20 +96,10 @@ void backward_cpu_impl(const at::Tensor& grad, const at::Tensor& rois, double sp
   at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
     std::vector<Tap<acc_t>> taps;  // reused for every box
     taps.reserve(static_cast<size_t>(ah * aw));
-    Sample<acc_t> s;
     for (int64_t k = 0; k < num_rois; ++k) {
-      acc_t roi[5];  // a local copy, as in forward_cpu_impl
-      std::copy(boxes + k * 5, boxes + k * 5 + 5, roi);
-      taps.clear();
-      for (int64_t ph = 0; ph < ah; ++ph) {
-        for (int64_t pw = 0; pw < aw; ++pw) {
-          if (locate<mode>(roi, scale, height, width, ah, aw, ph, pw, s)) {
-            taps.push_back({ph * aw + pw, s.row * width + s.col, s.hr, s.wr});
-          }
-        }
-      }
+      const int64_t image = locate_box<mode>(boxes, k, scale, height, width, ah, aw, taps);
       for (int64_t c = begin; c < end; ++c) {
-        acc_t* plane = dst + (static_cast<int64_t>(roi[0]) * channels + c) * height * width;
+        acc_t* plane = dst + (image * channels + c) * height * width;
         const scalar_t* g_plane = g + (k * channels + c) * ah * aw;
         for (const Tap<acc_t>& t : taps) {
           const acc_t go = static_cast<acc_t>(g_plane[t.bin]);
