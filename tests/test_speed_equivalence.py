@@ -344,3 +344,29 @@ def test_rod_table_is_shared_within_a_map_and_renewed_for_another():
         assert torch.equal(model.embed_boxes(fmap1, boxes, 0), other_image)
         assert torch.equal(model.embed_boxes(fmap2, boxes, 1), other_map)
         assert not torch.equal(other_map, first)
+
+
+def test_bf16_ranking_gives_up_when_scores_are_flat():
+    """A seeded random model scores every candidate nearly alike: ranking would rescore them all."""
+    from s2ccrop import api
+
+    cropper = Cropper(weights="random", device="cpu", bf16_ranking=True)
+    exact = Cropper(weights="random", device="cpu", bf16_ranking=False)
+    calls = []
+    original = cropper.score_features
+    cropper.score_features = lambda *a, **k: calls.append(k.get("approximate", False)) or original(*a, **k)
+    photos = [_photo(SIZES[i % 3], 60 + i) for i in range(6)]
+    for photo in photos:
+        assert [c.box for c in cropper.crop(photo, RATIOS)] == [c.box for c in exact.crop(photo, RATIOS)]
+    assert cropper._ranking["ranked"] == -1  # gave up after the trial...
+    ranked_photos = calls.count(True)
+    assert 1 <= ranked_photos < len(photos) and calls[-1] is False  # ...having ranked the first photos
+    counts = [sum(map(len, cropper.candidates(cropper.prepare(ph), [Ratio.parse(r) for r in RATIOS]))) for ph in photos]
+    assert ranked_photos == 1 + int(np.searchsorted(np.cumsum(counts), api.RANKING_TRIAL))  # the trial, in photos
+
+
+def test_bf16_ranking_keeps_going_with_the_shipped_weights(shipped_pair):
+    fast, _ = shipped_pair
+    for seed, size in enumerate(SIZES):
+        fast.crop(_photo(size, 70 + seed), RATIOS)
+    assert fast._ranking["ranked"] > 0 and fast._ranking["rescored"] < 0.1 * fast._ranking["ranked"]
