@@ -110,7 +110,7 @@ class Cropper:
             raise ConfigError("learned genes need a model with a gene head; this checkpoint has none (use whole-image genes)")
         self.face_guard = face_guard
         self.draft = draft
-        self._ranking = {"ranked": 0, "rescored": 0}  # bfloat16 ranking's running tally (selection_scores)
+        self._ranking = {"on": True, "ranked": 0, "rescored": 0}  # bfloat16 ranking's tally (selection_scores)
 
     @property
     def config(self):
@@ -216,7 +216,7 @@ class Cropper:
         Cropper scores exactly from then on (the same crops either way)."""
         boxes = np.concatenate(groups, axis=0)
         tally = self._ranking
-        if not self.model.approximates or tally["ranked"] < 0:
+        if not self.model.approximates or not tally["on"]:
             return self.score_features(fmap, index, p, boxes)
         approx = self.score_features(fmap, index, p, boxes, approximate=True)
         pick = contenders(groups, approx, guard_penalties(groups, faces))
@@ -225,7 +225,7 @@ class Cropper:
         tally["ranked"] += len(boxes)
         tally["rescored"] += len(pick)
         if tally["ranked"] >= RANKING_TRIAL and tally["rescored"] > RANKING_GIVES_UP * tally["ranked"]:
-            tally["ranked"] = -1  # exact scoring from now on
+            tally["on"] = False  # exact scoring from now on
         return scores
 
     # -- the one-call API -------------------------------------------------------------------------
