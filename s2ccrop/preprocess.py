@@ -37,13 +37,22 @@ def image_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     if pixels.shape[0] * pixels.shape[1] > GATHER_ABOVE * w * h:
         x = bilinear_resize(pixels, w, h)
     else:
-        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0).float()
+        x = _read_only(pixels).permute(2, 0, 1).unsqueeze(0).float()  # .float() copies: Pillow's buffer is only read
         if (x.shape[-1], x.shape[-2]) != (w, h):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
-    x = x / 256.0
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    # (x / 256 - mean) / std as one multiply-add per value (the same within float rounding)
+    return x.mul_(_SCALE).sub_(_SHIFT)
+
+
+_SCALE = (1.0 / (256.0 * torch.tensor(STD, dtype=torch.float64))).float().view(1, 3, 1, 1)
+_SHIFT = (torch.tensor(MEAN, dtype=torch.float64) / torch.tensor(STD, dtype=torch.float64)).float().view(1, 3, 1, 1)
+
+
+def _read_only(pixels: np.ndarray) -> torch.Tensor:
+    """A tensor view of a (read-only) numpy array, for code that only reads it."""
+    with warnings.catch_warnings():  # torch warns that the view is not writable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(pixels)
 
 
 # Photos with more than this many times the model's pixels are resized by gathering (below, the
@@ -61,9 +70,7 @@ def bilinear_resize(pixels: np.ndarray, width: int, height: int) -> torch.Tensor
     """
     r0, r1, wy = _linear_taps(height, pixels.shape[0])
     c0, c1, wx = _linear_taps(width, pixels.shape[1])
-    with warnings.catch_warnings():  # a read-only view of Pillow's buffer: only read here
-        warnings.simplefilter("ignore", UserWarning)
-        src = torch.from_numpy(pixels)
+    src = _read_only(pixels)
     rows = torch.from_numpy(np.concatenate([r0, r1]))
     cols = torch.from_numpy(np.concatenate([c0, c1]))
     g = src.index_select(0, rows).index_select(1, cols).float()  # [2h, 2w, 3]: (i0 | i1) x (j0 | j1)
