@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -110,10 +111,17 @@ def fixed_ratio(width: int, height: int, ratio: Ratio | Fraction) -> np.ndarray:
 
 
 def for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int]) -> np.ndarray:
-    """Candidates of one requested ratio, integer xyxy in original pixels (x2, y2 exclusive)."""
-    if ratio.is_any:
-        return free_form(width, height, model_size)
-    return fixed_ratio(width, height, ratio)
+    """Candidates of one requested ratio, integer xyxy in original pixels (x2, y2 exclusive). They
+    depend only on the sizes and the ratio, and photos of one camera share them: the array is
+    cached and read-only."""
+    return _for_ratio(int(width), int(height), ratio, (int(model_size[0]), int(model_size[1])))
+
+
+@functools.lru_cache(maxsize=256)
+def _for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int]) -> np.ndarray:
+    boxes = free_form(width, height, model_size) if ratio.is_any else fixed_ratio(width, height, ratio)
+    boxes.setflags(write=False)
+    return boxes
 
 
 def _as_fraction(ratio: Ratio | Fraction) -> Fraction:

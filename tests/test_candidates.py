@@ -119,3 +119,15 @@ def test_property_any_size_any_ratio(W, H, rw, rh):
 def test_free_form_of_a_panorama_is_the_whole_image():
     # the grid keeps only aspects in (0.5, 2): a 3000x4 strip gets the whole image
     assert cand.free_form(3000, 4, model_size(3000, 4)).tolist() == [[0, 0, 3000, 4]]
+
+
+def test_for_ratio_is_cached_read_only_and_equal_to_a_fresh_computation():
+    r = Ratio.parse("4:3")
+    a = cand.for_ratio(1024, 768, r, model_size(1024, 768))
+    assert a is cand.for_ratio(1024, 768, Ratio.parse("4:3"), model_size(1024, 768))  # same size, same array
+    assert np.array_equal(a, cand.fixed_ratio(1024, 768, r))
+    with pytest.raises(ValueError):
+        a[0, 0] = 1  # shared between photos: never edited in place
+    free = cand.for_ratio(1024, 768, Ratio.parse("any"), model_size(1024, 768))
+    assert np.array_equal(free, cand.free_form(1024, 768, model_size(1024, 768)))
+    assert cand.for_ratio(1024, 769, r, model_size(1024, 769)) is not a
