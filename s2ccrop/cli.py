@@ -21,7 +21,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from typing import Callable, TextIO
+from typing import Callable, Iterable, TextIO
 
 from . import __version__
 from .errors import ConfigError, S2CCropError, WeightsError
@@ -251,12 +251,16 @@ def build_crop_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     m.add_argument("--no-face-guard", dest="face_guard", action="store_false",
                    help="allow crops that cut through a detected face (by default they lose to any crop that does not)")
+    m.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                   help="processes cropping photos in parallel on CPU, each with its own model thread "
+                        "(default: one per core, at most 8; 1 = this process only)")
     m.add_argument("--workers", type=_nonneg_int, default=DEFAULT_WORKERS, metavar="N",
-                   help=f"threads decoding/writing while the model runs (default {DEFAULT_WORKERS}; 0 = none)")
+                   help=f"with --jobs 1 or a GPU: threads decoding/writing while the model runs "
+                        f"(default {DEFAULT_WORKERS}; 0 = none)")
     e = p.add_argument_group("engine")
     e.add_argument("--engine", default="local", choices=ENGINES,
                    help="local: this process; ray: a Ray Data pipeline, one model per actor, sized by the "
-                        "cluster (--workers does not apply; pip install 's2ccrop[ray]')")
+                        "cluster (--workers and --jobs do not apply; pip install 's2ccrop[ray]')")
     e.add_argument("--address", type=check_address, metavar="auto|HOST:PORT",
                    help="with --engine ray: the cluster to use (default $RAY_ADDRESS, else a local Ray started for the run)")
     return p
@@ -276,6 +280,13 @@ def _nonneg_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def _jobs(text: str) -> int:
+    value = _positive_int(text)
+    if value > 256:
+        raise argparse.ArgumentTypeError("must be between 1 and 256")
     return value
 
 
@@ -308,6 +319,7 @@ class Settings:
     device: str
     workers: int
     preview: Path | None
+    jobs: int | None = None  # processes (None: one per core); see engines/processes.py
     preview_only: bool = False
     face_guard: bool = True
 
@@ -328,7 +340,18 @@ def crop_command(argv: list[str], env: Env, *, preview_only: Path | None = None)
         return RayRun(settings, env, address=args.address).execute()
     if args.address is not None:
         parser.error("--address needs --engine ray")
-    return Run(settings, env).execute()
+    return local_run(settings, env).execute()
+
+
+def local_run(settings: Settings, env: Env) -> "Run":
+    """This machine's engine: forked worker processes on a multi-core Linux CPU (engines/processes.py),
+    else this process with decode/write threads."""
+    from .engines.processes import ProcessRun, auto_processes, can_fork
+
+    processes = settings.jobs if settings.jobs is not None else auto_processes()
+    if processes > 1 and settings.device in ("auto", "cpu") and can_fork():
+        return ProcessRun(settings, env, processes)
+    return Run(settings, env)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -356,7 +379,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         quality=args.quality, json=args.json, quiet=args.quiet, dry_run=args.dry_run,
         skip_existing=args.skip_existing, recursive=not args.no_recursive, null=args.null,
         max_pixels=_max_pixels(args.max_pixels), weights=args.weights, device=args.device,
-        workers=args.workers, preview=Path(args.preview) if args.preview else None, face_guard=args.face_guard,
+        workers=args.workers, jobs=args.jobs, preview=Path(args.preview) if args.preview else None, face_guard=args.face_guard,
     )
 
 
@@ -464,20 +487,22 @@ class Run:
         self._summary()
         return EXIT_FAILED if self.counts["failed"] else EXIT_OK
 
-    def _pipeline(self) -> None:
-        """Decode and write on worker threads while the model runs here; results stay in input order."""
+    def _pipeline(self, jobs: "Iterable[Job] | None" = None) -> None:
+        """Decode and write on worker threads while the model runs here; results stay in input order.
+        `jobs`: planned photos (default: `self._jobs()`, the walk of the inputs)."""
         from concurrent.futures import ThreadPoolExecutor
 
+        jobs = self._jobs() if jobs is None else jobs
         if self.s.workers == 0:
-            for job in self._jobs():
-                self._finish(self._write(self._score(self._decode(job))))
+            for job in jobs:
+                self._finish(self._crop_one(job))
             return
         ahead = self.s.workers + 1  # photos in flight per stage: bounds memory on huge folders
         pool = ThreadPoolExecutor(max_workers=self.s.workers, thread_name_prefix="s2ccrop-io")
         decoding: deque = deque()
         writing: deque = deque()
         try:
-            for job in self._jobs():
+            for job in jobs:
                 decoding.append(pool.submit(self._decode, job))
                 while len(decoding) >= ahead:
                     self._advance(pool, decoding, writing, ahead)
@@ -489,6 +514,10 @@ class Run:
             if self._cancel.is_set() or decoding or writing:
                 self._cancel.set()
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _crop_one(self, job: Job) -> Job:
+        """Every step of one photo, here: decode, model, write."""
+        return self._write(self._score(self._decode(job)))
 
     def _advance(self, pool, decoding: deque, writing: deque, ahead: int) -> None:
         job = self._score(decoding.popleft().result())

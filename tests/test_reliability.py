@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from s2ccrop import cli
@@ -308,7 +309,8 @@ def test_an_encoder_crash_on_one_photo_is_one_line_and_the_batch_goes_on(tmp_pat
 
     flaky.calls = 0
     monkeypatch.setattr(writers, "render_crop", flaky)
-    code, out, err = run_in_process("a.png", "b.png", "c.png", "-r", "1:1", "-o", "out", "--workers", "0", "--json")
+    code, out, err = run_in_process("a.png", "b.png", "c.png", "-r", "1:1", "-o", "out", "-j", "1", "--workers", "0",
+                                    "--json")
     assert code == 1 and "Traceback" not in err
     assert [json.loads(l)["input"] for l in out.splitlines()] == ["a.png", "c.png"]
     assert error_lines(err) == ["s2ccrop: error: b.png: cannot write out/b_1x1.png: RuntimeError: encoder exploded"]
@@ -324,13 +326,13 @@ def test_an_internal_error_is_one_line_unless_debugging(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(cli.Run, "_pipeline", broken)
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
-    code, out, err = run_in_process("p.png")
+    code, out, err = run_in_process("p.png", "-j", "1")
     assert (code, out) == (2, "") and err.splitlines() == [
         "s2ccrop: internal error: RuntimeError: a bug (run with S2CCROP_DEBUG=1 for the traceback, and please report it)"
     ]
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
     with pytest.raises(RuntimeError, match="a bug"):
-        run_in_process("p.png")
+        run_in_process("p.png", "-j", "1")
 
 
 # ------------------------------------------------------------------ limits
@@ -432,6 +434,8 @@ def test_folder_walk_lists_one_folder_at_a_time(tmp_path: Path, monkeypatch):
 class FastCropper:
     """Stands in for the model: the whole image for every ratio (the pipeline is under test, not scoring)."""
 
+    device = torch.device("cpu")
+
     def crop(self, image, ratios):
         return [Crop(str(Ratio.parse(r)), (0, 0, image.width, image.height), 0.0) for r in ratios]
 
@@ -458,7 +462,8 @@ def test_pipeline_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, mon
 
     monkeypatch.setattr(cli.Run, "_jobs", jobs)
     monkeypatch.setattr(cli.Run, "_finish", finish)
-    code, out, err = run_in_process("-", "-r", "1:1", "--dry-run", "--json", "--workers", str(workers), stdin=stdin)
+    code, out, err = run_in_process("-", "-r", "1:1", "--dry-run", "--json", "-j", "1", "--workers", str(workers),
+                                    stdin=stdin)
     assert code == 0, err
     assert len(out.splitlines()) == 60 and in_flight["now"] == 0
     bound = 2 * (workers + 1) + 1

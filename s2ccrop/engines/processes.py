@@ -1,0 +1,204 @@
+"""The crop command on every CPU core: forked worker processes, each cropping whole photos.
+
+    paths ─► plan (this process: walk, names, --skip-existing) ─► one photo per task ─► N forked
+        processes, each with one model thread: decode → model → write ─► report (this process,
+        input order)
+
+Why processes: the model runs many small operations, and two intra-op threads on one photo leave a
+core idle between them (and the decode/write threads share the GIL with it). One single-threaded
+model per core, each on its own photo, keeps every core busy: on the project's 2-core machine the CLI
+crops ~1.4x as many photos per second as one process with two threads (bench/RESULTS.md).
+
+The model is loaded once, here, before the fork, so the workers share its memory (copy-on-write) and
+a checkpoint that cannot load fails the run once, with one message. Each worker sets its torch
+threads before its first operation (libgomp cannot run a multi-threaded region in a forked child
+whose parent already had one; PyTorch's DataLoader does the same). Every step is the local engine's
+(`cli.Run._decode`, `_score`, `_write`), so photos are named, written and reported identically and the
+chosen crops are the same. The first photo that decodes is cropped here (that loads the model, before
+the fork; a batch of broken files never loads it), so a single photo never forks.
+
+A worker that dies (a decoder crash, the OOM killer) breaks the pool: a new one is started and each
+photo that was in flight is tried again; a photo whose worker dies twice fails with one line.
+Ctrl-C: workers ignore SIGINT, finish the photo in hand (outputs are written atomically) and stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections import deque
+from concurrent.futures import Future
+from typing import Iterable, Iterator
+
+from ..cli import Env, Job, Run, Settings
+
+MAX_AUTO_PROCESSES = 8
+_RUN: "ProcessRun | None" = None  # the run the forked workers inherit
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Forked workers are used on Linux only (macOS frameworks are not fork-safe; Windows cannot fork)."""
+    import multiprocessing as mp
+
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+
+
+def auto_processes() -> int:
+    """Processes for `--jobs auto`: one per usable core, at most MAX_AUTO_PROCESSES."""
+    return max(1, min(usable_cores(), MAX_AUTO_PROCESSES))
+
+
+class ProcessRun(Run):
+    """`cli.Run` whose photos are cropped by `processes` forked workers (CPU); results in input order."""
+
+    def __init__(self, settings: Settings, env: Env, processes: int) -> None:
+        super().__init__(settings, env)
+        if processes < 2:
+            raise ValueError("ProcessRun needs at least 2 processes; use cli.Run for one")
+        self.processes = processes
+        self._pool = None
+        self._forked = False  # whether the current pool has started its workers
+
+    def _pipeline(self, jobs: Iterable[Job] | None = None) -> None:
+        jobs = iter(self._jobs() if jobs is None else jobs)
+        # Up to the first photo that decodes, work here: the model loads only when there is something
+        # to crop (a folder of broken files never loads it), and before any fork, so the workers
+        # share it. That photo is cropped here too.
+        for job in jobs:
+            job = self._decode(job)
+            if job.error:
+                self._finish(job)
+                continue
+            cropper = self._get_cropper()
+            self._finish(self._write(self._score(job)))
+            break
+        else:
+            return
+        following = next(jobs, None)
+        if following is None:  # a single photo: forking would only add start-up
+            return
+        if cropper.device.type != "cpu":  # a GPU batches better in one process
+            return super()._pipeline(_chain([following], jobs))
+        self._run_pool(_chain([following], jobs))
+
+    def _run_pool(self, jobs: Iterator[Job]) -> None:
+        global _RUN
+        import multiprocessing as mp
+
+        # Workers see Ctrl-C through this: an interrupted write is abandoned, as in the local engine.
+        self._cancel = mp.get_context("fork").Event()
+        _RUN = self
+        self._pool = self._new_pool()
+        pending: deque = deque()  # (job, future or None) in input order
+        ahead = 2 * self.processes  # photos in flight: bounds memory and keeps every worker fed
+        try:
+            for job in jobs:
+                pending.append((job, None if job.error else self._submit(job)))
+                while len(pending) > ahead:
+                    self._finish(self._collect(*pending.popleft()))
+            while pending:
+                self._finish(self._collect(*pending.popleft()))
+        except BaseException:
+            self._cancel.set()
+            raise
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            _RUN = None
+
+    def _submit(self, job: Job) -> Future:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            if self._forked:
+                return self._pool.submit(_crop_in_worker, job)
+        except BrokenProcessPool:  # a worker died: the photos it took down are retried by _collect
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        # The first submit forks every worker. A Ctrl-C that lands inside fork()'s own handlers would
+        # be printed and swallowed ("Exception ignored in _releaseLock"): hold it until the forks are done.
+        with _sigint_deferred():
+            future = self._pool.submit(_crop_in_worker, job)
+        self._forked = True
+        return future
+
+    def _new_pool(self):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._forked = False
+        threads = _worker_threads(self.processes)
+        return ProcessPoolExecutor(self.processes, mp_context=mp.get_context("fork"),
+                                   initializer=_init_worker, initargs=(threads,))
+
+    def _collect(self, job: Job, future: Future | None, retried: bool = False) -> Job:
+        """The finished job of `future` (None: nothing to run, e.g. a planning error)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        if future is None:
+            return job
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            if retried:
+                job.error = "the worker process cropping this photo died (twice); it was skipped"
+                return job
+            # Some photo in flight killed its worker; this one is tried again on a new pool (`_submit`
+            # replaces the broken one) while it is the oldest in flight, so the culprit fails twice
+            # and the photos it took down with it once.
+            return self._collect(job, self._submit(job), retried=True)
+        except Exception as exc:  # a bug of ours in a worker: this photo fails, the batch goes on
+            job.error = f"internal error in a worker process: {type(exc).__name__}: {exc}"
+            return job
+
+
+def _chain(head: list[Job], rest: Iterator[Job]) -> Iterator[Job]:
+    yield from head
+    yield from rest
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """SIGINT inside this block is raised as KeyboardInterrupt when it ends (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _worker_threads(processes: int) -> int:
+    """torch threads per worker: $S2CCROP_THREADS when set, else the usable cores shared out."""
+    text = os.environ.get("S2CCROP_THREADS", "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return max(1, usable_cores() // processes)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C; the photo in hand is finished
+    torch.set_num_threads(threads)
+
+
+def _crop_in_worker(job: Job) -> Job:
+    assert _RUN is not None, "a worker process runs only under ProcessRun"
+    job = _RUN._crop_one(job)
+    job.decoded = None  # pixels never travel back
+    return job

@@ -1,0 +1,210 @@
+"""The process engine (s2ccrop/engines/processes.py): forked workers crop what one process would, in
+input order, and a worker's death or bug costs one photo, not the batch."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from s2ccrop import cli
+from s2ccrop.engines import processes
+from s2ccrop.types import Crop, Ratio
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+pytestmark = pytest.mark.skipif(not processes.can_fork(), reason="the process engine forks (Linux only)")
+
+
+def run_in_process(*argv, stdin=None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([os.fspath(a) for a in argv], cli.Env(stdin if stdin is not None else io.BytesIO(b""), out, err, False))
+    return code, out.getvalue(), err.getvalue()
+
+
+def noise(w: int, h: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+class FastCropper:
+    """Stands in for the model: the whole image for every ratio (the plumbing is under test)."""
+
+    device = torch.device("cpu")
+
+    def crop(self, image, ratios):
+        return [Crop(str(Ratio.parse(r)), (0, 0, image.width, image.height), 0.0) for r in ratios]
+
+
+@pytest.fixture
+def parent_pid() -> int:
+    return os.getpid()
+
+
+def test_the_default_picks_processes_on_a_multicore_linux_cpu(monkeypatch):
+    settings = cli.settings_from(cli.build_crop_parser().parse_args(["x.jpg"]))
+    monkeypatch.setattr(processes, "usable_cores", lambda: 2)
+    assert isinstance(cli.local_run(settings, cli.Env()), processes.ProcessRun)
+    assert cli.local_run(settings, cli.Env()).processes == 2
+    monkeypatch.setattr(processes, "usable_cores", lambda: 64)
+    assert cli.local_run(settings, cli.Env()).processes == processes.MAX_AUTO_PROCESSES
+    monkeypatch.setattr(processes, "usable_cores", lambda: 1)
+    assert type(cli.local_run(settings, cli.Env())) is cli.Run
+    for argv, kind in ((["-j", "1"], cli.Run), (["-j", "3"], processes.ProcessRun), (["--device", "cuda"], cli.Run)):
+        s = cli.settings_from(cli.build_crop_parser().parse_args(["x.jpg", *argv]))
+        assert type(cli.local_run(s, cli.Env())) is kind, argv
+    monkeypatch.setattr(processes, "can_fork", lambda: False)
+    assert type(cli.local_run(cli.settings_from(cli.build_crop_parser().parse_args(["x.jpg", "-j", "3"])), cli.Env())) is cli.Run
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", "257"])
+def test_bad_jobs_is_a_usage_error(value):
+    code, out, err = run_in_process("x.jpg", "-j", value)
+    assert code == 2 and out == "" and "-j/--jobs" in err
+
+
+def test_processes_choose_what_one_process_chooses(tmp_path: Path):
+    """The real default model: the same boxes and (within float rounding of 1 vs 2 threads) scores."""
+    photos = []
+    for i, src in enumerate(sorted(EXAMPLES.glob("*.png"))):
+        with Image.open(src) as im:
+            im.load()
+            for j, variant in enumerate((im, ImageOps.mirror(im))):
+                path = tmp_path / "in" / f"{i}{j}_{src.stem}.png"
+                path.parent.mkdir(exist_ok=True)
+                variant.save(path)
+                photos.append(path)
+    common = ["-r", "16:9", "-r", "1:1", "-r", "9:16", "--json", "--device", "cpu", "--dry-run"]
+    one = run_in_process(*photos, *common, "-j", "1")
+    two = run_in_process(*photos, *common, "-j", "2")
+    assert one[0] == two[0] == 0, (one[2], two[2])
+    a = [json.loads(line) for line in one[1].splitlines()]
+    b = [json.loads(line) for line in two[1].splitlines()]
+    assert len(a) == len(b) == 3 * len(photos)
+    assert [(r["input"], r["ratio"], r["box"]) for r in a] == [(r["input"], r["ratio"], r["box"]) for r in b]
+    assert max(abs(x["score"] - y["score"]) for x, y in zip(a, b)) < 1e-4
+
+
+def test_results_and_errors_come_in_input_order(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    names = []
+    for i in range(12):
+        name = f"p{i:02}.png"
+        if i in (0, 5, 6, 11):
+            Path(name).write_bytes(b"not an image")
+        else:
+            noise(16 + i, 12, seed=i).save(name)
+        names.append(name)
+    code, out, err = run_in_process(*names, "-r", "1:1", "-o", "out", "--json", "-j", "3")
+    assert code == 1
+    assert [json.loads(line)["input"] for line in out.splitlines()] == [n for i, n in enumerate(names) if i not in (0, 5, 6, 11)]
+    errors = [line for line in err.splitlines() if line.startswith("s2ccrop: error:")]
+    assert [line.split()[2] for line in errors] == ["p00.png:", "p05.png:", "p06.png:", "p11.png:"]
+    assert sorted(os.listdir("out")) == sorted(f"p{i:02}_1x1.png" for i in range(12) if i not in (0, 5, 6, 11))
+    for i in (1, 7):
+        with Image.open(f"out/p{i:02}_1x1.png") as im:
+            assert im.size == (16 + i, 12)  # FastCropper's whole-image "crop"
+
+
+def test_a_worker_that_dies_costs_only_its_photo(tmp_path: Path, monkeypatch, parent_pid: int):
+    """A crash (here SIGKILL, as the OOM killer sends) in a worker: its photo is retried alone, dies
+    again and fails with one line; every other photo, in flight or not, is cropped."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    names = [f"p{i:02}.png" for i in range(10)]
+    for i, name in enumerate(names):
+        noise(16, 12, seed=i).save(name)
+    real = cli.Run._score
+
+    def deadly(self, job):
+        if job.item.path.name == "p04.png" and os.getpid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, job)
+
+    monkeypatch.setattr(cli.Run, "_score", deadly)
+    code, out, err = run_in_process(*names, "-r", "1:1", "-o", "out", "--json", "-j", "2")
+    assert code == 1, err
+    assert [json.loads(line)["input"] for line in out.splitlines()] == [n for n in names if n != "p04.png"]
+    errors = [line for line in err.splitlines() if line.startswith("s2ccrop: error:")]
+    assert errors == ["s2ccrop: error: p04.png: the worker process cropping this photo died (twice); it was skipped"]
+    assert "Traceback" not in err
+    assert len(os.listdir("out")) == 9
+
+
+def test_a_bug_in_a_worker_is_one_line_and_the_batch_goes_on(tmp_path: Path, monkeypatch, parent_pid: int):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    names = [f"p{i}.png" for i in range(5)]
+    for i, name in enumerate(names):
+        noise(16, 12, seed=i).save(name)
+    real = cli.Run._crop_one
+
+    def buggy(self, job):
+        if job.item.path.name == "p3.png":
+            raise RuntimeError("a bug")
+        return real(self, job)
+
+    monkeypatch.setattr(cli.Run, "_crop_one", buggy)
+    code, out, err = run_in_process(*names, "-r", "1:1", "--dry-run", "--json", "-j", "2")
+    assert code == 1 and "Traceback" not in err
+    assert [json.loads(line)["input"] for line in out.splitlines()] == ["p0.png", "p1.png", "p2.png", "p4.png"]
+    assert [line for line in err.splitlines() if "p3.png" in line] == [
+        "s2ccrop: error: p3.png: internal error in a worker process: RuntimeError: a bug"
+    ]
+
+
+def test_one_photo_never_forks(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    noise(16, 12).save("only.png")
+    for name in ("broken1.png", "broken2.png"):
+        Path(name).write_bytes(b"nope")
+
+    def no_pool(self, jobs):
+        raise AssertionError("a single photo must be cropped in this process")
+
+    monkeypatch.setattr(processes.ProcessRun, "_run_pool", no_pool)
+    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    code, out, err = run_in_process("broken1.png", "broken2.png", "only.png", "-r", "1:1", "--json", "--dry-run", "-j", "4")
+    assert code == 1, err
+    assert [json.loads(line)["input"] for line in out.splitlines()] == ["only.png"]
+    assert len([line for line in err.splitlines() if line.startswith("s2ccrop: error:")]) == 2
+
+
+class CountingLines:
+    def __init__(self, path: str, n: int) -> None:
+        self.line = os.fsencode(path) + b"\n"
+        self.n = n
+        self.taken = 0
+
+    def __iter__(self):
+        while self.taken < self.n:
+            self.taken += 1
+            yield self.line
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_the_pool_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, monkeypatch, jobs: int):
+    monkeypatch.chdir(tmp_path)
+    noise(16, 12).save("p.png")
+    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    stdin = CountingLines("p.png", 40)
+    read_ahead = []
+    real_finish = cli.Run._finish
+
+    def finish(self, job):
+        read_ahead.append(stdin.taken - self.counts["photos"])
+        return real_finish(self, job)
+
+    monkeypatch.setattr(cli.Run, "_finish", finish)
+    code, out, err = run_in_process("-", "-r", "1:1", "--dry-run", "--json", "-j", str(jobs), stdin=stdin)
+    assert code == 0, err
+    assert len(out.splitlines()) == 40
+    assert max(read_ahead) <= 2 * jobs + 2  # stdin is read as results come back, not up front
