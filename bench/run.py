@@ -46,22 +46,77 @@ def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1e3 if values else float("nan")
 
 
-def run_timed(cmd: list[str], *, stdin: str | None = None, env: dict | None = None, cwd: Path | None = None):
-    """(wall seconds, peak RSS MB of that process, exit status, stderr tail) of one child process."""
+def run_timed(cmd: list[str], *, stdin: str | None = None, env: dict | None = None, cwd: Path | None = None,
+              memory: dict | None = None):
+    """(wall seconds, peak RSS MB of that process, exit status, stderr tail) of one child process.
+    `memory`: filled with the peaks of the whole process tree (it may fork workers), see `TreeMemory`."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, env=env, cwd=cwd or ROOT, text=True,
     )
+    sampler = TreeMemory(proc.pid) if memory is not None else None
     # communicate() would reap the child itself; feed stdin, then wait4() for its own rusage.
     if stdin is not None:
         proc.stdin.write(stdin)
         proc.stdin.close()
     err = proc.stderr.read()
+    if sampler is not None:
+        memory.update(sampler.stop())
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     return wall, usage.ru_maxrss / 1024.0, proc.returncode, err[-2000:]
+
+
+class TreeMemory:
+    """Samples a process and all its descendants every `every` s: the peak of their summed RSS (which
+    counts pages they share, e.g. torch's libraries, once per process), the peak of their summed PSS
+    (shared pages split between the processes that map them: the memory the tree really uses) and the
+    most processes seen. Linux /proc only; elsewhere the peaks stay 0."""
+
+    def __init__(self, pid: int, every: float = 0.2) -> None:
+        import threading
+
+        self.pid, self.every = pid, every
+        self.peaks = {"tree_rss_mb": 0.0, "tree_pss_mb": 0.0, "processes": 0}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _tree(self) -> list[int]:
+        pids, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    todo += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+            except OSError:
+                pass
+        return pids
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.every):
+            rss = pss = 0.0
+            pids = self._tree()
+            for pid in pids:
+                try:
+                    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                        if line.startswith("Rss:"):
+                            rss += int(line.split()[1]) / 1024.0
+                        elif line.startswith("Pss:"):
+                            pss += int(line.split()[1]) / 1024.0
+                except (OSError, ValueError, IndexError):
+                    pass
+            p = self.peaks
+            p["tree_rss_mb"], p["tree_pss_mb"] = max(p["tree_rss_mb"], rss), max(p["tree_pss_mb"], pss)
+            p["processes"] = max(p["processes"], len(pids))
+
+    def stop(self) -> dict:
+        self._done.set()
+        self._thread.join()
+        return self.peaks
 
 
 def cli_command() -> list[str]:
@@ -229,20 +284,23 @@ def cli_throughput(photos: list[Path], weights: Path, out: Path, extra: list[str
     cmd = (cmd or cli_command()) + ["-", "-o", str(out), "-q", "--weights", str(weights)] + extra
     for r in RATIOS:
         cmd += ["-r", r]
-    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos), env=env, cwd=cwd or ROOT)
+    memory: dict = {}
+    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos), env=env, cwd=cwd or ROOT,
+                                     memory=memory)
     if code != 0:
         raise SystemExit(f"s2ccrop CLI failed ({code}): {err}")
     written = sum(1 for _ in out.rglob("*.jpg"))
-    return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss, "crops": written}
+    return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss, "crops": written, **memory}
 
 
 def smartcrop_throughput(photos: list[Path], out: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).with_name("smartcrop_batch.py")), str(out), ",".join(RATIOS)]
-    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos))
+    memory: dict = {}
+    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos), memory=memory)
     if code != 0:
         raise SystemExit(f"smartcrop run failed ({code}): {err}")
     return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss,
-            "crops": sum(1 for _ in out.rglob("*.jpg"))}
+            "crops": sum(1 for _ in out.rglob("*.jpg")), **memory}
 
 
 def startup(repeats: int = 5) -> float:
@@ -256,16 +314,21 @@ def startup(repeats: int = 5) -> float:
 
 
 def first_crop(photo: Path, weights: Path, tmp: Path, repeats: int = 3) -> tuple[float, float]:
-    """(median wall s, peak RSS MB) of a fresh process cropping one photo to 16:9."""
+    """(median wall s, peak RSS MB) of a fresh process cropping one photo to 16:9. One untimed run
+    first, with Python allowed to cache bytecode (PYTHONDONTWRITEBYTECODE unset; an editable install
+    compiles s2ccrop's modules on its first run, a wheel at install time), as a user's runs after the
+    first see it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     times, rss = [], 0.0
-    for i in range(repeats):
+    for i in range(repeats + 1):
         out = tmp / f"first-{i}"
         wall, peak, code, err = run_timed(cli_command() + [str(photo), "-r", "16:9", "-o", str(out), "-q",
-                                                           "--weights", str(weights)])
+                                                           "--weights", str(weights)], env=env)
         if code != 0:
             raise SystemExit(f"first crop failed: {err}")
-        times.append(wall)
-        rss = max(rss, peak)
+        if i:
+            times.append(wall)
+            rss = max(rss, peak)
     return statistics.median(times), rss
 
 
@@ -273,9 +336,8 @@ def first_crop(photo: Path, weights: Path, tmp: Path, repeats: int = 3) -> tuple
 
 
 def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float, float], n: int,
-          base: dict | None) -> str:
+          base: dict | None, one: dict | None = None) -> str:
     ratio = cli["photos_per_s"] / sc["photos_per_s"]
-    rss = max(cli["peak_rss_mb"], first[1])
 
     def goal(ok: bool) -> str:
         return "met" if ok else "**missed**"
@@ -300,7 +362,12 @@ def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float
     if base is not None:
         lines.append(f"| s2ccrop CLI before these changes, {n} photos × 4 ratios | {base['photos_per_s']:.2f} photos/s "
                      f"({base['wall_s']:.1f} s, RSS {base['peak_rss_mb']:.0f} MB) | |")
-    lines.append(f"| s2ccrop CLI, {n} photos × 4 ratios, crops written | {cli['photos_per_s']:.2f} photos/s "
+    if one is not None:
+        lines.append(f"| s2ccrop CLI in one process (`-j 1`: 2 model threads, I/O threads), {n} photos × 4 ratios | "
+                     f"{one['photos_per_s']:.2f} photos/s ({one['wall_s']:.1f} s, {one['crops']} crops) | |")
+    procs = max(cli.get("processes", 1) - 1, 1)
+    how = f"{procs} worker processes + the parent" if procs > 1 else "one process"
+    lines.append(f"| s2ccrop CLI as shipped ({how}), {n} photos × 4 ratios, crops written | {cli['photos_per_s']:.2f} photos/s "
                  f"({cli['wall_s']:.1f} s, {cli['crops']} crops) | |")
     lines.append(f"| smartcrop.py, same photos and ratios | {sc['photos_per_s']:.2f} photos/s "
                  f"({sc['wall_s']:.1f} s, {sc['crops']} crops) | |")
@@ -308,7 +375,14 @@ def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float
     lines.append(f"| model time per photo, 4 ratios | {st['model']:.1f} ms | ≤ 25 ms {goal(st['model'] <= GOALS['model_ms'])} |")
     lines.append(f"| `s2ccrop --version` | {ver:.3f} s | ≤ 0.3 s {goal(ver <= GOALS['version_s'])} |")
     lines.append(f"| first crop, one photo, cold process | {first[0]:.2f} s | ≤ 2.5 s {goal(first[0] <= GOALS['first_crop_s'])} |")
-    lines.append(f"| peak RSS (CLI run / cold crop) | {cli['peak_rss_mb']:.0f} / {first[1]:.0f} MB | ≤ 1024 MB {goal(rss <= GOALS['peak_rss_mb'])} |")
+    # Worker processes share torch's pages with their parent: summed RSS counts those once per process,
+    # PSS splits them, so the CLI run's memory goal is judged by PSS; the cold crop is one process.
+    lines.append(f"| peak memory of the CLI run, all its processes: PSS / RSS summed (largest single process RSS) | "
+                 f"{cli.get('tree_pss_mb', 0):.0f} / {cli.get('tree_rss_mb', 0):.0f} MB ({cli['peak_rss_mb']:.0f} MB) | "
+                 f"≤ 1024 MB by PSS {goal(cli.get('tree_pss_mb', 0) <= GOALS['peak_rss_mb'])} |")
+    if one is not None:
+        lines.append(f"| peak RSS of the one-process CLI run (`-j 1`) | {one['peak_rss_mb']:.0f} MB | |")
+    lines.append(f"| peak RSS of the cold single crop | {first[1]:.0f} MB | ≤ 1024 MB {goal(first[1] <= GOALS['peak_rss_mb'])} |")
     lines.append(f"| smartcrop.py peak RSS | {sc['peak_rss_mb']:.0f} MB | |")
     return "\n".join(lines)
 
@@ -371,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] smartcrop {sc['photos_per_s']:.2f} photos/s", file=sys.stderr)
     cli = cli_throughput(photos, weights, _fresh(tmp / "s2ccrop"), extra)
     print(f"[bench] s2ccrop {cli['photos_per_s']:.2f} photos/s", file=sys.stderr)
+    one = cli_throughput(photos, weights, _fresh(tmp / "s2ccrop-j1"), extra + ["-j", "1"])
+    print(f"[bench] s2ccrop -j 1 {one['photos_per_s']:.2f} photos/s", file=sys.stderr)
     base = None
     if args.baseline_src:
         env = dict(os.environ, PYTHONPATH=str(args.baseline_src))
@@ -383,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"## {when}{' — ' + args.label if args.label else ''}\n\n{describe(m, args, weights_note)}\n\n"
-            f"{table(m, st, cli, sc, ver, first, args.n, base)}\n")
+            f"{table(m, st, cli, sc, ver, first, args.n, base, one)}\n")
     print(text)
     if not (args.quick or args.no_save):
         save(text)
