@@ -167,6 +167,8 @@ def run() -> None:
     import atexit
 
     code = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or debugger (`python -m cProfile -m s2ccrop`) writes its results after this
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -755,10 +757,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True):
-    """Load the model once; its warnings become one stderr line each."""
+    """Load the model once; its warnings become one stderr line each. Ctrl-C waits for the load to end
+    (a fraction of a second): raised inside torch's C++ while it builds tensors, it would come out as
+    a TypeError and be reported as an unreadable weights file."""
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, sigint_deferred():
         warnings.simplefilter("always")
         from .api import Cropper
 
@@ -767,6 +771,26 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
         if issubclass(w.category, UserWarning):
             report.warn(str(w.message))
     return cropper
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """A SIGINT inside this block is raised as KeyboardInterrupt when the block ends (main thread only;
+    elsewhere Python delivers no signals anyway)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 # ================================================================ preview subcommand

@@ -452,3 +452,17 @@ def test_progress_bar_only_on_a_terminal_and_never_on_stdout(tmp_path: Path):
     assert "1 photos" in err  # the summary (and bar) went to stderr
     code, out, err = run("t.jpg", "-r", "1:1", "--json", "--dry-run", tty=False)
     assert errors_of(err) == []
+
+
+def test_sigint_deferred_holds_ctrl_c_until_the_block_ends():
+    before = signal.getsignal(signal.SIGINT)
+    reached_end_of_block = False
+    with pytest.raises(KeyboardInterrupt):
+        with cli.sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here; it must only take note
+            reached_end_of_block = True
+    assert reached_end_of_block and signal.getsignal(signal.SIGINT) is before
+    with cli.sigint_deferred():  # no signal: nothing raised
+        pass
+    assert signal.getsignal(signal.SIGINT) is before

@@ -24,16 +24,14 @@ Ctrl-C: workers ignore SIGINT, finish the photo in hand (outputs are written ato
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
-import threading
 from collections import deque
 from concurrent.futures import Future
 from typing import Iterable, Iterator
 
-from ..cli import Env, Job, Run, Settings
+from ..cli import Env, Job, Run, Settings, sigint_deferred
 
 MAX_AUTO_PROCESSES = 8
 _RUN: "ProcessRun | None" = None  # the run the forked workers inherit
@@ -126,7 +124,7 @@ class ProcessRun(Run):
             self._pool = self._new_pool()
         # The first submit forks every worker. A Ctrl-C that lands inside fork()'s own handlers would
         # be printed and swallowed ("Exception ignored in _releaseLock"): hold it until the forks are done.
-        with _sigint_deferred():
+        with sigint_deferred():
             future = self._pool.submit(_crop_in_worker, job)
         self._forked = True
         return future
@@ -164,22 +162,6 @@ class ProcessRun(Run):
 def _chain(head: list[Job], rest: Iterator[Job]) -> Iterator[Job]:
     yield from head
     yield from rest
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """SIGINT inside this block is raised as KeyboardInterrupt when it ends (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def _worker_threads(processes: int) -> int:
