@@ -10,7 +10,8 @@ from typing import Iterable, Sequence, Union
 import gc
 
 # torch's import makes so many objects that the garbage collector runs ~400 times during it (~0.2 s of a
-# cold start) and finds nothing to free: off for the import, back on after.
+# cold start) and finds nothing to free: off for the import, back on after. (The CLI also freezes what
+# the import made, `cli.import_torch`; a library must not freeze its caller's objects.)
 _gc_was_on = gc.isenabled()
 gc.disable()
 try:

@@ -24,6 +24,7 @@ Ctrl-C: workers ignore SIGINT, finish the photo in hand (outputs are written ato
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -96,6 +97,9 @@ class ProcessRun(Run):
         # Workers see Ctrl-C through this: an interrupted write is abandoned, as in the local engine.
         self._cancel = mp.get_context("fork").Event()
         _RUN = self
+        # What the parent has made so far (torch, the model) goes to the permanent generation: the
+        # workers' collections then never walk it, so they do not copy its pages (copy-on-write).
+        gc.freeze()
         self._pool = self._new_pool()
         pending: deque = deque()  # (job, future or None) in input order
         ahead = 2 * self.processes  # photos in flight: bounds memory and keeps every worker fed
