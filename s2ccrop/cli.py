@@ -157,18 +157,25 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
         return EXIT_USAGE
 
 
+_FAST_EXIT = {"ok": False}  # set by the local crop command once it has finished (see run)
+
+
 def run() -> None:
-    """The console script and `python -m s2ccrop`: `main()`, then exit without tearing the interpreter
-    down. After torch has loaded, Python's own shutdown (module teardown, a final garbage collection,
-    the C++ destructors of torch's libraries) takes ~0.5 s of a single crop's ~2.5 s. Every output was
-    already written and closed, worker pools shut down; here the streams are flushed and the atexit
-    handlers run (logging, multiprocessing), then the process ends. A flush that fails (the reader of
+    """The console script and `python -m s2ccrop`: `main()`, then, after the local crop command, exit
+    without tearing the interpreter down. After torch has loaded, Python's own shutdown (module
+    teardown, a final garbage collection, the C++ destructors of torch's libraries) takes ~0.5 s of a
+    single crop's ~2.5 s. Every output was already written and closed, worker pools shut down; here
+    the streams are flushed and the atexit handlers run (logging, multiprocessing), then the process
+    ends. A flush that fails (the reader of
     stdout went away) makes the exit status 1, as the interpreter's own exit would."""
     import atexit
 
     code = main()
-    if sys.getprofile() is not None or sys.gettrace() is not None:
-        sys.exit(code)  # a profiler or debugger (`python -m cProfile -m s2ccrop`) writes its results after this
+    if not _FAST_EXIT["ok"] or sys.getprofile() is not None or sys.gettrace() is not None:
+        # Only the local crop command, whose files are all written and closed by now, skips the
+        # teardown (other subcommands may leave buffered files to it); a profiler or debugger
+        # (`python -m cProfile -m s2ccrop`) writes its results after this returns.
+        sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -361,7 +368,9 @@ def crop_command(argv: list[str], env: Env, *, preview_only: Path | None = None)
         return RayRun(settings, env, address=args.address).execute()
     if args.address is not None:
         parser.error("--address needs --engine ray")
-    return local_run(settings, env).execute()
+    code = local_run(settings, env).execute()
+    _FAST_EXIT["ok"] = True  # every output was written and closed; see run()
+    return code
 
 
 def local_run(settings: Settings, env: Env) -> "Run":

@@ -466,3 +466,23 @@ def test_sigint_deferred_holds_ctrl_c_until_the_block_ends():
     with cli.sigint_deferred():  # no signal: nothing raised
         pass
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_run_skips_the_teardown_only_after_the_crop_command(monkeypatch):
+    exits = []
+    monkeypatch.setattr(cli.os, "_exit", lambda code: exits.append(code))
+    monkeypatch.setattr(cli.sys, "getprofile", lambda: None)  # pytest-cov or a debugger may be active
+    monkeypatch.setattr(cli.sys, "gettrace", lambda: None)
+    monkeypatch.setitem(cli._FAST_EXIT, "ok", False)
+    monkeypatch.setattr(cli, "main", lambda: 1)  # e.g. `s2ccrop weights verify`: the normal exit
+    with pytest.raises(SystemExit) as stop:
+        cli.run()
+    assert stop.value.code == 1 and exits == []
+
+    def crop_done():
+        cli._FAST_EXIT["ok"] = True
+        return 1
+
+    monkeypatch.setattr(cli, "main", crop_done)
+    cli.run()
+    assert exits == [1]
