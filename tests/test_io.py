@@ -264,3 +264,16 @@ def test_contact_sheet_layout(tmp_path: Path):
         assert im.getpixel((10, 10)) == (255, 0, 0)
         assert im.getpixel((60, 10)) == (0, 255, 0)
         assert im.getpixel((10, 70)) == (0, 0, 255)
+
+
+def test_remove_temp_files_deletes_only_the_hidden_temporaries_of_that_output(tmp_path):
+    from s2ccrop.io import writers
+
+    out = tmp_path / "a [1].jpg"  # glob metacharacters in the name
+    keep = [out, tmp_path / ".b.jpg.0123abcd.tmp", tmp_path / ".a [1].jpg.notes", tmp_path / ".a [1].jpg.0123abcd.tmp.x"]
+    gone = [tmp_path / ".a [1].jpg.0123abcd.tmp", tmp_path / ".a [1].jpg.ffffffff.tmp"]
+    for p in keep + gone:
+        p.write_bytes(b"x")
+    assert writers.remove_temp_files(out) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
+    assert writers.remove_temp_files(tmp_path / "missing" / "x.jpg") == 0

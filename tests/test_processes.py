@@ -208,3 +208,31 @@ def test_the_pool_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, mon
     assert code == 0, err
     assert len(out.splitlines()) == 40
     assert max(read_ahead) <= 2 * jobs + 2  # stdin is read as results come back, not up front
+
+
+def test_a_worker_killed_mid_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, parent_pid: int):
+    from s2ccrop.io import writers
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    names = [f"p{i}.png" for i in range(5)]
+    for i, name in enumerate(names):
+        noise(16, 12, seed=i).save(name)
+    real = writers.save_image
+
+    def killed_while_saving(fh, image, *args):
+        being_written = os.readlink(f"/proc/self/fd/{fh.fileno()}")  # the hidden temporary file
+        if os.getpid() != parent_pid and killed_while_saving.target in being_written:
+            fh.write(b"half a PNG")
+            fh.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(fh, image, *args)
+
+    killed_while_saving.target = "p3_1x1"
+    monkeypatch.setattr(writers, "save_image", killed_while_saving)
+    code, out, err = run_in_process(*names, "-r", "1:1", "-o", "out", "--json", "-j", "2")
+    assert code == 1, err
+    assert sorted(os.listdir("out")) == ["p0_1x1.png", "p1_1x1.png", "p2_1x1.png", "p4_1x1.png"]  # no .tmp left
+    assert [line for line in err.splitlines() if line.startswith("s2ccrop: error:")] == [
+        "s2ccrop: error: p3.png: the worker process cropping this photo died (twice); it was skipped"
+    ]

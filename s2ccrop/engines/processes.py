@@ -151,6 +151,7 @@ class ProcessRun(Run):
         try:
             return future.result()
         except BrokenProcessPool:
+            _remove_temp_files(job)  # a write the dead worker had begun
             if retried:
                 job.error = "the worker process cropping this photo died (twice); it was skipped"
                 return job
@@ -161,6 +162,13 @@ class ProcessRun(Run):
         except Exception as exc:  # a bug of ours in a worker: this photo fails, the batch goes on
             job.error = f"internal error in a worker process: {type(exc).__name__}: {exc}"
             return job
+
+
+def _remove_temp_files(job: Job) -> None:
+    from ..io.writers import remove_temp_files
+
+    for target in job.targets:
+        remove_temp_files(target.output)
 
 
 def _chain(head: list[Job], rest: Iterator[Job]) -> Iterator[Job]:

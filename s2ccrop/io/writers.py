@@ -9,6 +9,7 @@ walk never mistakes them for photos.
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 import secrets
@@ -201,6 +202,19 @@ def atomic_write(
 
 def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def remove_temp_files(path: "str | os.PathLike[str]") -> int:
+    """Delete what `atomic_write(path, ...)` leaves when its process is killed mid-write (the hidden
+    temporary files of `path`); the number deleted."""
+    path = Path(path)
+    removed = 0
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.{'[0-9a-f]' * 8}.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
 
 
 # ---------------------------------------------------------------- preview / contact sheet
