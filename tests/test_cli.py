@@ -469,8 +469,12 @@ def test_sigint_deferred_holds_ctrl_c_until_the_block_ends():
 
 
 def test_run_skips_the_teardown_only_after_the_crop_command(monkeypatch):
+    import atexit
+
     exits = []
     monkeypatch.setattr(cli.os, "_exit", lambda code: exits.append(code))
+    # the real handlers belong to this test session (pytest's, torch's): running them here would break it
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: exits.append("atexit handlers"))
     monkeypatch.setattr(cli.sys, "getprofile", lambda: None)  # pytest-cov or a debugger may be active
     monkeypatch.setattr(cli.sys, "gettrace", lambda: None)
     monkeypatch.setitem(cli._FAST_EXIT, "ok", False)
@@ -485,4 +489,4 @@ def test_run_skips_the_teardown_only_after_the_crop_command(monkeypatch):
 
     monkeypatch.setattr(cli, "main", crop_done)
     cli.run()
-    assert exits == [1]
+    assert exits == ["atexit handlers", 1]
