@@ -3,20 +3,21 @@ input order, and a worker's death or bug costs one photo, not the batch."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageOps
 
 from s2ccrop import cli
 from s2ccrop.engines import processes
-from s2ccrop.types import Crop, Ratio
+
+try:
+    from ._cli_helpers import CountingLines, FastCropper, noise, run_in_process
+except ImportError:
+    from _cli_helpers import CountingLines, FastCropper, noise, run_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -24,28 +25,23 @@ EXAMPLES = ROOT / "examples"
 pytestmark = pytest.mark.skipif(not processes.can_fork(), reason="the process engine forks (Linux only)")
 
 
-def run_in_process(*argv, stdin=None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.main([os.fspath(a) for a in argv], cli.Env(stdin if stdin is not None else io.BytesIO(b""), out, err, False))
-    return code, out.getvalue(), err.getvalue()
-
-
-def noise(w: int, h: int, seed: int = 0) -> Image.Image:
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
-
-
-class FastCropper:
-    """Stands in for the model: the whole image for every ratio (the plumbing is under test)."""
-
-    device = torch.device("cpu")
-
-    def crop(self, image, ratios):
-        return [Crop(str(Ratio.parse(r)), (0, 0, image.width, image.height), 0.0) for r in ratios]
-
-
 @pytest.fixture
 def parent_pid() -> int:
     return os.getpid()
+
+
+@pytest.fixture
+def fast_photos(tmp_path: Path, monkeypatch):
+    """In tmp_path, with the model replaced by FastCropper: make(names) writes a small photo per name."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+
+    def make(names: list[str]) -> list[str]:
+        for i, name in enumerate(names):
+            noise(16, 12, seed=i).save(name)
+        return names
+
+    return make
 
 
 def test_the_default_picks_processes_on_a_multicore_linux_cpu(monkeypatch):
@@ -114,14 +110,10 @@ def test_results_and_errors_come_in_input_order(tmp_path: Path, monkeypatch):
             assert im.size == (16 + i, 12)  # FastCropper's whole-image "crop"
 
 
-def test_a_worker_that_dies_costs_only_its_photo(tmp_path: Path, monkeypatch, parent_pid: int):
+def test_a_worker_that_dies_costs_only_its_photo(fast_photos, monkeypatch, parent_pid: int):
     """A crash (here SIGKILL, as the OOM killer sends) in a worker: its photo is retried alone, dies
     again and fails with one line; every other photo, in flight or not, is cropped."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
-    names = [f"p{i:02}.png" for i in range(10)]
-    for i, name in enumerate(names):
-        noise(16, 12, seed=i).save(name)
+    names = fast_photos([f"p{i:02}.png" for i in range(10)])
     real = cli.Run._score
 
     def deadly(self, job):
@@ -139,12 +131,8 @@ def test_a_worker_that_dies_costs_only_its_photo(tmp_path: Path, monkeypatch, pa
     assert len(os.listdir("out")) == 9
 
 
-def test_a_bug_in_a_worker_is_one_line_and_the_batch_goes_on(tmp_path: Path, monkeypatch, parent_pid: int):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
-    names = [f"p{i}.png" for i in range(5)]
-    for i, name in enumerate(names):
-        noise(16, 12, seed=i).save(name)
+def test_a_bug_in_a_worker_is_one_line_and_the_batch_goes_on(fast_photos, monkeypatch):
+    names = fast_photos([f"p{i}.png" for i in range(5)])
     real = cli.Run._crop_one
 
     def buggy(self, job):
@@ -178,18 +166,6 @@ def test_one_photo_never_forks(tmp_path: Path, monkeypatch):
     assert len([line for line in err.splitlines() if line.startswith("s2ccrop: error:")]) == 2
 
 
-class CountingLines:
-    def __init__(self, path: str, n: int) -> None:
-        self.line = os.fsencode(path) + b"\n"
-        self.n = n
-        self.taken = 0
-
-    def __iter__(self):
-        while self.taken < self.n:
-            self.taken += 1
-            yield self.line
-
-
 @pytest.mark.parametrize("jobs", [2, 3])
 def test_the_pool_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, monkeypatch, jobs: int):
     monkeypatch.chdir(tmp_path)
@@ -210,14 +186,10 @@ def test_the_pool_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, mon
     assert max(read_ahead) <= 2 * jobs + 2  # stdin is read as results come back, not up front
 
 
-def test_a_worker_killed_mid_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, parent_pid: int):
+def test_a_worker_killed_mid_write_leaves_no_temporary_file(fast_photos, monkeypatch, parent_pid: int):
     from s2ccrop.io import writers
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
-    names = [f"p{i}.png" for i in range(5)]
-    for i, name in enumerate(names):
-        noise(16, 12, seed=i).save(name)
+    names = fast_photos([f"p{i}.png" for i in range(5)])
     real = writers.save_image
 
     def killed_while_saving(fh, image, *args):

@@ -31,7 +31,12 @@ from PIL import Image
 from s2ccrop import cli
 from s2ccrop.io import paths as paths_mod
 from s2ccrop.io.paths import InputPath, iter_inputs, walk_folder
-from s2ccrop.types import Crop, Ratio
+from s2ccrop.types import Ratio
+
+try:
+    from ._cli_helpers import CountingLines, FastCropper, noise, run_in_process
+except ImportError:
+    from _cli_helpers import CountingLines, FastCropper, noise, run_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RATIOS = ["1:1", "16:9", "9:16", "any"]
@@ -51,12 +56,6 @@ def subprocess_env(tmp_path: Path) -> dict:
             "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def run_in_process(*argv, stdin=None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.main([os.fspath(a) for a in argv], cli.Env(stdin if stdin is not None else io.BytesIO(b""), out, err, False))
-    return code, out.getvalue(), err.getvalue()
-
-
 def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("s2ccrop: error:")]
 
@@ -69,11 +68,6 @@ def quadrant_picture(w: int = 48, h: int = 32) -> Image.Image:
     arr[h // 2 :, : w // 2] = QUADRANTS[2]
     arr[h // 2 :, w // 2 :] = QUADRANTS[3]
     return Image.fromarray(arr)
-
-
-def noise(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    arr = np.random.default_rng(seed).integers(0, 255, (h, w, len(mode)), dtype=np.uint8)
-    return Image.fromarray(arr if len(mode) > 1 else arr[..., 0], mode=mode)
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -374,20 +368,6 @@ def test_iter_inputs_consumes_arguments_lazily(tmp_path: Path):
     assert consumed == [0, 1]
 
 
-class CountingLines:
-    """A stdin that hands out `n` path lines and counts how many were taken."""
-
-    def __init__(self, path: Path, n: int) -> None:
-        self.line = os.fsencode(path) + b"\n"
-        self.n = n
-        self.taken = 0
-
-    def __iter__(self):
-        while self.taken < self.n:
-            self.taken += 1
-            yield self.line
-
-
 class CountingChunks:
     """A NUL-separated stdin that hands out small chunks and counts the reads."""
 
@@ -429,15 +409,6 @@ def test_folder_walk_lists_one_folder_at_a_time(tmp_path: Path, monkeypatch):
     it = walk_folder(tmp_path)
     assert next(it).rel.as_posix() == "d00/p.png"
     assert len(calls) == 2  # the root and the first subfolder, not all 21
-
-
-class FastCropper:
-    """Stands in for the model: the whole image for every ratio (the pipeline is under test, not scoring)."""
-
-    device = torch.device("cpu")
-
-    def crop(self, image, ratios):
-        return [Crop(str(Ratio.parse(r)), (0, 0, image.width, image.height), 0.0) for r in ratios]
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2, 4])
