@@ -7,20 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
-import gc
+from ._imports import import_torch
 
-# torch's import makes so many objects that the garbage collector runs ~400 times during it (~0.2 s of a
-# cold start) and finds nothing to free: off for the import, back on after. (The CLI also freezes what
-# the import made, `cli.import_torch`; a library must not freeze its caller's objects.)
-_gc_was_on = gc.isenabled()
-gc.disable()
-try:
-    import numpy as np
-    import torch
-finally:
-    if _gc_was_on:
-        gc.enable()
-from PIL import Image
+import_torch()  # with the garbage collector off (see there); the two lines below then find them loaded
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from . import candidates as cand
 from .errors import ConfigError

@@ -166,8 +166,8 @@ def run() -> None:
     teardown, a final garbage collection, the C++ destructors of torch's libraries) takes ~0.5 s of a
     single crop's ~2.5 s. Every output was already written and closed, worker pools shut down; here
     the streams are flushed and the atexit handlers run (logging, multiprocessing), then the process
-    ends. A flush that fails (the reader of
-    stdout went away) makes the exit status 1, as the interpreter's own exit would."""
+    ends. A flush that fails (the reader of stdout went away) makes the exit status 1, as the
+    interpreter's own exit would."""
     import atexit
 
     code = main()
@@ -773,7 +773,9 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
 
     with warnings.catch_warnings(record=True) as caught, sigint_deferred():
         warnings.simplefilter("always")
-        import_torch()
+        from ._imports import import_torch
+
+        import_torch(freeze=True)  # a command-line process: freeze what torch's import made
         from .api import Cropper
 
         cropper = Cropper(weights=weights, device=device, face_guard=face_guard)
@@ -781,27 +783,6 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
         if issubclass(w.category, UserWarning):
             report.warn(str(w.message))
     return cropper
-
-
-def import_torch() -> None:
-    """Import torch with the garbage collector off, then move everything this process has made so far
-    to the permanent generation (gc.freeze). The import creates so many objects that the collector
-    would run ~400 times during it and a full collection soon after (~0.3 s of a cold start together),
-    freeing nothing; frozen, they are never walked again (and forked workers do not copy their pages
-    by collecting them). A command-line process only: a library must not freeze its caller's objects."""
-    import gc
-
-    if "torch" in sys.modules:
-        return
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        import numpy  # noqa: F401
-        import torch  # noqa: F401
-    finally:
-        gc.freeze()
-        if was_on:
-            gc.enable()
 
 
 @contextlib.contextmanager

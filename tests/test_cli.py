@@ -490,3 +490,12 @@ def test_run_skips_the_teardown_only_after_the_crop_command(monkeypatch):
     monkeypatch.setattr(cli, "main", crop_done)
     cli.run()
     assert exits == ["atexit handlers", 1]
+
+
+@pytest.mark.parametrize("how, frozen", [("from s2ccrop._imports import import_torch; import_torch(freeze=True)", True),
+                                         ("import s2ccrop.api", False)])
+def test_torch_is_imported_with_the_collector_back_on_and_frozen_only_for_the_cli(tmp_path: Path, how, frozen):
+    code = f"import gc; {how}; import sys; print('torch' in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(tmp_path),
+                          timeout=120)
+    assert proc.stdout.split() == ["True", "True", str(frozen)], proc.stderr

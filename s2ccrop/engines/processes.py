@@ -4,10 +4,11 @@
         processes, each with one model thread: decode → model → write ─► report (this process,
         input order)
 
-Why processes: the model runs many small operations, and two intra-op threads on one photo leave a
-core idle between them (and the decode/write threads share the GIL with it). One single-threaded
-model per core, each on its own photo, keeps every core busy: on the project's 2-core machine the CLI
-crops ~1.4x as many photos per second as one process with two threads (bench/RESULTS.md).
+Why processes: the model runs many small parallel operations, and with two intra-op threads each one
+ends at a barrier that waits a whole time slice whenever anything else holds a core (our own decode
+and write threads included). One single-threaded model per core, each on its own photo, has no
+barrier to wait at: on the project's 2-core machine the CLI crops ~1.4x as many photos per second as
+one process with two threads (bench/RESULTS.md).
 
 The model is loaded once, here, before the fork, so the workers share its memory (copy-on-write) and
 a checkpoint that cannot load fails the run once, with one message. Each worker sets its torch
@@ -19,7 +20,8 @@ the fork; a batch of broken files never loads it), so a single photo never forks
 
 A worker that dies (a decoder crash, the OOM killer) breaks the pool: a new one is started and each
 photo that was in flight is tried again; a photo whose worker dies twice fails with one line.
-Ctrl-C: workers ignore SIGINT, finish the photo in hand (outputs are written atomically) and stop.
+Ctrl-C: workers ignore SIGINT and see the parent's shared cancel event instead, so a write in
+progress is abandoned as in the local engine (atomic writes: no half-written output remains).
 """
 
 from __future__ import annotations
