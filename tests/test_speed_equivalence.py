@@ -370,3 +370,21 @@ def test_bf16_ranking_keeps_going_with_the_shipped_weights(shipped_pair):
     for seed, size in enumerate(SIZES):
         fast.crop(_photo(size, 70 + seed), RATIOS)
     assert fast._ranking["on"] and fast._ranking["rescored"] < 0.1 * fast._ranking["ranked"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("nodes", [1, 2, 3, 4])
+def test_sum_of_products_is_the_reduction_bit_for_bit(dtype, nodes):
+    from s2ccrop.model.graph import sum_of_products
+
+    g = torch.Generator().manual_seed(nodes)
+    weights = torch.randn(37, 2, nodes, 4, 1, generator=g).to(dtype)  # attention: [N, r, n, heads, 1]
+    values = torch.randn(37, 1, nodes, 4, 64, generator=g).to(dtype)  # [N, 1, n, heads, d]
+    mixing = torch.rand(37, 2, nodes, 1, generator=g).to(dtype)  # graph mixing: [N, r, n, 1] × [N, 1, n, d]
+    rows = torch.randn(37, 1, nodes, 256, generator=g).to(dtype)
+    for a, b in ((weights, values), (mixing, rows)):
+        got, want = sum_of_products(a, b), (a * b).sum(2)
+        if dtype == torch.float32 or nodes <= 2:
+            assert torch.equal(got, want)
+        else:  # bfloat16 partial sums: within two bfloat16 roundings of the float32-accumulated reduction
+            assert torch.allclose(got.float(), want.float(), rtol=2 * 2**-8, atol=2 * 2**-8 * want.float().abs().max())
