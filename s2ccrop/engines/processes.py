@@ -27,6 +27,7 @@ progress is abandoned as in the local engine (atomic writes: no half-written out
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import signal
 import sys
@@ -89,8 +90,8 @@ class ProcessRun(Run):
         if following is None:  # a single photo: forking would only add start-up
             return
         if cropper.device.type != "cpu":  # a GPU batches better in one process
-            return super()._pipeline(_chain([following], jobs))
-        self._run_pool(_chain([following], jobs))
+            return super()._pipeline(itertools.chain([following], jobs))
+        self._run_pool(itertools.chain([following], jobs))
 
     def _run_pool(self, jobs: Iterator[Job]) -> None:
         global _RUN
@@ -171,11 +172,6 @@ def _remove_temp_files(job: Job) -> None:
 
     for target in job.targets:
         remove_temp_files(target.output)
-
-
-def _chain(head: list[Job], rest: Iterator[Job]) -> Iterator[Job]:
-    yield from head
-    yield from rest
 
 
 def _worker_threads(processes: int) -> int:
