@@ -46,16 +46,23 @@ class Prepared:
     detections: Detections | None = field(default=None, repr=False)
 
 
+def env_threads() -> int | None:
+    """$S2CCROP_THREADS as a number (None when unset); ConfigError when it is not a whole number."""
+    text = os.environ.get("S2CCROP_THREADS", "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"S2CCROP_THREADS={text!r} is not a whole number") from None
+
+
 def set_threads(threads: int | None = None) -> None:
     """Set torch's intra-op CPU threads from `threads` or $S2CCROP_THREADS (unset: leave torch's default)."""
     if threads is None:
-        text = os.environ.get("S2CCROP_THREADS", "").strip()
-        if not text:
+        threads = env_threads()
+        if threads is None:
             return
-        try:
-            threads = int(text)
-        except ValueError:
-            raise ConfigError(f"S2CCROP_THREADS={text!r} is not a whole number") from None
     if threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
     if threads != torch.get_num_threads():

@@ -766,9 +766,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True):
-    """Load the model once; its warnings become one stderr line each. Ctrl-C waits for the load to end
-    (a fraction of a second): raised inside torch's C++ while it builds tensors, it would come out as
-    a TypeError and be reported as an unreadable weights file."""
+    """Import torch and load the model once; its warnings become one stderr line each. Ctrl-C waits
+    for both to end (about 2 s from a cold start): raised inside torch's C++ while it builds tensors,
+    it would come out as a TypeError and be reported as an unreadable weights file."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught, sigint_deferred():

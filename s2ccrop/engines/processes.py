@@ -175,18 +175,18 @@ def _remove_temp_files(job: Job) -> None:
 
 
 def _worker_threads(processes: int) -> int:
-    """torch threads per worker: $S2CCROP_THREADS when set, else the usable cores shared out."""
-    text = os.environ.get("S2CCROP_THREADS", "").strip()
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    return max(1, usable_cores() // processes)
+    """torch threads per worker: $S2CCROP_THREADS when set (the parent's Cropper has already checked
+    it), else the usable cores shared out."""
+    from ..api import env_threads
+
+    return env_threads() or max(1, usable_cores() // processes)
 
 
 def _init_worker(threads: int) -> None:
-    import torch
+    from ..api import set_threads
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C; the photo in hand is finished
-    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C (through the shared cancel event)
+    set_threads(threads)
 
 
 def _crop_in_worker(job: Job) -> Job:
