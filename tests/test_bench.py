@@ -1,0 +1,76 @@
+"""The speed harness's own arithmetic (bench/run.py): CPU accounting of a process tree and the 3x budget rows."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+run = pytest.importorskip("bench.run", reason="bench/ is part of the source tree, not of the installed package")
+
+# Burns ~0.4 s of CPU in a grandchild that the child waits for, then exits.
+_TREE = textwrap.dedent(
+    """
+    import subprocess, sys
+    burn = "import time\\nend = time.process_time() + 0.4\\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    """
+)
+
+
+def test_run_timed_counts_the_cpu_of_reaped_descendants():
+    memory: dict = {}
+    wall, rss, code, err = run.run_timed([sys.executable, "-c", _TREE], memory=memory)
+    assert code == 0, err
+    # the child itself only waits: without its reaped grandchild's time this would be ~0.05 s
+    assert memory["cpu_s"] >= 0.35
+    assert memory["cpu_s"] <= wall * 2 + 0.1  # no more than two cores' worth of the wall time
+    assert rss > 0
+
+
+def test_run_timed_reports_a_failing_child():
+    wall, rss, code, err = run.run_timed([sys.executable, "-c", "import sys; sys.exit('broken input')"])
+    assert code == 1 and "broken input" in err
+
+
+def _stages(**over) -> dict:
+    st = {
+        "decode (full)": 3.0, "decode (draft)": 2.0, "preprocess": 2.5, "candidates per photo": 663.0, "candidates": 1.0,
+        "backbone (before: unfused NCHW)": 37.0, "backbone": 20.0, "genes": 1.0, "gene boxes per photo": 1.0,
+        "pipeline": 70.0, "align (before: pooled ops)": 15.0, "align": 7.0, "graph (before: literal)": 74.0,
+        "graph (exact, every candidate)": 26.0, "bf16 ranking": 1.0, "exactly scored per photo": 8.0, "graph": 23.0,
+        "model (before)": 126.0, "model": 52.0, "selection": 0.5, "encode": 10.0,
+        "backbone+genes (1 thread)": 25.0, "align+graph (1 thread)": 30.0, "model (1 thread)": 55.0,
+        "model-free part": 17.0,
+    }
+    st.update(over)
+    return st
+
+
+def test_table_states_the_cpu_budget_of_the_3x_goal():
+    machine = {"cores": 2}
+    sc = {"photos_per_s": 25.0, "wall_s": 8.0, "crops": 800, "peak_rss_mb": 500.0, "cpu_s": 8.4}
+    cli = {"photos_per_s": 20.0, "wall_s": 10.0, "crops": 800, "peak_rss_mb": 600.0, "cpu_s": 19.0,
+           "round_ratios": [0.8], "processes": 3, "tree_pss_mb": 800.0, "tree_rss_mb": 1600.0}
+    one = {"photos_per_s": 16.0, "wall_s": 12.5, "crops": 800, "peak_rss_mb": 700.0, "cpu_s": 22.0}
+    text = run.table(machine, _stages(), cli, sc, 0.1, (1.8, 600.0), 200, None, one)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("|")}
+    # 8.4 s, 19 s and 22 s of CPU over 200 photos
+    assert "| 95 / 110 / 42 ms |" in rows["CPU time per photo, user + system of all processes, start-up included: CLI / CLI `-j 1` / smartcrop.py"]
+    # 2 cores x 1000 ms / (3 x 25 photos/s) = 26.7 core-ms per photo
+    budget = next(line for key, line in rows.items() if key.startswith("CPU per photo that 3×"))
+    assert "(2 × 1000 ms ÷ (3 × 25.0 photos/s)) | 26.7 ms |" in budget
+    worker = next(line for key, line in rows.items() if key.startswith("CPU per photo of one worker"))
+    assert "model on 1 thread 55.0 (backbone + genes 25.0, align + graph 30.0)" in worker
+    assert "| 72.0 ms | ≤ 26.7 ms for 3× |" in worker
+    assert "| **0.80×** | ≥ 3× **missed** |" in text
+
+
+def test_table_without_a_one_process_run_leaves_its_cpu_unknown():
+    sc = {"photos_per_s": 30.0, "wall_s": 6.0, "crops": 4, "peak_rss_mb": 500.0, "cpu_s": 6.0}
+    cli = {"photos_per_s": 90.0, "wall_s": 2.0, "crops": 4, "peak_rss_mb": 600.0, "cpu_s": 4.0, "round_ratios": [3.0]}
+    text = run.table({"cores": 4}, _stages(model=20.0), cli, sc, 0.1, (1.8, 600.0), 200, None, None)
+    assert "| 20 / nan / 30 ms |" in text
+    assert "(4 × 1000 ms ÷ (3 × 30.0 photos/s)) | 44.4 ms |" in text
+    assert "| **3.00×** | ≥ 3× met |" in text and "| 20.0 ms | ≤ 25 ms met |" in text
