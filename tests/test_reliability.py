@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import zlib
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
