@@ -221,6 +221,7 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
     n_cand: list[int] = []
     n_genes: list[int] = []
     n_exact: list[int] = []
+    prepared: list = []  # (prepared photo, candidate groups, faces) for the one-thread pass
     for i, path in enumerate(photos):
         rec = i >= warmup
         decoded = timed("decode (full)", lambda: open_image(path), rec)
@@ -248,14 +249,7 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
             # what the Cropper runs: bfloat16 ranking + exact contenders where the CPU has AMX
             scores = timed("align+graph", lambda: cropper.selection_scores(fmap, 0, p, groups, faces), rec)
             n_exact.append(int(np.isfinite(scores).sum()))
-            # what one of the CLI's worker processes spends on the model (each runs one thread)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                fmap1 = timed("backbone+genes (1 thread)", lambda: cropper.features([p]), rec)
-                timed("align+graph (1 thread)", lambda: cropper.selection_scores(fmap1, 0, p, groups, faces), rec)
-            finally:
-                torch.set_num_threads(threads)
+            prepared.append((p, groups, faces))
         crops = timed("selection", lambda: select_crops(ratios, groups, scores, faces), rec)
         fmt = choose_format("same", path)
 
@@ -265,6 +259,17 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
                            (crop.width, crop.height), fmt, quality=90, icc=decoded.icc_profile)
 
         timed("encode", encode, rec)
+    # What one of the CLI's worker processes spends on the model: each runs one thread. A pass of its
+    # own, so the thread count changes once, not between stages.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for i, (p, groups, faces) in enumerate(prepared):
+                fmap = timed("backbone+genes (1 thread)", lambda: cropper.features([p]), i >= warmup)
+                timed("align+graph (1 thread)", lambda: cropper.selection_scores(fmap, 0, p, groups, faces), i >= warmup)
+    finally:
+        torch.set_num_threads(threads)
     med = {k: median_ms(v) for k, v in times.items()}
     med["graph"] = med["align+graph"] - med["align"]
     med["graph (before: literal)"] = med["align+graph (before: literal)"] - med["align"]
