@@ -53,29 +53,29 @@ def median_ms(values: list[float]) -> float:
 
 
 def run_timed(cmd: list[str], *, stdin: str | None = None, env: dict | None = None, cwd: Path | None = None,
-              memory: dict | None = None):
+              tree: dict | None = None):
     """(wall seconds, peak RSS MB of that process, exit status, stderr tail) of one child process.
-    `memory`: filled with the peaks of the whole process tree (it may fork workers), see `TreeMemory`,
-    and with "cpu_s", the user + system CPU seconds of the child and of the descendants it waited for
-    (the CLI's worker processes are joined before it exits)."""
+    `tree`: filled with what the whole process tree used (the CLI may fork workers): the memory peaks
+    of `TreeMemory`, and "cpu_s", the user + system CPU seconds of the child and of the descendants it
+    waited for (the CLI's worker processes are joined before it exits)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, env=env, cwd=cwd or ROOT, text=True,
     )
-    sampler = TreeMemory(proc.pid) if memory is not None else None
+    sampler = TreeMemory(proc.pid) if tree is not None else None
     # communicate() would reap the child itself; feed stdin, then wait4() for its own rusage.
     if stdin is not None:
         proc.stdin.write(stdin)
         proc.stdin.close()
     err = proc.stderr.read()
     if sampler is not None:
-        memory.update(sampler.stop())
+        tree.update(sampler.stop())
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    if memory is not None:
-        memory["cpu_s"] = usage.ru_utime + usage.ru_stime
+    if tree is not None:
+        tree["cpu_s"] = usage.ru_utime + usage.ru_stime
     return wall, usage.ru_maxrss / 1024.0, proc.returncode, err[-2000:]
 
 
@@ -312,23 +312,23 @@ def cli_throughput(photos: list[Path], weights: Path, out: Path, extra: list[str
     cmd = (cmd or cli_command()) + ["-", "-o", str(out), "-q", "--weights", str(weights)] + extra
     for r in RATIOS:
         cmd += ["-r", r]
-    memory: dict = {}
+    tree: dict = {}
     wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos), env=env, cwd=cwd or ROOT,
-                                     memory=memory)
+                                     tree=tree)
     if code != 0:
         raise SystemExit(f"s2ccrop CLI failed ({code}): {err}")
     written = sum(1 for _ in out.rglob("*.jpg"))
-    return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss, "crops": written, **memory}
+    return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss, "crops": written, **tree}
 
 
 def smartcrop_throughput(photos: list[Path], out: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).with_name("smartcrop_batch.py")), str(out), ",".join(RATIOS)]
-    memory: dict = {}
-    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos), memory=memory)
+    tree: dict = {}
+    wall, rss, code, err = run_timed(cmd, stdin="".join(f"{p}\n" for p in photos), tree=tree)
     if code != 0:
         raise SystemExit(f"smartcrop run failed ({code}): {err}")
     return {"wall_s": wall, "photos_per_s": len(photos) / wall, "peak_rss_mb": rss,
-            "crops": sum(1 for _ in out.rglob("*.jpg")), **memory}
+            "crops": sum(1 for _ in out.rglob("*.jpg")), **tree}
 
 
 def startup(repeats: int = 5) -> float:

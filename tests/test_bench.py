@@ -20,12 +20,12 @@ _TREE = textwrap.dedent(
 
 
 def test_run_timed_counts_the_cpu_of_reaped_descendants():
-    memory: dict = {}
-    wall, rss, code, err = run.run_timed([sys.executable, "-c", _TREE], memory=memory)
+    tree: dict = {}
+    wall, rss, code, err = run.run_timed([sys.executable, "-c", _TREE], tree=tree)
     assert code == 0, err
     # the child itself only waits: without its reaped grandchild's time this would be ~0.05 s
-    assert memory["cpu_s"] >= 0.35
-    assert memory["cpu_s"] <= wall * 2 + 0.1  # no more than two cores' worth of the wall time
+    assert tree["cpu_s"] >= 0.35
+    assert tree["cpu_s"] <= wall * 2 + 0.1  # no more than two cores' worth of the wall time
     assert rss > 0
 
 
