@@ -160,6 +160,31 @@ def test_split_extremes_and_errors():
         ds.split_fcdb(NAMES, val_fraction=1.5, key=_photo_key)
 
 
+def test_folds_are_pinned_and_partition_the_photos():
+    # Pinned: sha256("2024:fold:<photo id>") must give the same folds on every machine.
+    assert [ds.fold_of(_photo_key(n), 3) for n in NAMES[:12]] == [2, 2, 1, 0, 2, 1, 0, 1, 2, 2, 1, 1]
+    tests = [ds.cv_split(NAMES, 3, f, key=_photo_key)[1] for f in range(3)]
+    assert sorted(sum(tests, [])) == sorted(NAMES)  # every photo in exactly one fold
+    for f in range(3):
+        train, test = ds.cv_split(NAMES, 3, f, key=_photo_key)
+        assert set(train).isdisjoint(test) and sorted(train + test) == sorted(NAMES)
+    assert tests[0] == ["103_abc_b.jpg", "106_abc_b.jpg", "112_abc_b.jpg", "113_abc_b.jpg", "115_abc_b.jpg",
+                        "118_abc_b.jpg", "122_abc_b.jpg", "124_abc_b.jpg", "129_abc_b.jpg", "130_abc_b.jpg",
+                        "133_abc_b.jpg", "134_abc_b.jpg", "135_abc_b.jpg", "136_abc_b.jpg", "137_abc_b.jpg",
+                        "139_abc_b.jpg"]
+
+
+def test_folds_keep_size_variants_together_and_reject_bad_arguments():
+    variants = [f"{i}_abc_{s}.jpg" for i in range(100, 160) for s in "bco"]
+    for f in range(4):
+        train, test = ds.cv_split(variants, 4, f, key=_photo_key)
+        assert {_photo_key(n) for n in train}.isdisjoint({_photo_key(n) for n in test})
+    with pytest.raises(ValueError):
+        ds.cv_split(NAMES, 3, 3, key=_photo_key)
+    with pytest.raises(ValueError):
+        ds.fold_of("1", 1)
+
+
 # -------------------------------------------------------------------------------------- GAICD readers
 
 

@@ -59,6 +59,26 @@ def test_evaluate_fcdb_whole_image_hand_computed(two_photos):
     json.dumps(r)  # JSON-able
 
 
+def test_by_size_and_cross_validated_hand_computed(two_photos):
+    # photo 1: the human crop keeps 2500/5000 = 50 %, photo 2: 3600/4800 = 75 %; the whole image keeps 100 %
+    a = ev.evaluate_fcdb(two_photos[:1], bl.whole_image, "any", name="whole")
+    b = ev.evaluate_fcdb(two_photos[1:], bl.whole_image, "any", name="whole")
+    cv = ev.cross_validated([a, b])
+    assert (cv["folds"], cv["count"]) == (2, 2)
+    assert cv["iou"] == pytest.approx(0.625) and cv["fold_iou"] == [pytest.approx(0.5), pytest.approx(0.75)]
+    assert cv["iou_sd"] == pytest.approx(np.std([0.5, 0.75], ddof=1))
+    bins = ev.by_size(cv)
+    assert [b["count"] for b in bins] == [0, 1, 1, 0]
+    assert bins[1]["human_keeps"] == pytest.approx(0.5) and bins[1]["model_keeps"] == pytest.approx(1.0)
+    assert bins[2]["iou"] == pytest.approx(0.75) and bins[2]["human_keeps"] == pytest.approx(0.75)
+    cv["by_size"] = bins
+    table = ev.format_table([cv])
+    assert "| whole | any | 2 | 0.6250 ± 0.1768 |" in table
+    assert "| whole | any | 40–60 % | 1 | 50 % | 100 % | 0.500 | 0.125 |" in table
+    with pytest.raises(ValueError, match="different methods"):
+        ev.cross_validated([a, ev.evaluate_fcdb(two_photos[1:], bl.whole_image, "ratio", name="whole")])
+
+
 def test_evaluate_fcdb_ratio_mode_gives_gt_ratio(two_photos):
     # both human crops are square -> "1:1".
     # photo 1: centred (25,0,75,50) vs (0,0,50,50): inter 1250, union 3750 -> 1/3; BDE (50/100)/4 = 0.125

@@ -124,6 +124,36 @@ def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
     assert (tmp_path / "w.log.jsonl").read_text().count("\n") == 1
 
 
+def test_cross_validation_run_holds_out_its_fold_and_keeps_the_last_epoch(tmp_path):
+    from s2ccrop.training.datasets import cv_split, load_fcdb, split_fcdb
+
+    data = tmp_path / "fcdb"
+    (data / "images").mkdir(parents=True)
+    crops = []
+    for i in range(8):
+        px, crop = _photo_with_red_crop(crop=(40 + 10 * (i % 4), 30, 250, 200))
+        Image.fromarray(px).save(data / "images" / f"{i}000_a_c.jpg")
+        crops.append({"file": f"{i}000_a_c.jpg", "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
+    (data / "crops.json").write_text(json.dumps(crops))
+    records = load_fcdb(data)[0]
+    train, _ = split_fcdb(records, 0.25)
+    held = cv_split(train, 2, 1)[1]
+    assert 0 < len(held) < len(train)
+    cfg = TrainConfig(epochs=2, val_fraction=0.25, threads=1, n_grid=8, n_ratio=4, n_jitter=2, keep="last", patience=1)
+    out = tmp_path / "w.safetensors"
+    result = run(data, cfg, out, None, log=lambda m: None, folds=2, fold=1)
+    rows = [json.loads(line) for line in (tmp_path / "w.log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]  # keep = "last": no early stop, whatever the patience
+    assert all(0.0 < r["fold_iou_any"] <= 1.0 and 0.0 < r["fold_iou_ratio"] <= 1.0 for r in rows)
+    assert result["best"]["epoch"] == 2
+    from s2ccrop.model import read_state_dict
+
+    meta = read_state_dict(out)[2]
+    assert (meta["folds"], meta["fold"]) == ("2", "1")
+    assert meta["fold_iou_any"] == f"{rows[-1]['fold_iou_any']:.4f}"
+    assert "minus fold 1 of 2" in meta["training_data"]
+
+
 def test_config_file_rejects_unknown_settings(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 2\nlearning_rate = 1\n")
     with pytest.raises(ValueError, match="unknown settings"):

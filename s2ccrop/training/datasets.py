@@ -328,6 +328,35 @@ def split_fcdb(
     return train, val
 
 
+
+def fold_of(key: str, folds: int, seed: int = 2024) -> int:
+    """The cross-validation fold (0 .. folds-1) of one photo, from sha256 of its key: like the validation
+    split, it depends only on the photo, so every machine and every recipe sees the same folds."""
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    return min(int(_unit_hash(f"{seed}:fold:{key}") * folds), folds - 1)
+
+
+def cv_split(
+    records: Sequence[T],
+    folds: int,
+    fold: int,
+    seed: int = 2024,
+    key: Callable[[T], str] = lambda r: r.photo_id,  # type: ignore[attr-defined]
+) -> tuple[list[T], list[T]]:
+    """(train, test) of fold ``fold`` of ``folds``: test holds the records whose ``fold_of`` is ``fold``.
+
+    Meant for the training part of ``split_fcdb``, so that the fixed validation split stays out of
+    every fold. Size variants of one Flickr photo share a key and so share a fold.
+    """
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold must lie in [0, {folds}), got {fold}")
+    train, test = [], []
+    for r in records:
+        (test if fold_of(key(r), folds, seed) == fold else train).append(r)
+    return train, test
+
+
 # ------------------------------------------------------------------------------------------------ GAICD
 
 

@@ -76,7 +76,7 @@ def evaluate_fcdb(
     """Mean IoU / BDE of ``crop_fn`` against the human crops (SPEC §4), with one row per photo.
 
     Returns ``{"benchmark": "fcdb", "name", "mode", "count", "iou", "bde", "rows": [...]}``; each row has
-    ``file, ratio, pred, gt, iou, bde``. A crop_fn answer that is not a box inside the image is an error,
+    ``file, ratio, pred, gt, size, iou, bde``. A crop_fn answer that is not a box inside the image is an error,
     not a zero: a bug in the model code should not look like a bad score.
     """
     if mode not in FCDB_MODES:
@@ -94,6 +94,7 @@ def evaluate_fcdb(
                 "ratio": ratio,
                 "pred": list(pred),
                 "gt": list(record.crop),
+                "size": [record.width, record.height],
                 "iou": metrics.iou(pred, record.crop),
                 "bde": metrics.bde(pred, record.crop, record.width, record.height),
             }
@@ -102,6 +103,55 @@ def evaluate_fcdb(
             progress(i + 1)
     agg = metrics.aggregate_boxes([r["iou"] for r in rows], [r["bde"] for r in rows])
     return {"benchmark": "fcdb", "name": name, "mode": mode, **agg, "rows": rows}
+
+
+# Bins of how much of the photo the human crop keeps (area share), as the quality issue tabulates them.
+SIZE_BINS = ((0.0, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0 + 1e-9))
+
+
+def _area_share(box: Sequence[float], size: Sequence[int]) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1]) / float(size[0] * size[1])
+
+
+def by_size(result: dict) -> list[dict]:
+    """An FCDB result's photos grouped by the human crop's share of the photo: per bin the count, the
+    mean share the human crop and the chosen crop keep, and the mean IoU / BDE. Shows whether a method's
+    crop size follows the photo or sits at one size whatever the photo asks for."""
+    rows = result["rows"]
+    out = []
+    for lo, hi in SIZE_BINS:
+        sel = [r for r in rows if lo <= _area_share(r["gt"], r["size"]) < hi]
+        n = len(sel)
+        out.append({
+            "bin": (lo, min(hi, 1.0)), "count": n,
+            "human_keeps": float(np.mean([_area_share(r["gt"], r["size"]) for r in sel])) if n else float("nan"),
+            "model_keeps": float(np.mean([_area_share(r["pred"], r["size"]) for r in sel])) if n else float("nan"),
+            "iou": float(np.mean([r["iou"] for r in sel])) if n else float("nan"),
+            "bde": float(np.mean([r["bde"] for r in sel])) if n else float("nan"),
+        })
+    return out
+
+
+def cross_validated(per_fold: Sequence[dict]) -> dict:
+    """One FCDB result from the same method and mode on each fold: every photo's row once, the mean over
+    all photos, and per fold its mean, so that a difference can be held against the spread across folds
+    (``iou_sd`` / ``bde_sd``: standard deviation of the fold means)."""
+    if not per_fold:
+        raise ValueError("no folds to combine")
+    names = {(r["name"], r["mode"]) for r in per_fold}
+    if len(names) != 1:
+        raise ValueError(f"folds of different methods or modes: {sorted(names)}")
+    rows = [row for r in per_fold for row in r["rows"]]
+    agg = metrics.aggregate_boxes([r["iou"] for r in rows], [r["bde"] for r in rows])
+    fold_iou = [r["iou"] for r in per_fold]
+    fold_bde = [r["bde"] for r in per_fold]
+    return {
+        "benchmark": "fcdb", "name": per_fold[0]["name"], "mode": per_fold[0]["mode"], **agg,
+        "folds": len(per_fold), "fold_iou": fold_iou, "fold_bde": fold_bde,
+        "iou_sd": float(np.std(fold_iou, ddof=1)) if len(per_fold) > 1 else 0.0,
+        "bde_sd": float(np.std(fold_bde, ddof=1)) if len(per_fold) > 1 else 0.0,
+        "rows": rows,
+    }
 
 
 def evaluate_gaicd(records: Iterable[GAICDRecord], score_fn: ScoreFn, name: str = "model") -> dict:
@@ -198,8 +248,23 @@ def format_table(results: Sequence[dict]) -> str:
     if fcdb:
         lines = ["| method | mode | n | IoU | BDE |", "|---|---|---:|---:|---:|"]
         for r in fcdb:
-            lines.append(f"| {r['name']} | {r['mode']} | {r['count']} | {_fmt(r['iou'])} | {_fmt(r['bde'])} |")
+            iou_text, bde_text = _fmt(r["iou"]), _fmt(r["bde"])
+            if "folds" in r:  # mean over all photos ± the standard deviation of the fold means
+                iou_text = f"{_fmt(r['iou'], digits=4)} ± {_fmt(r['iou_sd'], digits=4)}"
+                bde_text = f"{_fmt(r['bde'], digits=4)} ± {_fmt(r['bde_sd'], digits=4)}"
+            lines.append(f"| {r['name']} | {r['mode']} | {r['count']} | {iou_text} | {bde_text} |")
         parts.append("\n".join(lines))
+        sized = [r for r in fcdb if "by_size" in r]
+        if sized:
+            lines = ["| method | mode | human crop keeps | photos | human keeps (mean) | chosen crop keeps | IoU | BDE |",
+                     "|---|---|---|---:|---:|---:|---:|---:|"]
+            for r in sized:
+                for b in r["by_size"]:
+                    lo, hi = b["bin"]
+                    lines.append(f"| {r['name']} | {r['mode']} | {lo * 100:.0f}–{hi * 100:.0f} % | {b['count']} | "
+                                 f"{_fmt(b['human_keeps'], 100, 0)} % | {_fmt(b['model_keeps'], 100, 0)} % | "
+                                 f"{_fmt(b['iou'])} | {_fmt(b['bde'])} |")
+            parts.append("\n".join(lines))
     if gaicd:
         per_k = [f"acc_k{k}_n{n}" for n in metrics.ACC_NS for k in metrics.ACC_KS]
         head = ["method", "n", "SRCC", "PCC", "Acc5", "Acc10"] + [f"Acc{k}/{n}" for n in metrics.ACC_NS for k in metrics.ACC_KS]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import load_fcdb, load_gaicd_v1, split_fcdb
-from .evaluate import evaluate_fcdb, evaluate_gaicd, format_table
+from .datasets import cv_split, load_fcdb, load_gaicd_v1, split_fcdb
+from .evaluate import by_size, cross_validated, evaluate_fcdb, evaluate_gaicd, format_table
 
 
 class FixedGenes:
@@ -51,10 +51,14 @@ def model_crop_fn(cropper):
     return crop
 
 
-def _fcdb_records(args: argparse.Namespace):
-    """(records of the asked split, at most --limit of them; the loader's report)."""
+def _fcdb_records(args: argparse.Namespace, fold: int | None = None):
+    """(records of the asked split, at most --limit of them; the loader's report). With --folds, the
+    photos of fold `fold` of the training part (what a model trained with the same --folds/--fold
+    never saw)."""
     records, report = load_fcdb(args.dir)
-    if args.split != "all":
+    if fold is not None:
+        records = cv_split(split_fcdb(records)[0], args.folds, fold)[1]
+    elif args.split != "all":
         train, val = split_fcdb(records)
         records = val if args.split == "val" else train
     if args.limit:
@@ -62,17 +66,39 @@ def _fcdb_records(args: argparse.Namespace):
     return records, report
 
 
-def eval_fcdb(args: argparse.Namespace) -> list[dict]:
-    records, report = _fcdb_records(args)
-    print(f"fcdb: {len(records)} photos ({args.split}); {report.summary()}", file=sys.stderr)
-    cropper = _cropper(args.weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard)
-    label = f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''})"
-    methods = [(label, model_crop_fn(cropper))]
-    if args.baselines:
-        from . import baselines
+def _fold_list(args: argparse.Namespace) -> list[int | None]:
+    if not getattr(args, "folds", 0):
+        return [None]
+    if args.fold == "all":
+        return list(range(args.folds))
+    return [int(args.fold)]
 
-        methods += [("whole image", baselines.whole_image), ("centred crop", baselines.centred_crop), ("smartcrop.py", baselines.smartcrop_crop)]
-    return [evaluate_fcdb(records, fn, mode, name=name) for name, fn in methods for mode in ("any", "ratio")]
+
+def eval_fcdb(args: argparse.Namespace) -> list[dict]:
+    """FCDB results per method and mode. With --folds and --fold all, each fold is measured with its own
+    model (`--weights` with a `{fold}` field) and the folds are combined (`cross_validated`)."""
+    folds = _fold_list(args)
+    per_fold: dict[tuple[str, str], list[dict]] = {}
+    for fold in folds:
+        records, report = _fcdb_records(args, fold)
+        where = f"fold {fold} of {args.folds}" if fold is not None else args.split
+        print(f"fcdb: {len(records)} photos ({where}); {report.summary()}", file=sys.stderr)
+        weights = args.weights.format(fold=fold) if args.weights and fold is not None else args.weights
+        cropper = _cropper(weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard)
+        label = f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''})"
+        methods = [(label, model_crop_fn(cropper))]
+        if args.baselines:
+            from . import baselines
+
+            methods += [("whole image", baselines.whole_image), ("centred crop", baselines.centred_crop), ("smartcrop.py", baselines.smartcrop_crop)]
+        for name, fn in methods:
+            for mode in ("any", "ratio"):
+                per_fold.setdefault((name, mode), []).append(evaluate_fcdb(records, fn, mode, name=name))
+    results = [cross_validated(parts) if len(folds) > 1 else parts[0] for parts in per_fold.values()]
+    if args.by_size:
+        for r in results:
+            r["by_size"] = by_size(r)
+    return results
 
 
 def eval_gaicd(args: argparse.Namespace) -> list[dict]:
@@ -119,6 +145,13 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     fcdb.add_argument("--genes", choices=["default", "whole", "learned"], default="default",
                       help="visual genes: the model's own (default: its gene head if it has one), whole image, or the gene head")
     fcdb.add_argument("--no-face-guard", action="store_true", help="let crops cut through detected faces")
+    fcdb.add_argument("--folds", type=int, default=0,
+                      help="cross-validation: measure fold --fold of K folds of the training photos (as `s2ccrop train --folds K`)")
+    fcdb.add_argument("--fold", default="all",
+                      help="with --folds: one fold (0 .. K-1) or 'all' (default), each with its own model: "
+                           "put {fold} in --weights, e.g. runs/cv/v2/fold{fold}.safetensors")
+    fcdb.add_argument("--by-size", action="store_true",
+                      help="also tabulate by how much of the photo the human crop keeps (<40, 40-60, 60-80, 80-100 %%)")
     genes = sub.add_parser("genes", help="gene head boxes vs teacher boxes on FCDB photos")
     genes.add_argument("dir", type=Path, help="FCDB-format folder (crops.json, images/)")
     genes.add_argument("--labels", type=Path, required=True, help="teacher labels JSON (s2ccrop.training.teachers)")
@@ -135,7 +168,15 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "s2ccrop eval") -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if getattr(args, "folds", 0):
+        if args.folds < 2:
+            parser.error(f"--folds needs K >= 2, got {args.folds}")
+        if args.fold != "all" and not (args.fold.isdigit() and int(args.fold) < args.folds):
+            parser.error(f"--fold must be 'all' or a fold in 0 .. {args.folds - 1}, got {args.fold!r}")
+        if args.fold == "all" and args.weights and "{fold}" not in args.weights:
+            parser.error("--fold all measures each fold with its own model: put {fold} in --weights")
     results = {"fcdb": eval_fcdb, "gaicd": eval_gaicd, "genes": eval_genes}[args.benchmark](args)
     print(format_table(results))
     if args.json_out:

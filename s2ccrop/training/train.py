@@ -28,7 +28,7 @@ from ..model import S2CNet, S2CNetConfig, save_checkpoint
 from ..model.gene_head import decode
 from ..preprocess import model_size
 from .augment import AugmentConfig, Sample, augment
-from .datasets import FCDBRecord, load_fcdb, split_fcdb
+from .datasets import FCDBRecord, cv_split, load_fcdb, split_fcdb
 from .gene_loss import GeneTargets, gene_loss, gene_targets
 from .losses import box_iou, listwise_loss, vote_loss
 
@@ -79,6 +79,9 @@ class TrainConfig:
     val_fraction: float = 0.15
     split_seed: int = 2024
     patience: int = 4
+    # which epoch's weights to keep: "best" by the validation split's IoU (early stopping), or "last"
+    # (a fixed schedule: the validation split is then never looked at to choose anything)
+    keep: str = "best"
     max_minutes: float = 85.0
     threads: int = 0
     limit_train: int = 0  # > 0: use only this many training photos (smoke runs)
@@ -99,6 +102,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.genes not in ("whole", "learned"):
             raise ValueError(f"genes must be 'whole' or 'learned', got {self.genes!r}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.head_epochs and not (self.gene_head and self.genes == "whole"):
             raise ValueError("head_epochs needs gene_head = true with genes = 'whole' (a head stage must not move the graph's genes)")
 
@@ -348,11 +353,13 @@ def train_head_stage(model: S2CNet, train_photos: list, val_photos: list, cfg: T
 
 def run(
     data: Path, cfg: TrainConfig, out: Path, imagenet_path: Path | None, log=print, teacher_labels: dict | None = None,
-    init: Path | None = None,
+    init: Path | None = None, folds: int = 0, fold: int = 0,
 ) -> dict:
-    """Train and save the best epoch to `out`. `teacher_labels`: the "photos" mapping of a teacher
+    """Train and save the kept epoch (`cfg.keep`) to `out`. `teacher_labels`: the "photos" mapping of a teacher
     labels file (`s2ccrop.training.teachers`), needed when the model has a gene head. `init`: a
-    checkpoint of this config's main stage: skip that stage and run only the head stage on it."""
+    checkpoint of this config's main stage: skip that stage and run only the head stage on it.
+    `folds` > 0: cross-validation, train without fold `fold` of the training photos (`datasets.cv_split`)
+    and measure that fold after every epoch (`fold_iou_*`); the validation split stays out as always."""
     if cfg.trains_head and teacher_labels is None:
         raise ValueError("a gene head (genes = 'learned' or gene_head = true) needs teacher labels (s2ccrop train --teachers DIR)")
     torch.manual_seed(cfg.seed)
@@ -362,6 +369,10 @@ def run(
     records, report = load_fcdb(data)
     log(f"data: {report.summary()}")
     train_recs, val_recs = split_fcdb(records, cfg.val_fraction, cfg.split_seed)
+    test_recs: list[FCDBRecord] = []
+    if folds:
+        train_recs, test_recs = cv_split(train_recs, folds, fold, cfg.split_seed)
+        log(f"cross-validation: fold {fold} of {folds} ({len(test_recs)} photos) held out")
     if cfg.limit_train:
         train_recs = train_recs[: cfg.limit_train]
     t0 = time.time()
@@ -372,7 +383,8 @@ def run(
     labels = teacher_labels or {}
     train_photos = [cache_photo(r, cfg.cache_short_side, labels.get(r.file)) for r in train_recs]
     val_photos = [cache_photo(r, cfg.cache_short_side, labels.get(r.file)) for r in val_recs]
-    log(f"cached {len(train_photos)} train / {len(val_photos)} val photos in {time.time() - t0:.0f}s")
+    test_photos = [cache_photo(r, cfg.cache_short_side) for r in test_recs]
+    log(f"cached {len(train_photos)} train / {len(val_photos)} val / {len(test_photos)} fold photos in {time.time() - t0:.0f}s")
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if init is not None:
@@ -397,7 +409,13 @@ def run(
     log_path.write_text("")
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    base = validate(model, val_photos, cfg.num_boxes)
+    def measure() -> dict[str, float]:
+        out = validate(model, val_photos, cfg.num_boxes)
+        if test_photos:
+            out.update({"fold_" + k[4:]: v for k, v in validate(model, test_photos, cfg.num_boxes).items()})
+        return out
+
+    base = measure()
     log(f"epoch 0 (untrained head): {base}")
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
@@ -417,22 +435,23 @@ def run(
                 for k in sums:
                     sums[k] += parts[k]
                 bar.update(task, advance=1, loss=f"loss {sums['loss'] / i:.3f}")
-        metrics = validate(model, val_photos, cfg.num_boxes)
+        metrics = measure()
         row = {"epoch": epoch, **{k: v / len(order) for k, v in sums.items()}, **metrics, "minutes": (time.time() - start) / 60}
         history.append(row)
         with open(log_path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         score = (metrics["val_iou_any"] + metrics["val_iou_ratio"]) / 2
-        improved = best is None or score > best["score"]
+        improved = best is None or score > best["score"] or cfg.keep == "last"
         if improved:
             best = {"score": score, **row}
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        fold_text = f" fold IoU any {metrics['fold_iou_any']:.4f} ratio {metrics['fold_iou_ratio']:.4f}" if test_photos else ""
         log(
             f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f}) "
-            f"val IoU any {metrics['val_iou_any']:.4f} ratio {metrics['val_iou_ratio']:.4f} "
-            f"[{row['minutes']:.1f} min]{' *best*' if improved else ''}"
+            f"val IoU any {metrics['val_iou_any']:.4f} ratio {metrics['val_iou_ratio']:.4f}{fold_text} "
+            f"[{row['minutes']:.1f} min]{' *kept*' if improved else ''}"
         )
-        if best is not None and epoch - best["epoch"] >= cfg.patience:
+        if cfg.keep == "best" and epoch - best["epoch"] >= cfg.patience:
             log(f"early stop: no improvement for {cfg.patience} epochs")
             break
         if (time.time() - start) / 60 > cfg.max_minutes * epoch / (epoch + 1):
@@ -440,13 +459,17 @@ def run(
             break
     assert best_state is not None and best is not None
     model.load_state_dict(best_state)
+    held_out = f", minus fold {fold} of {folds} (cv_split)" if folds else ""
     meta = {
-        "training_data": "FCDB training split minus the validation split (split_fcdb, seed %d)" % cfg.split_seed,
+        "training_data": f"FCDB training split minus the validation split (split_fcdb, seed {cfg.split_seed}){held_out}",
         "train_config": json.dumps({**asdict(cfg), "augment": asdict(cfg.augment)}, sort_keys=True),
         "best_epoch": str(best["epoch"]),
         "val_iou_any": f"{best['val_iou_any']:.4f}",
         "val_iou_ratio": f"{best['val_iou_ratio']:.4f}",
     }
+    if folds:
+        meta.update({"folds": str(folds), "fold": str(fold), "fold_iou_any": f"{best['fold_iou_any']:.4f}",
+                     "fold_iou_ratio": f"{best['fold_iou_ratio']:.4f}"})
     result = {"best": best, "history": history, "baseline_epoch0": base}
     if cfg.head_epochs:
         # as a checkpoint of the main stage would hold it (float16), so that --init gives the same head stage
@@ -456,7 +479,7 @@ def run(
         meta.update(_head_meta(result["head_stage"]))
     model.cpu()
     save_checkpoint(model.eval(), out, meta, half=True)
-    log(f"saved {out} (best epoch {best['epoch']}: any {best['val_iou_any']:.4f}, ratio {best['val_iou_ratio']:.4f})")
+    log(f"saved {out} ({cfg.keep} epoch {best['epoch']}: any {best['val_iou_any']:.4f}, ratio {best['val_iou_ratio']:.4f})")
     return result
 
 
@@ -498,8 +521,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=Path,
                     help="teacher labels file: read if it exists, else written from --teachers "
                          "(default: runs/teachers/<data folder name>.json)")
+    ap.add_argument("--folds", type=int, default=0,
+                    help="cross-validation: split the training photos into K folds (by photo, fixed by the split seed)")
+    ap.add_argument("--fold", type=int, default=0, help="with --folds: the fold to hold out (0 .. K-1)")
+    ap.add_argument("--threads", type=int, help="torch threads (overrides the config's; does not change the recipe)")
     args = ap.parse_args(argv)
+    if args.folds == 1 or args.folds < 0 or (args.folds and not 0 <= args.fold < args.folds):
+        ap.error(f"--folds needs K >= 2 and --fold in 0 .. K-1 (got --folds {args.folds} --fold {args.fold})")
     cfg = TrainConfig.from_toml(args.config)
+    if args.threads is not None:
+        cfg.threads = args.threads
 
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -507,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = None
     if cfg.trains_head:
         labels = teacher_labels(args.data, args.labels or Path("runs/teachers") / f"{args.data.resolve().name}.json", args.teachers, log)
-    run(args.data, cfg, args.out, args.imagenet, log, labels, init=args.init)
+    run(args.data, cfg, args.out, args.imagenet, log, labels, init=args.init, folds=args.folds, fold=args.fold)
     return 0
 
 
