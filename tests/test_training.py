@@ -105,6 +105,20 @@ def test_training_candidates_include_the_crop_and_stay_inside():
     assert 40 <= len(boxes) <= 70
 
 
+def test_rescaled_boxes_keep_centre_and_aspect_and_stay_inside():
+    from s2ccrop.training.train import _rescaled
+
+    rng = np.random.default_rng(0)
+    crop = np.array([100.0, 80.0, 200.0, 130.0])  # 100 x 50, centre (150, 105), in a 352 x 256 image
+    boxes = _rescaled(crop, 200, (0.5, 1.5), (352, 256), rng)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert np.allclose(w / h, 2.0) and (w * h >= 0.5 * 5000 - 1e-6).all() and (w * h <= 1.5 * 5000 + 1e-6).all()
+    assert np.allclose((boxes[:, 0] + boxes[:, 2]) / 2, 150) and np.allclose((boxes[:, 1] + boxes[:, 3]) / 2, 105)
+    corner = _rescaled(np.array([0.0, 0.0, 100.0, 100.0]), 50, (1.2, 1.5), (352, 256), rng)
+    assert (corner[:, :2] == 0).all() and (corner[:, 2] - corner[:, 0] > 100).all()  # moved inside, not squeezed
+    assert len(_rescaled(crop, 0, (0.5, 1.5), (352, 256), rng)) == 0
+
+
 def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
     data = tmp_path / "fcdb"
     (data / "images").mkdir(parents=True)

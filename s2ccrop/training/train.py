@@ -69,6 +69,10 @@ class TrainConfig:
     n_ratio: int = 20
     n_jitter: int = 12
     jitter_sigma: float = 0.06
+    # boxes of the human crop's centre and aspect at other sizes (area x U(scale_range)): they differ
+    # from it in size only, which is what the model gets wrong most (it keeps ~70 % whatever the photo)
+    n_scale: int = 0
+    scale_range: tuple = (0.5, 1.5)
     # losses
     temperature: float = 0.05
     group_weight: float = 0.0  # > 0: also rank within the grid and within the ratio boxes
@@ -178,6 +182,20 @@ def _jitter(crop: np.ndarray, n: int, sigma: float, size: tuple[int, int], rng: 
     return boxes[ok]
 
 
+def _rescaled(crop: np.ndarray, n: int, area_range, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """`n` boxes with the crop's centre and aspect, their area scaled by U(area_range), moved (not
+    squeezed) back inside the image where they can fit, clipped where they cannot."""
+    if n <= 0:
+        return np.zeros((0, 4))
+    w, h = crop[2] - crop[0], crop[3] - crop[1]
+    cx, cy = (crop[0] + crop[2]) / 2, (crop[1] + crop[3]) / 2
+    k = np.sqrt(rng.uniform(*area_range, size=n))
+    bw, bh = np.minimum(w * k, size[0]), np.minimum(h * k, size[1])
+    x1 = np.clip(cx - bw / 2, 0, size[0] - bw)
+    y1 = np.clip(cy - bh / 2, 0, size[1] - bh)
+    return np.stack([x1, y1, x1 + bw, y1 + bh], axis=1)
+
+
 def _subset(boxes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     if len(boxes) <= n:
         return boxes
@@ -194,7 +212,8 @@ def training_candidates(
     ratio = Fraction((crop[2] - crop[0]) / max(crop[3] - crop[1], 1e-6)).limit_denominator(64)
     grid = _subset(cand.gaic_grid(w, h), cfg.n_grid, rng)
     fixed = _subset(cand.fixed_ratio(w, h, ratio).astype(np.float64), cfg.n_ratio, rng) if ratio > 0 else np.zeros((0, 4))
-    parts = [grid, fixed, _jitter(crop, cfg.n_jitter, cfg.jitter_sigma, size, rng), crop[None]]
+    parts = [grid, fixed, _jitter(crop, cfg.n_jitter, cfg.jitter_sigma, size, rng),
+             _rescaled(crop, cfg.n_scale, cfg.scale_range, size, rng), crop[None]]
     groups = {"grid": slice(0, len(grid)), "ratio": slice(len(grid), len(grid) + len(fixed))}
     return np.concatenate(parts, axis=0), groups
 
