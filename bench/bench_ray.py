@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2ccrop.cli import Env, Run, build_crop_parser, settings_from  # noqa: E402
+from s2ccrop.batch import BatchRun, Env, Settings  # noqa: E402
 
 
 def make_photos(folder: Path, count: int, size: tuple[int, int]) -> None:
@@ -43,11 +43,10 @@ def make_photos(folder: Path, count: int, size: tuple[int, int]) -> None:
 
 
 def timed_run(photos: Path, out: Path, weights: str | None, actors: int | None) -> dict:
-    argv = [str(photos), "-o", str(out), "--json"] + (["--weights", weights] if weights else [])
-    settings = settings_from(build_crop_parser().parse_args(argv))
+    settings = Settings([photos], output=out, json=True, weights=weights)
     env = Env(None, io.StringIO(), sys.stderr, False)
     if actors is None:
-        run = Run(settings, env)
+        run = BatchRun(settings, env)
     else:
         from s2ccrop.engines.ray_engine import RayRun
 

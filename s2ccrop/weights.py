@@ -504,9 +504,16 @@ def _config_label(cfg) -> str:
 class Status:
     entry: Entry
     is_default: bool
-    state: str  # "ok", "missing", "not downloaded", "corrupt", "unpinned"
+    state: str  # "ok", "present" (not hashed), "missing", "not downloaded", "corrupt", "unpinned"
     path: Path | None
     detail: str = ""
+
+    def record(self) -> dict:
+        """The entry and its state as one JSON object (`s2ccrop weights list --json`)."""
+        e = self.entry
+        return {"name": e.name, "default": self.is_default, "state": self.state, "source": e.source,
+                "path": str(self.path) if self.path else None, "sha256": e.sha256, "url": e.url,
+                "config": e.config, "description": e.description}
 
 
 def status(name: str | None = None, *, check: bool = True) -> list[Status]:
@@ -519,6 +526,13 @@ def status(name: str | None = None, *, check: bool = True) -> list[Status]:
             raise WeightsError(f"unknown weights {n!r} (known: {', '.join(reg.names()) or 'none'})")
         out.append(_status(reg.entries[n], n == reg.default, check))
     return out
+
+
+def verify(names: list[str] | None = None) -> list[Status]:
+    """Hash and check the files of `names`, or of every registered entry that has a file here."""
+    if names:
+        return [row for name in names for row in status(name)]
+    return [row for row in status() if row.path is not None]
 
 
 def _status(entry: Entry, is_default: bool, check: bool) -> Status:

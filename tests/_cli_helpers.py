@@ -11,13 +11,14 @@ import torch
 from PIL import Image
 
 from s2ccrop import cli
+from s2ccrop.batch import Env
 from s2ccrop.types import Crop, Ratio
 
 
 def run_in_process(*argv, stdin=None) -> tuple[int, str, str]:
     """`cli.main` with in-memory streams: (exit status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main([os.fspath(a) for a in argv], cli.Env(stdin if stdin is not None else io.BytesIO(b""), out, err, False))
+    code = cli.main([os.fspath(a) for a in argv], Env(stdin if stdin is not None else io.BytesIO(b""), out, err, False))
     return code, out.getvalue(), err.getvalue()
 
 

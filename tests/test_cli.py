@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s2ccrop import cli
+from s2ccrop import batch, cli
+from s2ccrop.batch import Env
+from s2ccrop.cli import commands
 from s2ccrop.types import Ratio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +38,7 @@ def shared_cropper():
             cache[key] = real_make(weights, device, report, face_guard)
         return cache[key]
 
-    real_make = cli.make_cropper
+    real_make = batch.make_cropper
     return make
 
 
@@ -45,12 +47,12 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cropper):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("S2CCROP_CACHE", str(tmp_path / ".cache"))
     monkeypatch.delenv("S2CCROP_MANIFEST", raising=False)
-    monkeypatch.setattr(cli, "make_cropper", shared_cropper)
+    monkeypatch.setattr(batch, "make_cropper", shared_cropper)
 
 
 def run(*argv: str, stdin: bytes = b"", tty: bool = False) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main([str(a) for a in argv], cli.Env(io.BytesIO(stdin), out, err, tty))
+    code = cli.main([str(a) for a in argv], Env(io.BytesIO(stdin), out, err, tty))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -244,7 +246,7 @@ def test_skip_existing_makes_a_rerun_a_noop(tmp_path: Path, monkeypatch):
     code, out, _ = run("s", "-o", "o", "-r", "1:1", "-r", "16:9", "--skip-existing", "--json")
     assert code == 0 and [(r["input"], r["ratio"]) for r in records(out)] == [("s/q.jpg", "16:9")]
     assert all((p.stat().st_mtime_ns, p.read_bytes()) == v for p, v in stamp.items() if p.name != "q_16x9.jpg")
-    monkeypatch.setattr(cli, "make_cropper", no_model)
+    monkeypatch.setattr(batch, "make_cropper", no_model)
     assert run("s", "-o", "o", "-r", "1:1", "-r", "16:9", "--skip-existing") == (0, "", "")
 
 
@@ -387,20 +389,20 @@ def test_subcommand_rule_and_dash_dash(tmp_path: Path):
 
 def test_external_subcommands_are_lazy_and_a_missing_one_is_a_usage_error(monkeypatch):
     assert {"train", "eval"} <= set(cli.SUBCOMMANDS)
-    monkeypatch.setitem(cli.SUBCOMMANDS, "train", cli._external("s2ccrop.no_such_module:main", "train"))
+    monkeypatch.setitem(commands.EXTERNAL, "train", "s2ccrop.no_such_module:main")
     code, out, err = run("train", "--help")
     assert (code, out) == (2, "") and err.startswith("s2ccrop: error: the 'train' command is not available")
 
 
 def test_face_guard_is_on_by_default_and_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     seen = []
-    real = cli.make_cropper
+    real = batch.make_cropper
 
     def spy(weights, device, report, face_guard=True):
         seen.append(face_guard)
         return real(weights, device, report, face_guard)
 
-    monkeypatch.setattr(cli, "make_cropper", spy)
+    monkeypatch.setattr(batch, "make_cropper", spy)
     p = photo(tmp_path / "p.jpg")
     assert run(str(p), "-r", "1:1", "--dry-run", "-q")[0] == 0
     assert run(str(p), "-r", "1:1", "--dry-run", "-q", "--no-face-guard")[0] == 0
@@ -458,12 +460,12 @@ def test_sigint_deferred_holds_ctrl_c_until_the_block_ends():
     before = signal.getsignal(signal.SIGINT)
     reached_end_of_block = False
     with pytest.raises(KeyboardInterrupt):
-        with cli.sigint_deferred():
+        with batch.sigint_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the handler runs here; it must only take note
             reached_end_of_block = True
     assert reached_end_of_block and signal.getsignal(signal.SIGINT) is before
-    with cli.sigint_deferred():  # no signal: nothing raised
+    with batch.sigint_deferred():  # no signal: nothing raised
         pass
     assert signal.getsignal(signal.SIGINT) is before
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from s2ccrop import cli
-from s2ccrop.engines import processes
+from s2ccrop import batch
+from s2ccrop.batch import BatchRun, Env, Settings
+from s2ccrop.engines import local_run, processes
 
 try:
     from ._cli_helpers import CountingLines, FastCropper, noise, run_in_process
@@ -34,7 +35,7 @@ def parent_pid() -> int:
 def fast_photos(tmp_path: Path, monkeypatch):
     """In tmp_path, with the model replaced by FastCropper: make(names) writes a small photo per name."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
 
     def make(names: list[str]) -> list[str]:
         for i, name in enumerate(names):
@@ -45,19 +46,19 @@ def fast_photos(tmp_path: Path, monkeypatch):
 
 
 def test_the_default_picks_processes_on_a_multicore_linux_cpu(monkeypatch):
-    settings = cli.settings_from(cli.build_crop_parser().parse_args(["x.jpg"]))
+    settings = Settings(["x.jpg"])
     monkeypatch.setattr(processes, "usable_cores", lambda: 2)
-    assert isinstance(cli.local_run(settings, cli.Env()), processes.ProcessRun)
-    assert cli.local_run(settings, cli.Env()).processes == 2
+    assert isinstance(local_run(settings, Env()), processes.ProcessRun)
+    assert local_run(settings, Env()).processes == 2
     monkeypatch.setattr(processes, "usable_cores", lambda: 64)
-    assert cli.local_run(settings, cli.Env()).processes == processes.MAX_AUTO_PROCESSES
+    assert local_run(settings, Env()).processes == processes.MAX_AUTO_PROCESSES
     monkeypatch.setattr(processes, "usable_cores", lambda: 1)
-    assert type(cli.local_run(settings, cli.Env())) is cli.Run
-    for argv, kind in ((["-j", "1"], cli.Run), (["-j", "3"], processes.ProcessRun), (["--device", "cuda"], cli.Run)):
-        s = cli.settings_from(cli.build_crop_parser().parse_args(["x.jpg", *argv]))
-        assert type(cli.local_run(s, cli.Env())) is kind, argv
+    assert type(local_run(settings, Env())) is BatchRun
+    for options, kind in (({"jobs": 1}, BatchRun), ({"jobs": 3}, processes.ProcessRun), ({"device": "cuda"}, BatchRun)):
+        s = Settings(["x.jpg"], **options)
+        assert type(local_run(s, Env())) is kind, options
     monkeypatch.setattr(processes, "can_fork", lambda: False)
-    assert type(cli.local_run(cli.settings_from(cli.build_crop_parser().parse_args(["x.jpg", "-j", "3"])), cli.Env())) is cli.Run
+    assert type(local_run(Settings(["x.jpg"], jobs=3), Env())) is BatchRun
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "x", "257"])
@@ -90,7 +91,7 @@ def test_processes_choose_what_one_process_chooses(tmp_path: Path):
 
 def test_results_and_errors_come_in_input_order(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     names = []
     for i in range(12):
         name = f"p{i:02}.png"
@@ -114,14 +115,14 @@ def test_a_worker_that_dies_costs_only_its_photo(fast_photos, monkeypatch, paren
     """A crash (here SIGKILL, as the OOM killer sends) in a worker: its photo is retried alone, dies
     again and fails with one line; every other photo, in flight or not, is cropped."""
     names = fast_photos([f"p{i:02}.png" for i in range(10)])
-    real = cli.Run._score
+    real = BatchRun.score
 
     def deadly(self, job):
         if job.item.path.name == "p04.png" and os.getpid() != parent_pid:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(self, job)
 
-    monkeypatch.setattr(cli.Run, "_score", deadly)
+    monkeypatch.setattr(BatchRun, "score", deadly)
     code, out, err = run_in_process(*names, "-r", "1:1", "-o", "out", "--json", "-j", "2")
     assert code == 1, err
     assert [json.loads(line)["input"] for line in out.splitlines()] == [n for n in names if n != "p04.png"]
@@ -133,14 +134,14 @@ def test_a_worker_that_dies_costs_only_its_photo(fast_photos, monkeypatch, paren
 
 def test_a_bug_in_a_worker_is_one_line_and_the_batch_goes_on(fast_photos, monkeypatch):
     names = fast_photos([f"p{i}.png" for i in range(5)])
-    real = cli.Run._crop_one
+    real = BatchRun.crop_one
 
     def buggy(self, job):
         if job.item.path.name == "p3.png":
             raise RuntimeError("a bug")
         return real(self, job)
 
-    monkeypatch.setattr(cli.Run, "_crop_one", buggy)
+    monkeypatch.setattr(BatchRun, "crop_one", buggy)
     code, out, err = run_in_process(*names, "-r", "1:1", "--dry-run", "--json", "-j", "2")
     assert code == 1 and "Traceback" not in err
     assert [json.loads(line)["input"] for line in out.splitlines()] == ["p0.png", "p1.png", "p2.png", "p4.png"]
@@ -159,7 +160,7 @@ def test_one_photo_never_forks(tmp_path: Path, monkeypatch):
         raise AssertionError("a single photo must be cropped in this process")
 
     monkeypatch.setattr(processes.ProcessRun, "_run_pool", no_pool)
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     code, out, err = run_in_process("broken1.png", "broken2.png", "only.png", "-r", "1:1", "--json", "--dry-run", "-j", "4")
     assert code == 1, err
     assert [json.loads(line)["input"] for line in out.splitlines()] == ["only.png"]
@@ -170,16 +171,16 @@ def test_one_photo_never_forks(tmp_path: Path, monkeypatch):
 def test_the_pool_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, monkeypatch, jobs: int):
     monkeypatch.chdir(tmp_path)
     noise(16, 12).save("p.png")
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     stdin = CountingLines("p.png", 40)
     read_ahead = []
-    real_finish = cli.Run._finish
+    real_finish = BatchRun.finish
 
     def finish(self, job):
         read_ahead.append(stdin.taken - self.counts["photos"])
         return real_finish(self, job)
 
-    monkeypatch.setattr(cli.Run, "_finish", finish)
+    monkeypatch.setattr(BatchRun, "finish", finish)
     code, out, err = run_in_process("-", "-r", "1:1", "--dry-run", "--json", "-j", str(jobs), stdin=stdin)
     assert code == 0, err
     assert len(out.splitlines()) == 40

@@ -20,7 +20,8 @@ pytest.importorskip("ray.data", reason="the Ray engine needs Ray Data: pip insta
 
 from PIL import Image  # noqa: E402
 
-from s2ccrop.cli import Settings, main  # noqa: E402
+from s2ccrop.batch import Settings  # noqa: E402
+from s2ccrop.cli import main  # noqa: E402
 from s2ccrop.engines import check_address  # noqa: E402
 from s2ccrop.engines.ray_engine import crop_with_ray, plan_actors  # noqa: E402
 from s2ccrop.errors import ConfigError  # noqa: E402
@@ -149,9 +150,9 @@ def test_listing_manifest_and_resume(cluster: str, photos: Path, tmp_path: Path)
     names = ["p0.png", "sub/p1.jpg", "p2.jpg", "bad.jpg"]
     listing.write_text("".join(f"{photos / n}\n" for n in names))
     manifest = tmp_path / "manifest.jsonl"
-    options = ["-r", "16:9", "-r", "1:1", "-o", str(tmp_path / "out"), "--weights", "random"]
+    options = {"ratios": ["16:9", "1:1"], "output": tmp_path / "out", "weights": "random"}
 
-    first = crop_with_ray(listing=listing, options=options, manifest=manifest)
+    first = crop_with_ray(listing=listing, manifest=manifest, **options)
     assert first.exit_status == 1
     assert first.counts == {"photos": 4, "written": 6, "failed": 1, "skipped": 0}
     records = json_lines(manifest.read_text())
@@ -166,7 +167,7 @@ def test_listing_manifest_and_resume(cluster: str, photos: Path, tmp_path: Path)
     # One output lost: a re-run redoes that photo only, and appends its records to the manifest.
     lost = tmp_path / "out" / "p2_1x1.jpg"
     lost.unlink()
-    second = crop_with_ray(listing=listing, options=options, manifest=manifest)
+    second = crop_with_ray(listing=listing, manifest=manifest, **options)
     assert second.counts == {"photos": 2, "written": 1, "failed": 1, "skipped": 2}
     assert lost.is_file()
     added = json_lines(manifest.read_text())[len(records):]
@@ -177,9 +178,7 @@ def test_listing_manifest_and_resume(cluster: str, photos: Path, tmp_path: Path)
 
 
 def _settings(device: str) -> Settings:
-    return Settings(paths=[], ratios=[], out_dir=None, template="", size=None, format="same", quality=90,
-                    json=False, quiet=False, dry_run=False, skip_existing=False, recursive=True, null=False,
-                    max_pixels=None, weights=None, device=device, workers=2, preview=None)
+    return Settings(["x.jpg"], device=device)
 
 
 def test_actor_plan_uses_gpus_when_asked_or_present():

@@ -27,7 +27,8 @@ import pytest
 import torch
 from PIL import Image
 
-from s2ccrop import cli
+from s2ccrop import batch, cli
+from s2ccrop.batch import BatchRun
 from s2ccrop.io import paths as paths_mod
 from s2ccrop.io.paths import InputPath, iter_inputs, walk_folder
 from s2ccrop.types import Ratio
@@ -199,7 +200,7 @@ def test_every_awkward_input_is_cropped_upright_or_named_in_one_line(tmp_path: P
     lines = error_lines(err)
     assert len(lines) == len(bad), err
     for name, reason in bad.items():
-        mine = [line for line in lines if line.startswith(f"s2ccrop: error: {cli.display(Path('in') / name)}: ")]
+        mine = [line for line in lines if line.startswith(f"s2ccrop: error: {batch.display(Path('in') / name)}: ")]
         assert len(mine) == 1 and reason in mine[0], (name, err)
 
     # Every good input: one record per ratio, an output of exactly the box, of the ratio, upright.
@@ -233,7 +234,7 @@ def test_every_awkward_input_is_cropped_upright_or_named_in_one_line(tmp_path: P
     def no_model(*a, **k):
         raise AssertionError("the model must not load when every output exists")
 
-    monkeypatch.setattr(cli, "make_cropper", no_model)
+    monkeypatch.setattr(batch, "make_cropper", no_model)
     code, out2, err2 = run_in_process(*argv[3:], "--skip-existing")
     assert code == 1 and out2 == "" and "Traceback" not in err2
     assert sorted(error_lines(err2)) == sorted(lines)  # the broken inputs are still reported
@@ -288,7 +289,7 @@ def test_an_encoder_crash_on_one_photo_is_one_line_and_the_batch_goes_on(tmp_pat
     from s2ccrop.io import writers
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     for name in ("a.png", "b.png", "c.png"):
         noise(16, 12).save(name)
     real = writers.render_crop
@@ -314,10 +315,10 @@ def test_an_internal_error_is_one_line_unless_debugging(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     noise(16, 12).save("p.png")
 
-    def broken(self):
+    def broken(self, jobs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli.Run, "_pipeline", broken)
+    monkeypatch.setattr(BatchRun, "pipeline", broken)
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     code, out, err = run_in_process("p.png", "-j", "1")
     assert (code, out) == (2, "") and err.splitlines() == [
@@ -414,10 +415,10 @@ def test_folder_walk_lists_one_folder_at_a_time(tmp_path: Path, monkeypatch):
 def test_pipeline_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, monkeypatch, workers: int):
     monkeypatch.chdir(tmp_path)
     noise(16, 12).save("p.png")
-    monkeypatch.setattr(cli, "make_cropper", lambda *a, **k: FastCropper())
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     stdin = CountingLines(Path("p.png"), 60)
     in_flight = {"now": 0, "max": 0, "read_ahead": 0}
-    real_jobs, real_finish = cli.Run._jobs, cli.Run._finish
+    real_jobs, real_finish = BatchRun.plan, BatchRun.finish
 
     def jobs(self):
         for job in real_jobs(self):
@@ -430,8 +431,8 @@ def test_pipeline_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, mon
         in_flight["read_ahead"] = max(in_flight["read_ahead"], stdin.taken - self.counts["photos"])
         return real_finish(self, job)
 
-    monkeypatch.setattr(cli.Run, "_jobs", jobs)
-    monkeypatch.setattr(cli.Run, "_finish", finish)
+    monkeypatch.setattr(BatchRun, "plan", jobs)
+    monkeypatch.setattr(BatchRun, "finish", finish)
     code, out, err = run_in_process("-", "-r", "1:1", "--dry-run", "--json", "-j", "1", "--workers", str(workers),
                                     stdin=stdin)
     assert code == 0, err
@@ -596,7 +597,7 @@ def test_unpinned_damaged_safetensors_path_is_one_line_not_a_traceback(tmp_path:
 
 # Modules that read checkpoints or data from disk. (engines/ pickles its own jobs between Ray workers:
 # objects it made itself, never a file a user hands over, so it is not in this list.)
-LOADERS = ("weights.py", "api.py", "model", "training", "io", "genes.py", "cli.py")
+LOADERS = ("weights.py", "api.py", "model", "training", "io", "genes.py", "cli", "batch.py", "info.py")
 
 
 def test_package_loads_weights_only_through_safe_loaders():

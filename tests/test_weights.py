@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from s2ccrop import cli
+from s2ccrop.batch import Env
 from s2ccrop import weights as W
 from s2ccrop.errors import WeightsError
 
@@ -66,7 +67,7 @@ def write_manifest(folder: Path, entries: dict, default: str | None = None) -> P
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main(list(argv), cli.Env(io.BytesIO(), out, err, False))
+    code = cli.main(list(argv), Env(io.BytesIO(), out, err, False))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -376,7 +377,7 @@ def test_wheel_and_editable_installs_ship_the_weights_folder(tmp_path: Path):
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "s2ccrop/_weights/manifest.json" in names
-    assert "s2ccrop/io/images.py" in names and "s2ccrop/cli.py" in names
+    assert "s2ccrop/io/images.py" in names and "s2ccrop/cli/commands.py" in names
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(wheel).extractall(unpacked)
     seen = _embedded_dir_seen_by(f"import sys; sys.path.insert(0, {str(unpacked)!r})")

@@ -13,9 +13,9 @@ one process with two threads (bench/RESULTS.md).
 The model is loaded once, here, before the fork, so the workers share its memory (copy-on-write) and
 a checkpoint that cannot load fails the run once, with one message. Each worker sets its torch
 threads before its first operation (libgomp cannot run a multi-threaded region in a forked child
-whose parent already had one; PyTorch's DataLoader does the same). Every step is the local engine's
-(`cli.Run._decode`, `_score`, `_write`), so photos are named, written and reported identically and the
-chosen crops are the same. The first photo that decodes is cropped here (that loads the model, before
+whose parent already had one; PyTorch's DataLoader does the same). Every step is the batch engine's
+(`BatchRun.decode`, `score`, `write`, `finish`), so photos are named, written and reported identically
+and the chosen crops are the same. The first photo that decodes is cropped here (that loads the model, before
 the fork; a batch of broken files never loads it), so a single photo never forks.
 
 A worker that dies (a decoder crash, the OOM killer) breaks the pool: a new one is started and each
@@ -35,7 +35,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Iterable, Iterator
 
-from ..cli import Env, Job, Run, Settings, sigint_deferred
+from ..batch import BatchRun, Env, Job, Settings, sigint_deferred
 
 MAX_AUTO_PROCESSES = 8
 _RUN: "ProcessRun | None" = None  # the run the forked workers inherit
@@ -60,29 +60,29 @@ def auto_processes() -> int:
     return max(1, min(usable_cores(), MAX_AUTO_PROCESSES))
 
 
-class ProcessRun(Run):
-    """`cli.Run` whose photos are cropped by `processes` forked workers (CPU); results in input order."""
+class ProcessRun(BatchRun):
+    """A `BatchRun` whose photos are cropped by `processes` forked workers (CPU); results in input order."""
 
-    def __init__(self, settings: Settings, env: Env, processes: int) -> None:
+    def __init__(self, settings: Settings, env: Env | None, processes: int) -> None:
         super().__init__(settings, env)
         if processes < 2:
-            raise ValueError("ProcessRun needs at least 2 processes; use cli.Run for one")
+            raise ValueError("ProcessRun needs at least 2 processes; use BatchRun for one")
         self.processes = processes
         self._pool = None
         self._forked = False  # whether the current pool has started its workers
 
-    def _pipeline(self, jobs: Iterable[Job] | None = None) -> None:
-        jobs = iter(self._jobs() if jobs is None else jobs)
+    def pipeline(self, jobs: Iterable[Job]) -> None:
+        jobs = iter(jobs)
         # Up to the first photo that decodes, work here: the model loads only when there is something
         # to crop (a folder of broken files never loads it), and before any fork, so the workers
         # share it. That photo is cropped here too.
         for job in jobs:
-            job = self._decode(job)
+            job = self.decode(job)
             if job.error:
-                self._finish(job)
+                self.finish(job)
                 continue
-            cropper = self._get_cropper()
-            self._finish(self._write(self._score(job)))
+            cropper = self.load_cropper()
+            self.finish(self.write(self.score(job)))
             break
         else:
             return
@@ -90,7 +90,7 @@ class ProcessRun(Run):
         if following is None:  # a single photo: forking would only add start-up
             return
         if cropper.device.type != "cpu":  # a GPU batches better in one process
-            return super()._pipeline(itertools.chain([following], jobs))
+            return super().pipeline(itertools.chain([following], jobs))
         self._run_pool(itertools.chain([following], jobs))
 
     def _run_pool(self, jobs: Iterator[Job]) -> None:
@@ -98,7 +98,7 @@ class ProcessRun(Run):
         import multiprocessing as mp
 
         # Workers see Ctrl-C through this: an interrupted write is abandoned, as in the local engine.
-        self._cancel = mp.get_context("fork").Event()
+        self.cancel_event = mp.get_context("fork").Event()
         _RUN = self
         # What the parent has made so far (torch, the model) goes to the permanent generation: the
         # workers' collections then never walk it, so they do not copy its pages (copy-on-write).
@@ -110,11 +110,11 @@ class ProcessRun(Run):
             for job in jobs:
                 pending.append((job, None if job.error else self._submit(job)))
                 while len(pending) > ahead:
-                    self._finish(self._collect(*pending.popleft()))
+                    self.finish(self._collect(*pending.popleft()))
             while pending:
-                self._finish(self._collect(*pending.popleft()))
+                self.finish(self._collect(*pending.popleft()))
         except BaseException:
-            self._cancel.set()
+            self.cancel()
             raise
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -191,6 +191,6 @@ def _init_worker(threads: int) -> None:
 
 def _crop_in_worker(job: Job) -> Job:
     assert _RUN is not None, "a worker process runs only under ProcessRun"
-    job = _RUN._crop_one(job)
+    job = _RUN.crop_one(job)
     job.decoded = None  # pixels never travel back
     return job

@@ -1,6 +1,6 @@
 """The crop command on a Ray cluster: a Ray Data pipeline with one model per actor.
 
-    paths (folders, files, a listing) ─► plan on the driver (the CLI's walk, names, --skip-existing)
+    paths (folders, files, a listing) ─► plan on the driver (the batch engine's walk, names, skip_existing)
         ─► decode (Ray tasks, in parallel) ─► crop (actor pool: each actor loads the model once;
         CPU actors, or GPU actors with num_gpus=1) ─► write (Ray tasks) ─► report + manifest (driver)
 
@@ -9,12 +9,12 @@ still in parallel across actors, and pixels skip one trip through the object sto
 a GPU that decode tasks do not, so there decoding stays on CPU tasks. The driver lists and plans photos
 and puts them in the object store in growing blocks before the pipeline starts.
 
-Every stage is a step of the local engine, `s2ccrop.cli.Run` (`_plan`, `_decode`, `_score`, `_write`,
-`_finish`), run where Ray puts it. Each photo travels as one pickled `cli.Job`, so both engines name,
-write and report crops identically and a bad photo becomes the same one-line error (never a failed
-job). Only work the cluster cannot do per photo fails the run: the model cannot load (exit 2).
+Every stage is a public step of the batch engine, `s2ccrop.batch.BatchRun` (`plan`, `decode`, `score`,
+`write`, `finish`), run where Ray puts it. Each photo travels as one pickled `batch.Job`, so both
+engines name, write and report crops identically and a bad photo becomes the same one-line error (never
+a failed job). Only work the cluster cannot do per photo fails the run: the model cannot load (exit 2).
 
-Resuming: with `--skip-existing` (the library's `crop_with_ray` turns it on by default) photos whose
+Resuming: with `--skip-existing` (`crop_with_ray` turns it on by default: `resume=True`) photos whose
 outputs all exist are skipped before anything is shipped to the cluster, and the manifest is appended
 to, so a re-run after a crash does only the rest and the manifest ends up listing every photo.
 
@@ -32,14 +32,14 @@ import logging
 import os
 import pickle
 import sys
-import threading
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..cli import Env, Job, Run, Settings, _one_line, crop_record, settings_from
+from ..batch import BatchRun, Env, Job, Settings, crop_record, one_line
 from ..errors import ConfigError, S2CCropError
+from . import check_address
 
 DECODE_BATCH = 1  # photos per decode/write task batch: a full-resolution photo is already a big object
 CROP_BATCH = 4  # photos per call of a model actor
@@ -49,13 +49,13 @@ FIRST_BLOCK, MAX_BLOCK = 4, 1024  # planned photos per input block: doubling fro
 # ================================================================ the driver
 
 
-class RayRun(Run):
-    """`cli.Run` whose decode, crop and write stages run as a Ray Data pipeline."""
+class RayRun(BatchRun):
+    """A `BatchRun` whose decode, score and write steps run as a Ray Data pipeline."""
 
     def __init__(
         self,
         settings: Settings,
-        env: Env,
+        env: Env | None = None,
         *,
         address: str | None = None,
         actors: int | None = None,
@@ -67,11 +67,11 @@ class RayRun(Run):
         self.manifest_path = manifest
         self._manifest = None
 
-    def _pipeline(self) -> None:
+    def pipeline(self, jobs: Iterable[Job]) -> None:
         # Ray prints its workers' logs on this process's sys.stdout: keep stdout for results only.
         with self._open_manifest(), contextlib.redirect_stdout(self.env.stderr), contextlib.ExitStack() as stack:
             ray, blocks = None, []
-            for table in self._planned_tables():
+            for table in self._planned_tables(jobs):
                 if ray is None:  # connect only when there is work: a finished job resumes in a blink
                     ray = stack.enter_context(connect(self.address))
                     self._quiet_ray_data(ray)
@@ -79,19 +79,19 @@ class RayRun(Run):
                 # object store, which spills to disk, not in this process.
                 blocks.append(ray.put(table))
             if blocks:
-                for job in _run_dataset(ray, blocks, self.s, self.actors):
-                    self._finish(job)
+                for job in _run_dataset(ray, blocks, self.settings, self.actors):
+                    self.finish(job)
 
-    def _planned_tables(self) -> Iterator[object]:
-        """Arrow tables with a "job" column of pickled `cli.Job`s, as the walk goes; walk errors and
+    def _planned_tables(self, jobs: Iterable[Job]) -> Iterator[object]:
+        """Arrow tables with a "job" column of pickled `batch.Job`s, as the walk goes; walk errors and
         name clashes are reported here, before any work."""
         import pyarrow as pa
 
         pending: list[bytes] = []
         size = FIRST_BLOCK
-        for job in self._jobs():
+        for job in jobs:
             if job.error:
-                self._finish(job)
+                self.finish(job)
                 continue
             pending.append(_pack_bytes(job))
             if len(pending) >= size:
@@ -117,13 +117,13 @@ class RayRun(Run):
             finally:
                 self._manifest = None
 
-    def _finish(self, job: Job) -> None:
-        super()._finish(job)
+    def finish(self, job: Job) -> None:
+        super().finish(job)
         if self._manifest is None:
             return
         if job.error:  # the schema's fields, empty, and the reason the error line gives
             records = [{"input": os.fspath(job.item.path), "ratio": None, "box": None, "width": None,
-                        "height": None, "score": None, "output": None, "error": _one_line(job.error)}]
+                        "height": None, "score": None, "output": None, "error": one_line(job.error)}]
         else:
             records = [crop_record(job.item.path, crop, job.image_size, written)
                        for crop, written in zip(job.crops, job.written)]
@@ -133,7 +133,7 @@ class RayRun(Run):
     def _quiet_ray_data(self, ray) -> None:
         """Ray Data's progress bars only on a terminal, and its chatter off stderr unless asked for."""
         ctx = ray.data.DataContext.get_current()
-        show = self.env.stderr_isatty and not self.s.quiet
+        show = self.env.stderr_isatty and not self.settings.quiet
         ctx.enable_progress_bars = show
         ctx.print_on_execution_start = False
         if not show:
@@ -160,7 +160,7 @@ def connect(address: str | None) -> Iterator[object]:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
-        raise ConfigError(f"cannot start or reach the Ray cluster ({where}): {_one_line(str(exc))}") from None
+        raise ConfigError(f"cannot start or reach the Ray cluster ({where}): {one_line(exc)}") from None
     try:
         yield ray
     finally:
@@ -217,15 +217,14 @@ def _run_dataset(ray, blocks: list, settings: Settings, actors: int | None) -> I
     for batch in build_dataset(ray, blocks, settings, plan).iter_batches(batch_size=CROP_BATCH, batch_format="numpy"):
         for blob in batch["job"]:
             job = _unpack(blob)
-            fatal = getattr(job, "fatal", None)
-            if fatal is not None:  # the model could not load: no photo can be cropped (exit 2, as local)
-                raise fatal
+            if job.fatal is not None:  # the model could not load: no photo can be cropped (exit 2, as local)
+                raise job.fatal
             yield job
 
 
 def build_dataset(ray, blocks: list, settings: Settings, plan: ActorPlan):
     """The lazy Ray Data pipeline over planned jobs: refs of Arrow tables with a "job" column of
-    pickled `cli.Job`s."""
+    pickled `batch.Job`s."""
     ds = ray.data.from_arrow_refs(blocks)
     ds = ds.map_batches(_decode_batch, fn_kwargs={"settings": settings}, batch_size=DECODE_BATCH, num_cpus=1)
     ds = ds.map_batches(
@@ -242,29 +241,21 @@ def build_dataset(ray, blocks: list, settings: Settings, plan: ActorPlan):
 # ================================================================ the workers
 
 
-def _worker_run(settings: Settings) -> Run:
-    """A `cli.Run` inside a Ray worker: its steps, with messages to this worker's stderr."""
+def _worker_run(settings: Settings) -> BatchRun:
+    """A `BatchRun` inside a Ray worker, for its steps, with messages to this worker's stderr. Preview
+    tiles are drawn here (`write`) and added to the driver's sheet (`finish`)."""
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = None  # as Run.execute does: --max-pixels gives the message
-    run = Run(settings, Env(None, sys.stderr, sys.stderr, False))
-    run._cancel = threading.Event()
-    if settings.preview is not None:
-        run.sheet = _TILES_ON  # _write draws a tile whenever the run has a sheet; the driver's sheet keeps it
-    return run
-
-
-_TILES_ON = object()
+    Image.MAX_IMAGE_PIXELS = None  # as BatchRun.execute does: max_pixels gives the message
+    return BatchRun(settings, Env(None, sys.stderr, sys.stderr, False))
 
 
 def _decode_batch(batch: dict, settings: Settings) -> dict:
-    run = _worker_run(settings)
-    return _map_jobs(batch, run._decode)
+    return _map_jobs(batch, _worker_run(settings).decode)
 
 
 def _write_batch(batch: dict, settings: Settings) -> dict:
-    run = _worker_run(settings)
-    return _map_jobs(batch, run._write)
+    return _map_jobs(batch, _worker_run(settings).write)
 
 
 class CropActor:
@@ -286,7 +277,7 @@ class CropActor:
         self.run = _worker_run(dataclasses.replace(settings, device=device))
         self.fatal: S2CCropError | None = None
         try:
-            self.run._get_cropper()
+            self.run.load_cropper()
         except S2CCropError as exc:
             self.fatal = exc
 
@@ -296,8 +287,8 @@ class CropActor:
     def _score(self, job: Job) -> Job:
         if self.fatal is None:
             try:
-                return self.run._score(job)
-            except S2CCropError as exc:  # WeightsError: Run._score lets it end the run
+                return self.run.score(job)
+            except S2CCropError as exc:  # WeightsError: BatchRun.score lets it end the run
                 self.fatal = exc
         job.decoded = None
         job.fatal = self.fatal
@@ -327,33 +318,39 @@ def _column(blobs: Sequence[bytes]) -> np.ndarray:
 
 @dataclass
 class RayResult:
-    exit_status: int  # as the CLI's: 0 all done, 1 some photos failed
+    exit_status: int  # as the command line's: 0 all done, 1 some photos failed
     counts: dict  # photos, written, failed, skipped
 
 
 def crop_with_ray(
     paths: Sequence["str | os.PathLike[str]"] = (),
-    options: Sequence[str] = (),
     *,
     listing: "str | os.PathLike[str] | None" = None,
     manifest: "str | os.PathLike[str] | None" = None,
     address: str | None = None,
     actors: int | None = None,
     resume: bool = True,
+    **options: Any,
 ) -> RayResult:
     """Crop `paths` (photos, folders) and/or the photos named in `listing` (one path per line) on Ray.
 
-    `options` are the crop command's (`["-r", "16:9", "-o", "thumbs", "--width", "1080"]`); the
-    manifest gets one JSON line per (photo, ratio) in the `--json` schema, and one with an "error"
-    per failed photo. `resume` skips photos whose outputs all exist (`--skip-existing`).
+    `options` are `s2ccrop.batch.Settings` keywords: `ratios=["16:9", "1:1"]`, `output="thumbs"`,
+    `width=1080`, `weights=...`, `json=True`, ... The manifest gets one JSON line per (photo, ratio) in
+    the `--json` schema, and one with an "error" per failed photo. `resume` skips photos whose outputs
+    all exist (`skip_existing`). `address`: "auto", HOST:PORT or ray://HOST:PORT (default
+    $RAY_ADDRESS, else a Ray instance started for the run); `actors` fixes the model pool's size.
+    Raises ConfigError for bad options, and for a model that cannot load (WeightsError).
     """
-    from ..cli import build_crop_parser
-
-    argv = [os.fspath(p) for p in paths] + (["-"] if listing is not None else []) + list(options)
-    if resume and "--skip-existing" not in argv:
-        argv.append("--skip-existing")
-    args = build_crop_parser().parse_args(argv)
-    settings = settings_from(args)
+    if address is not None:
+        try:
+            check_address(address)
+        except ValueError as exc:
+            raise ConfigError(f"address: {exc}") from None
+    inputs = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    if listing is not None:
+        inputs.append("-")
+    options["skip_existing"] = options.get("skip_existing", False) or resume
+    settings = Settings(inputs, **options)
     with contextlib.ExitStack() as stack:
         stdin = stack.enter_context(open(listing, "rb")) if listing is not None else None
         env = Env(stdin, io.StringIO(), sys.stderr, False)
