@@ -501,3 +501,84 @@ def test_torch_is_imported_with_the_collector_back_on_and_frozen_only_for_the_cl
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(tmp_path),
                           timeout=120)
     assert proc.stdout.split() == ["True", "True", str(frozen)], proc.stderr
+
+
+# ------------------------------------------------------------------ Typer: help panels, completion, the rule
+
+
+def test_top_level_help_groups_the_commands_in_panels():
+    code, out, _ = run("--help")
+    assert code == 0
+    for panel, commands in (("Cropping", ("crop", "preview")), ("Set up", ("info", "weights")),
+                            ("Training", ("train", "eval"))):
+        block = out.split(f"─ {panel} ─", 1)[1].split("╰", 1)[0]
+        names = [line[2:].split()[0] for line in block.splitlines() if line.startswith("│ ") and line[2] != " "]
+        assert names == list(commands), out  # continuation lines of a wrapped description start indented
+    assert "--install-completion" in out and "--show-completion" in out
+
+
+@pytest.mark.parametrize("argv", [("crop", "--help"), ("photo.jpg", "--help"), ("-r", "1:1", "-h")])
+def test_crop_help_groups_its_options(argv):
+    code, out, err = run(*argv)
+    assert (code, err) == (0, "")
+    assert "Usage: s2ccrop crop" in out
+    panels = [line.split("─ ", 1)[1].split(" ─", 1)[0] for line in out.splitlines() if line.startswith("╭─ ")]
+    assert panels == ["Arguments", "Options", "What to crop", "Output", "Reporting", "Model", "Engine"]
+    output = out.split("─ Output ─", 1)[1].split("╰", 1)[0]
+    assert "--quality" in output and "1<=x<=100" in output and "--size" in output and "--ratio" not in output
+
+
+def test_preview_help_shows_its_own_options():
+    code, out, _ = run("preview", "--help")
+    assert code == 0 and "Usage: s2ccrop preview" in out
+    assert "s2ccrop-preview.jpg" in out and "The contact sheet to write" in out
+    assert "--size" not in out and "--engine" not in out  # crop-only options
+
+
+def test_train_help_is_the_training_packages_own():
+    code, out, err = run("train", "--help")
+    assert code == 0 and out.startswith("usage: s2ccrop train") and "--config" in out
+
+
+def test_every_command_follows_the_subcommand_rule():
+    from s2ccrop.cli.rules import SUBCOMMANDS, with_default_command
+
+    names = {c.name for c in commands.app.registered_commands} | {g.name for g in commands.app.registered_groups}
+    assert names == set(SUBCOMMANDS)
+    assert with_default_command(["photo.jpg", "-r", "1:1"]) == ["crop", "photo.jpg", "-r", "1:1"]
+    assert with_default_command(["--", "weights"]) == ["crop", "--", "weights"]
+    assert with_default_command(["./weights"]) == ["crop", "./weights"]
+    assert with_default_command([]) == ["crop"]
+    for first in ("weights", "info", "--help", "-h", "--show-completion=zsh", "--install-completion"):
+        assert with_default_command([first, "x"]) == [first, "x"]
+
+
+def test_an_unknown_option_is_one_usage_line():
+    code, out, err = run("x.jpg", "--no-such-option")
+    assert (code, out) == (2, "") and err.startswith("s2ccrop: error: No such option: --no-such-option")
+    assert len(err.splitlines()) == 1
+
+
+def test_show_completion_prints_a_script_that_calls_back_into_s2ccrop():
+    code, out, err = run("--show-completion", "bash")
+    assert code == 0 and "_S2CCROP_COMPLETE=complete_bash" in out and "complete -o default -F" in out
+
+
+@pytest.mark.parametrize("words, cword, expected", [
+    ("s2ccrop we", 1, ["weights"]),
+    ("s2ccrop photo.jpg --for", 2, ["--format"]),
+    ("s2ccrop photo.jpg --format ", 3, ["same", "jpg", "png", "webp"]),
+    ("s2ccrop weights ", 2, ["list", "path", "import", "verify", "download"]),
+])
+def test_shell_completion_knows_the_default_command(tmp_path: Path, words, cword, expected):
+    env = {**subprocess_env(tmp_path), "_S2CCROP_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+    proc = subprocess.run([sys.executable, "-m", "s2ccrop"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == expected
+
+
+def test_only_the_local_crop_command_allows_the_fast_exit(tmp_path: Path, monkeypatch):
+    photo(tmp_path / "p.jpg")
+    monkeypatch.setitem(cli._FAST_EXIT, "ok", False)
+    assert run("info", "--json")[0] == 0 and cli._FAST_EXIT["ok"] is False
+    assert run("p.jpg", "-r", "1:1", "--dry-run", "-q")[0] == 0 and cli._FAST_EXIT["ok"] is True

@@ -1,15 +1,12 @@
 """The command line's entry point: `run()` (the `s2ccrop` script and `python -m s2ccrop`) and
 `main(argv, env)`, which returns the exit status.
 
-`--version` is answered here before anything heavier than this package loads (no typer, Pillow or
-torch). Everything else is the Typer app in `cli.commands`; this module keeps the parts every
-command shares: the subcommand rule, one-line errors, exit statuses and the fast exit.
+    cli/__init__.py  run(), main(): --version, one-line errors, exit statuses, the fast exit
+    cli/rules.py     which command an argument list runs (crop is the default; see there)
+    cli/commands.py  the Typer app: the commands, their options and help, info/weights output
 
-Subcommand rule: a subcommand (crop, weights, info, preview, train, eval) is recognised only as the
-very first argument, and there it always wins, even over a file or folder of that name (this
-repository itself has a weights/ folder, and `s2ccrop weights list` must work in it). To crop such a
-path write it as `./weights`, after `--` (`s2ccrop -- weights`), or after any option. Anything else is
-the crop command, the default: `s2ccrop photo.jpg -r 16:9` is `s2ccrop crop photo.jpg -r 16:9`.
+`--version` is answered before anything heavier than this package loads (no typer, Pillow or
+torch); everything else goes to the Typer app, imported then.
 """
 
 from __future__ import annotations
@@ -21,13 +18,11 @@ import sys
 from .. import __version__
 from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, Env, one_line
 from ..errors import S2CCropError
+from .rules import SUBCOMMANDS, asks_version
 
 DEBUG_ENV = "S2CCROP_DEBUG"  # set: unexpected errors show their traceback instead of one line
-SUBCOMMANDS = ("crop", "weights", "info", "preview", "train", "eval")
-# Options of the command line itself (not of a subcommand); `--show-completion=bash` counts too.
-TOP_LEVEL_OPTIONS = ("-h", "--help", "--version", "--install-completion", "--show-completion")
 
-__all__ = ["DEBUG_ENV", "SUBCOMMANDS", "main", "run", "with_default_command"]
+__all__ = ["DEBUG_ENV", "SUBCOMMANDS", "main", "run"]
 
 
 def main(argv: list[str] | None = None, env: Env | None = None) -> int:
@@ -43,7 +38,7 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
         with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
             from .commands import invoke
 
-            return invoke(argv, env)
+            code, local_crop_done = invoke(argv, env)
     except KeyboardInterrupt:
         _safe_write(env.stderr, f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
@@ -61,31 +56,12 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
         _safe_write(env.stderr, f"{PROG}: internal error: {type(exc).__name__}: {one_line(exc)} "
                                 f"(run with {DEBUG_ENV}=1 for the traceback, and please report it)\n")
         return EXIT_USAGE
+    if local_crop_done:  # every output was written and closed: run() may skip the teardown
+        _FAST_EXIT["ok"] = True
+    return code
 
 
-def asks_version(argv: list[str]) -> bool:
-    """`s2ccrop --version`, also among the crop command's arguments (not after `--`, not a subcommand's)."""
-    if argv[:1] == ["--version"]:
-        return True
-    if not argv or argv[0] in SUBCOMMANDS:
-        return False
-    return "--version" in (argv[: argv.index("--")] if "--" in argv else argv)
-
-
-def with_default_command(args: list[str]) -> list[str]:
-    """The subcommand rule (see the module docstring): `args` with "crop" in front unless they start
-    with a subcommand or an option of the command line itself."""
-    if args and (args[0] in SUBCOMMANDS or args[0].split("=", 1)[0] in TOP_LEVEL_OPTIONS):
-        return args
-    return ["crop", *args]
-
-
-_FAST_EXIT = {"ok": False}  # set by the local crop command once it has finished (see run)
-
-
-def crop_finished() -> None:
-    """The local crop command has written and closed every output: `run()` may skip the teardown."""
-    _FAST_EXIT["ok"] = True
+_FAST_EXIT = {"ok": False}  # set once the local crop command has finished (see run)
 
 
 def run() -> None:

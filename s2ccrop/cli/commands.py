@@ -23,7 +23,7 @@ from ..engines import ENGINES, check_address
 from ..errors import ConfigError
 from ..io.paths import DEFAULT_TEMPLATE
 from ..presets import preset_table
-from . import crop_finished, with_default_command
+from .rules import with_default_command
 
 # Owned by the training package: each is `main(argv: list[str]) -> int` with its own argparse.
 EXTERNAL = {"train": "s2ccrop.training.train:main", "eval": "s2ccrop.training.run_eval:main"}
@@ -33,17 +33,18 @@ PREVIEW_FILE = "s2ccrop-preview.jpg"
 # ================================================================ running the app
 
 
-def invoke(argv: list[str], env: Env) -> int:
-    """Parse `argv` (the subcommand rule applies) and run the command; returns the exit status.
-    Usage errors become one `s2ccrop: error: ...` line and status 2."""
+def invoke(argv: list[str], env: Env) -> tuple[int, bool]:
+    """Parse `argv` (the subcommand rule applies) and run the command. Returns the exit status, and
+    whether it was the local crop command (which leaves no file open: the process may skip its
+    teardown). Usage errors become one `s2ccrop: error: ...` line and status 2."""
     command = typer.main.get_command(app)
     if os.environ.get(COMPLETE_VAR):  # the shell asks for completions: Typer answers and exits
-        return command.main(argv, prog_name=PROG, complete_var=COMPLETE_VAR)
+        return command.main(argv, prog_name=PROG, complete_var=COMPLETE_VAR), False
     try:
         with command.make_context(PROG, list(argv), obj=env) as ctx:
             result = command.invoke(ctx)
     except typer.Exit as exc:  # --help, --show-completion
-        return exc.exit_code
+        return exc.exit_code, False
     except typer.Abort:
         raise KeyboardInterrupt from None
     except _CLICK_ERRORS.UsageError as exc:
@@ -51,8 +52,8 @@ def invoke(argv: list[str], env: Env) -> int:
         if message:  # (none when a group without its command has shown its help instead)
             env.stderr.write(f"{PROG}: error: {message}\n")
             env.stderr.flush()
-        return EXIT_USAGE
-    return EXIT_OK if result is None else int(result)
+        return EXIT_USAGE, False
+    return (EXIT_OK if result is None else int(result)), bool(ctx.meta.get(LOCAL_CROP_DONE))
 
 
 def usage_message(exc) -> str:
@@ -67,6 +68,7 @@ def usage_message(exc) -> str:
 # typer.BadParameter is Click's (vendored by recent Typer): its module holds Click's other errors.
 _CLICK_ERRORS = importlib.import_module(typer.BadParameter.__module__)
 COMPLETE_VAR = f"_{PROG.upper()}_COMPLETE"
+LOCAL_CROP_DONE = "s2ccrop.local_crop_done"  # ctx.meta key
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -297,18 +299,18 @@ def crop(
         skip_existing=skip_existing, recursive=not no_recursive, null=null, max_pixels=max_pixels,
         weights=weights, device=device, face_guard=face_guard, jobs=jobs, workers=workers, preview=preview,
     )
-    return run_crop(settings, env, engine=engine, address=address)
+    return run_crop(ctx, settings, engine=engine, address=address)
 
 
-def run_crop(settings: Settings, env: Env, *, engine: str = "local", address: str | None = None) -> int:
+def run_crop(ctx: typer.Context, settings: Settings, *, engine: str = "local", address: str | None = None) -> int:
     if engine == "ray":
         from ..engines.ray_engine import RayRun
 
-        return RayRun(settings, env, address=address).execute()
+        return RayRun(settings, ctx.obj, address=address).execute()
     from ..engines import local_run
 
-    code = local_run(settings, env).execute()
-    crop_finished()  # every output was written and closed: the process may skip its teardown
+    code = local_run(settings, ctx.obj).execute()
+    ctx.meta[LOCAL_CROP_DONE] = True  # every output was written and closed
     return code
 
 
@@ -341,7 +343,7 @@ def preview_command(
         weights=weights, device=device, face_guard=face_guard, jobs=jobs, workers=workers,
         preview=Path(out), preview_only=True,
     )
-    return run_crop(settings, ctx.obj)
+    return run_crop(ctx, settings)
 
 
 # ================================================================ info
