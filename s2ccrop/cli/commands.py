@@ -117,9 +117,15 @@ environment: S2CCROP_CACHE (cache dir), S2CCROP_OFFLINE=1 (never download), S2CC
 weights registry), S2CCROP_THREADS (torch threads), S2CCROP_DEBUG=1 (the traceback of an internal error)."""
 
 
+# Typer before 0.28 joins the lines of each epilog paragraph into one.
+_KEEPS_LINES = tuple(int(p) for p in typer.__version__.split(".")[:2]) >= (0, 28)
+
+
 def _epilog(*parts: str) -> str:
-    # Rich markup reads [...] as a style: keep brackets literal.
-    return "\n\n".join(parts).replace("[", "\\[")
+    text = "\n\n".join(parts).replace("[", "\\[")  # Rich markup reads [...] as a style: keep brackets literal
+    if _KEEPS_LINES:
+        return text
+    return "\n\n".join(line for line in text.splitlines() if line.strip())  # one paragraph per line
 
 
 def _presets() -> str:
