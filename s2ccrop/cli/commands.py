@@ -28,6 +28,10 @@ from .rules import with_default_command
 # Owned by the training package: each is `main(argv: list[str]) -> int` with its own argparse.
 EXTERNAL = {"train": "s2ccrop.training.train:main", "eval": "s2ccrop.training.run_eval:main"}
 PREVIEW_FILE = "s2ccrop-preview.jpg"
+COMPLETE_VAR = f"_{PROG.upper()}_COMPLETE"  # set by the completion script when the shell asks
+LOCAL_CROP_DONE = "s2ccrop.local_crop_done"  # ctx.meta key
+# typer.BadParameter is Click's (vendored by recent Typer): its module holds Click's other errors.
+_CLICK_ERRORS = importlib.import_module(typer.BadParameter.__module__)
 
 
 # ================================================================ running the app
@@ -65,14 +69,9 @@ def usage_message(exc) -> str:
     return one_line(exc.format_message())
 
 
-# typer.BadParameter is Click's (vendored by recent Typer): its module holds Click's other errors.
-_CLICK_ERRORS = importlib.import_module(typer.BadParameter.__module__)
-COMPLETE_VAR = f"_{PROG.upper()}_COMPLETE"
-LOCAL_CROP_DONE = "s2ccrop.local_crop_done"  # ctx.meta key
-
 
 class DefaultCommandGroup(TyperGroup):
-    """The command group, with crop as its default command (`cli.with_default_command`). Applied
+    """The command group, with crop as its default command (`rules.with_default_command`). Applied
     while parsing, so shell completion sees the same commands as a run. While completing, a first
     word being typed may still become a subcommand: it is left alone."""
 
