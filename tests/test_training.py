@@ -168,6 +168,23 @@ def test_cross_validation_run_holds_out_its_fold_and_keeps_the_last_epoch(tmp_pa
     assert "minus fold 1 of 2" in meta["training_data"]
 
 
+def test_fixed_schedule_measures_only_the_last_epoch(tmp_path):
+    data = tmp_path / "fcdb"
+    (data / "images").mkdir(parents=True)
+    crops = []
+    for i in range(4):
+        px, crop = _photo_with_red_crop(crop=(40 + 10 * i, 30, 250, 200))
+        Image.fromarray(px).save(data / "images" / f"{i}000_a_c.jpg")
+        crops.append({"file": f"{i}000_a_c.jpg", "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
+    (data / "crops.json").write_text(json.dumps(crops))
+    cfg = TrainConfig(epochs=2, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, keep="last",
+                      measure_every_epoch=False)
+    result = run(data, cfg, tmp_path / "w.safetensors", None, log=lambda m: None)
+    rows = [json.loads(line) for line in (tmp_path / "w.log.jsonl").read_text().splitlines()]
+    assert "val_iou_any" not in rows[0] and 0.0 < rows[1]["val_iou_any"] <= 1.0
+    assert result["baseline_epoch0"] is None and result["best"]["epoch"] == 2
+
+
 def test_config_file_rejects_unknown_settings(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 2\nlearning_rate = 1\n")
     with pytest.raises(ValueError, match="unknown settings"):
@@ -177,7 +194,7 @@ def test_config_file_rejects_unknown_settings(tmp_path):
 def test_shipped_configs_parse():
     from pathlib import Path
 
-    for path in (Path(__file__).resolve().parents[1] / "configs").glob("*.toml"):
+    for path in (Path(__file__).resolve().parents[1] / "configs").rglob("*.toml"):
         cfg = TrainConfig.from_toml(path)
         assert cfg.model_config().head in ("crop", "graph")
 

@@ -83,11 +83,13 @@ def eval_fcdb(args: argparse.Namespace) -> list[dict]:
         records, report = _fcdb_records(args, fold)
         where = f"fold {fold} of {args.folds}" if fold is not None else args.split
         print(f"fcdb: {len(records)} photos ({where}); {report.summary()}", file=sys.stderr)
-        weights = args.weights.format(fold=fold) if args.weights and fold is not None else args.weights
-        cropper = _cropper(weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard)
-        label = f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''})"
-        methods = [(label, model_crop_fn(cropper))]
-        if args.baselines:
+        methods = []
+        if not args.only_baselines:
+            weights = args.weights.format(fold=fold) if args.weights and fold is not None else args.weights
+            cropper = _cropper(weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard)
+            label = f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''})"
+            methods.append((label, model_crop_fn(cropper)))
+        if args.baselines or args.only_baselines:
             from . import baselines
 
             methods += [("whole image", baselines.whole_image), ("centred crop", baselines.centred_crop), ("smartcrop.py", baselines.smartcrop_crop)]
@@ -142,6 +144,7 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
                       help="photos to use: our validation split of the FCDB training photos (default), its training part, or all (a test folder)")
     fcdb.add_argument("--limit", type=int, default=0, help="only the first N photos")
     fcdb.add_argument("--baselines", action="store_true", help="also measure whole image, centred crop and smartcrop.py")
+    fcdb.add_argument("--only-baselines", action="store_true", help="measure only the baselines (no model)")
     fcdb.add_argument("--genes", choices=["default", "whole", "learned"], default="default",
                       help="visual genes: the model's own (default: its gene head if it has one), whole image, or the gene head")
     fcdb.add_argument("--no-face-guard", action="store_true", help="let crops cut through detected faces")

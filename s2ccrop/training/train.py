@@ -88,6 +88,9 @@ class TrainConfig:
     # which epoch's weights to keep: "best" by the validation split's IoU (early stopping), or "last"
     # (a fixed schedule: the validation split is then never looked at to choose anything)
     keep: str = "best"
+    # with keep = "last": measure the validation split (and the held-out fold) after every epoch, or only
+    # after the last one (nothing reads the others; each measure costs about a minute on one core)
+    measure_every_epoch: bool = True
     max_minutes: float = 85.0
     threads: int = 0
     limit_train: int = 0  # > 0: use only this many training photos (smoke runs)
@@ -437,8 +440,10 @@ def run(
             out.update({"fold_" + k[4:]: v for k, v in validate(model, test_photos, cfg.num_boxes).items()})
         return out
 
-    base = measure()
-    log(f"epoch 0 (untrained head): {base}")
+    quiet = cfg.keep == "last" and not cfg.measure_every_epoch
+    base = {} if quiet else measure()
+    if base:
+        log(f"epoch 0 (untrained head): {base}")
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
         order = rng.permutation(len(train_photos))
@@ -457,26 +462,30 @@ def run(
                 for k in sums:
                     sums[k] += parts[k]
                 bar.update(task, advance=1, loss=f"loss {sums['loss'] / i:.3f}")
-        metrics = measure()
+        out_of_time = (time.time() - start) / 60 > cfg.max_minutes * epoch / (epoch + 1)
+        metrics = measure() if not quiet or epoch == cfg.epochs or out_of_time else {}
         row = {"epoch": epoch, **{k: v / len(order) for k, v in sums.items()}, **metrics, "minutes": (time.time() - start) / 60}
         history.append(row)
         with open(log_path, "a") as fh:
             fh.write(json.dumps(row) + "\n")
-        score = (metrics["val_iou_any"] + metrics["val_iou_ratio"]) / 2
+        score = (metrics["val_iou_any"] + metrics["val_iou_ratio"]) / 2 if metrics else float("nan")
         improved = best is None or score > best["score"] or cfg.keep == "last"
         if improved:
             best = {"score": score, **row}
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        fold_text = f" fold IoU any {metrics['fold_iou_any']:.4f} ratio {metrics['fold_iou_ratio']:.4f}" if test_photos else ""
+        measured = ""
+        if metrics:
+            measured = f" val IoU any {metrics['val_iou_any']:.4f} ratio {metrics['val_iou_ratio']:.4f}"
+        if test_photos and metrics:
+            measured += f" fold IoU any {metrics['fold_iou_any']:.4f} ratio {metrics['fold_iou_ratio']:.4f}"
         log(
-            f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f}) "
-            f"val IoU any {metrics['val_iou_any']:.4f} ratio {metrics['val_iou_ratio']:.4f}{fold_text} "
-            f"[{row['minutes']:.1f} min]{' *kept*' if improved else ''}"
+            f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f})"
+            f"{measured} [{row['minutes']:.1f} min]{' *kept*' if improved else ''}"
         )
         if cfg.keep == "best" and epoch - best["epoch"] >= cfg.patience:
             log(f"early stop: no improvement for {cfg.patience} epochs")
             break
-        if (time.time() - start) / 60 > cfg.max_minutes * epoch / (epoch + 1):
+        if out_of_time:
             log("stopping: the next epoch would pass the time budget")
             break
     assert best_state is not None and best is not None
@@ -492,7 +501,7 @@ def run(
     if folds:
         meta.update({"folds": str(folds), "fold": str(fold), "fold_iou_any": f"{best['fold_iou_any']:.4f}",
                      "fold_iou_ratio": f"{best['fold_iou_ratio']:.4f}"})
-    result = {"best": best, "history": history, "baseline_epoch0": base}
+    result = {"best": best, "history": history, "baseline_epoch0": base or None}
     if cfg.head_epochs:
         # as a checkpoint of the main stage would hold it (float16), so that --init gives the same head stage
         model.load_state_dict({k: v.half().float() if v.is_floating_point() and "running_var" not in k else v
