@@ -185,6 +185,27 @@ def test_fixed_schedule_measures_only_the_last_epoch(tmp_path):
     assert result["baseline_epoch0"] is None and result["best"]["epoch"] == 2
 
 
+def test_distillation_from_a_teacher_per_fold(tmp_path):
+    data = tmp_path / "fcdb"
+    (data / "images").mkdir(parents=True)
+    crops = []
+    for i in range(8):
+        px, crop = _photo_with_red_crop(crop=(40 + 10 * (i % 4), 30, 250, 200))
+        Image.fromarray(px).save(data / "images" / f"{i}000_a_c.jpg")
+        crops.append({"file": f"{i}000_a_c.jpg", "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
+    (data / "crops.json").write_text(json.dumps(crops))
+    small = dict(epochs=1, val_fraction=0.25, threads=1, n_grid=8, n_ratio=4, n_jitter=2)
+    run(data, TrainConfig(**small), tmp_path / "teacher1.safetensors", None, log=lambda m: None, folds=2, fold=1)
+    cfg = TrainConfig(**small, distill_from=[str(tmp_path / "teacher{fold}.safetensors")], distill_weight=1.0)
+    seen = []
+    run(data, cfg, tmp_path / "student.safetensors", None, log=seen.append, folds=2, fold=1)
+    assert any("distilling from 1 teachers" in m and "teacher1.safetensors" in m for m in seen)
+    row = json.loads((tmp_path / "student.log.jsonl").read_text().splitlines()[-1])
+    assert row["distill"] > 0
+    with pytest.raises(ValueError, match="names a fold"):
+        run(data, cfg, tmp_path / "x.safetensors", None, log=lambda m: None)
+
+
 def test_config_file_rejects_unknown_settings(tmp_path):
     (tmp_path / "c.toml").write_text("epochs = 2\nlearning_rate = 1\n")
     with pytest.raises(ValueError, match="unknown settings"):

@@ -80,6 +80,12 @@ class TrainConfig:
     group_weight: float = 0.0  # > 0: also rank within the grid and within the ratio boxes
     vote_weight: float = 0.5
     vote_margin: float = 0.5
+    # distillation: checkpoints whose mean score on the same framing and candidates is a second listwise
+    # target, softmax(mean teacher score) (the scores are trained as log-weights of softmax(IoU / T), so
+    # temperature 1 is each teacher's own belief). "{fold}" in a path is replaced by the held-out fold,
+    # so that in cross-validation no teacher has seen the photos it is measured on.
+    distill_from: list = field(default_factory=list)
+    distill_weight: float = 0.0
     # data
     cache_short_side: int = 320
     val_fraction: float = 0.15
@@ -255,7 +261,20 @@ def set_train_mode(model: S2CNet) -> None:
             m.eval()
 
 
-def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator) -> dict[str, float]:
+@torch.inference_mode()
+def teacher_scores(teachers: list, image: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], num_boxes: int) -> torch.Tensor:
+    """Mean score of the teacher models (eval mode, whole-image genes) on one framing's boxes."""
+    total = None
+    for t in teachers:
+        genes = whole_image_genes(size, t.config.num_boxes).to(boxes.device)
+        s = t.score_boxes(t.features(image), boxes, genes, size).float()
+        total = s if total is None else total + s
+    return total / len(teachers)
+
+
+def train_step(
+    model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator, teachers: list | None = None
+) -> dict[str, float]:
     learned = cfg.genes == "learned"
     s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True,
                 labels=photo.labels if cfg.trains_head else None)
@@ -277,7 +296,15 @@ def train_step(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.rand
                 l_rank = l_rank + cfg.group_weight * listwise_loss(scores[part], targets[part], cfg.temperature)
     l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float().to(device), cfg.vote_margin)
     loss = l_rank + cfg.vote_weight * l_vote
-    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0}
+    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0, "distill": 0.0}
+    if teachers:
+        target = teacher_scores(teachers, s.image.to(device), torch.from_numpy(boxes).float().to(device), s.size, cfg.num_boxes).clone()
+        l_distill = listwise_loss(scores[:n], target, 1.0)
+        for part in groups.values():
+            if part.stop - part.start > 1:
+                l_distill = l_distill + cfg.group_weight * listwise_loss(scores[part], target[part], 1.0)
+        loss = loss + cfg.distill_weight * l_distill
+        parts["distill"] = l_distill.item()
     if raw is not None:
         l_gene, _ = gene_loss(raw[0], _gene_targets_of(s, tuple(raw.shape[-2:])))
         loss = loss + cfg.gene_weight * l_gene
@@ -417,6 +444,7 @@ def run(
     imagenet = torch.load(imagenet_path, map_location="cpu", weights_only=True) if imagenet_path else None
     model = build_model(cfg, imagenet).to(device)
     log(f"device: {device}")
+    teachers = load_teachers(cfg, fold if folds else None, device, log)
     backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("Feat_ext.")]
     head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("Feat_ext.")]
     opt = torch.optim.AdamW(
@@ -447,7 +475,7 @@ def run(
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
         order = rng.permutation(len(train_photos))
-        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0}
+        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0, "distill": 0.0}
         with Progress(
             TextColumn(f"epoch {epoch}/{cfg.epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"), transient=True, disable=not sys.stderr.isatty(),
@@ -455,7 +483,7 @@ def run(
             task = bar.add_task("train", total=len(order), loss="")
             for i, idx in enumerate(order, 1):
                 opt.zero_grad(set_to_none=True)
-                parts = train_step(model, train_photos[idx], cfg, rng)
+                parts = train_step(model, train_photos[idx], cfg, rng, teachers)
                 torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
                 opt.step()
                 sched.step()
@@ -479,7 +507,8 @@ def run(
         if test_photos and metrics:
             measured += f" fold IoU any {metrics['fold_iou_any']:.4f} ratio {metrics['fold_iou_ratio']:.4f}"
         log(
-            f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f})"
+            f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f}, "
+            f"distill {row['distill']:.4f})"
             f"{measured} [{row['minutes']:.1f} min]{' *kept*' if improved else ''}"
         )
         if cfg.keep == "best" and epoch - best["epoch"] >= cfg.patience:
@@ -512,6 +541,24 @@ def run(
     save_checkpoint(model.eval(), out, meta, half=True)
     log(f"saved {out} ({cfg.keep} epoch {best['epoch']}: any {best['val_iou_any']:.4f}, ratio {best['val_iou_ratio']:.4f})")
     return result
+
+
+def load_teachers(cfg: TrainConfig, fold: int | None, device, log=print) -> list[S2CNet]:
+    """The distillation teachers of `cfg` (eval mode, frozen); none when distill_weight is 0."""
+    if not cfg.distill_weight or not cfg.distill_from:
+        return []
+    from ..model import load_checkpoint
+
+    paths = []
+    for template in cfg.distill_from:
+        if "{fold}" in template and fold is None:
+            raise ValueError(f"teacher {template!r} names a fold: train with --folds/--fold")
+        paths.append(Path(template.format(fold=fold) if fold is not None else template))
+    teachers = [load_checkpoint(p).to(device).eval().requires_grad_(False) for p in paths]
+    for t in teachers:
+        t.prepare_for_inference(approximate=False)
+    log(f"distilling from {len(teachers)} teachers: {', '.join(str(p) for p in paths)}")
+    return teachers
 
 
 def _head_meta(head: dict) -> dict[str, str]:
