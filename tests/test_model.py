@@ -155,7 +155,13 @@ def _slow_scores(model: S2CNet, image: torch.Tensor, crops: torch.Tensor, genes:
         roi = roi_align_avg(fmap, rois, a, 1 / 16)
         rod = rod_align_avg(fmap, rois, a, 1 / 16)
         feats = torch.stack([roi, rod], 2).reshape(len(boxes), -1).double()
-        x = F.relu(ln(lin(feats, "node_emb.0"), "node_emb.1"))  # [n, 256]
+        pre_norm = lin(feats, "node_emb.0")
+        if cfg.box_geometry:  # edges as fractions, log share of the image, log aspect
+            bw, bh = (boxes[:, 2] - boxes[:, 0]).double(), (boxes[:, 3] - boxes[:, 1]).double()
+            geo = torch.stack([boxes[:, 0] / w, boxes[:, 1] / h, boxes[:, 2] / w, boxes[:, 3] / h,
+                               torch.log(bw * bh / (w * h)), torch.log(bw / bh)], 1).double()
+            pre_norm = pre_norm + lin(geo, "GeoEmb")
+        x = F.relu(ln(pre_norm, "node_emb.1"))  # [n, 256]
         n = x.shape[0]
         centres = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / w, (boxes[:, 1] + boxes[:, 3]) / 2 / h], 1).double()
         th, ph = lin(centres, "GraphConstructor.pos_ascension_theta"), lin(centres, "GraphConstructor.pos_ascension_phi")
@@ -193,7 +199,10 @@ def _slow_scores(model: S2CNet, image: torch.Tensor, crops: torch.Tensor, genes:
     return torch.stack(out).float()
 
 
-@pytest.mark.parametrize("config", [GAICV1, GAICV2])
+GEOMETRY = S2CNetConfig(align_size=9, num_boxes=4, box_geometry=True)
+
+
+@pytest.mark.parametrize("config", [GAICV1, GAICV2, GEOMETRY], ids=["GAICv1", "GAICv2", "box-geometry"])
 def test_forward_equals_slow_reference(config):
     torch.manual_seed(4)
     model = S2CNet(config).eval()
@@ -233,3 +242,30 @@ def test_gradients_reach_the_backbone():
     scores.sum().backward()
     assert model.Feat_ext.feature3[0][0][0].weight.grad.abs().sum() > 0
     assert model.DimRed.weight.grad.abs().sum() > 0
+
+
+def test_box_geometry_is_ours_only_and_every_path_agrees(tmp_path):
+    """Reference configs have no GeoEmb (their state_dicts stay the reference's); with it, the eval fast
+    path and the bfloat16 copy read it too, and a checkpoint keeps the setting."""
+    assert not any(k.startswith("GeoEmb") for k in S2CNet(GAICV1).state_dict())
+    torch.manual_seed(5)
+    model = S2CNet(GEOMETRY).eval()
+    assert model.state_dict()["GeoEmb.weight"].shape == (256, 6)
+    image = torch.randn(1, 3, 64, 96)
+    crops = torch.tensor([[0.0, 0.0, 95.0, 63.0], [10.0, 5.0, 70.0, 50.0], [10.0, 5.0, 40.0, 27.5]])
+    genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
+    with torch.no_grad():
+        literal = model(image, crops, genes)
+        model.prepare_for_inference(approximate=True)
+        fmap = model.features(image)
+        shared = model.score_boxes(fmap, crops, genes, (96, 64))
+        low = model.score_boxes(fmap, crops, genes, (96, 64), approximate=True)
+    assert torch.allclose(literal, shared, atol=1e-5)
+    assert torch.allclose(low, shared, atol=0.05)
+    with torch.no_grad():
+        model.GeoEmb.weight.zero_()
+        model.GeoEmb.bias.zero_()
+        without = model.score_boxes(model.features(image), crops, genes, (96, 64))
+    assert not torch.allclose(without, shared, atol=1e-3)  # the geometry term did change the scores
+    save_checkpoint(model, tmp_path / "g.safetensors", half=False)
+    assert load_checkpoint(tmp_path / "g.safetensors").config.box_geometry

@@ -42,6 +42,10 @@ class S2CNetConfig:
     dropout: float = 0.0
     genes_head: bool = False  # ours only: a learned visual-gene head (model/gene_head.py); reference checkpoints have none
     graph_uses_head: bool = True  # with a gene head: whether the graph was trained on its boxes (else on the whole image)
+    # ours only: each node's embedding also gets a linear map of its box's geometry (`box_geometry`).
+    # The reference encodes a box only through what RoI/RoD sample and its centre, so two crops of one
+    # centre that differ in size look alike to the graph but for the coarse RoD mask.
+    box_geometry: bool = False
 
     def __post_init__(self) -> None:
         if self.head not in ("crop", "graph"):
@@ -129,6 +133,20 @@ def _graph_head(num_nodes: int, dropout: float = 0.5) -> nn.Sequential:
     )
 
 
+GEOMETRY_FEATURES = 6
+
+
+def box_geometry(boxes: torch.Tensor, width: float, height: float) -> torch.Tensor:
+    """[K, 4] xyxy (image pixels) → [K, 6]: the edges as fractions of the image, log of the share of the
+    image the box keeps, and log of its aspect (w / h)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    w = (x2 - x1).clamp_min(1.0)
+    h = (y2 - y1).clamp_min(1.0)
+    return torch.stack(
+        [x1 / width, y1 / height, x2 / width, y2 / height, torch.log(w * h / (width * height)), torch.log(w / h)], dim=-1
+    )
+
+
 def box_centres(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """[..., 4] xyxy → [..., 2] centres normalised by the resized image size."""
     cx = (boxes[..., 0] + boxes[..., 2]) / (2.0 * width)
@@ -153,6 +171,8 @@ class S2CNet(nn.Module):
             self.FC_layers = _graph_head(config.num_boxes + 1)
         if config.genes_head:
             self.GeneHead = GeneHead()
+        if config.box_geometry:
+            self.GeoEmb = nn.Linear(GEOMETRY_FEATURES, config.node_dim)
 
     # -- stages -------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -206,7 +226,7 @@ class S2CNet(nn.Module):
         low = None
         if on_cpu and bias.dtype == torch.float32 and approximate is not False and (approximate or bf16_matmul_is_fast()):
             low = self._bfloat16_graph(roi_w.t(), bias)
-            copied = (self.node_emb, self.GraphConstructor, self.GraphTransformer, self.FC_layers)
+            copied = (self.node_emb, self.GraphConstructor, self.GraphTransformer, self.FC_layers, *self._geometry())
             sources += [t for m in copied for t in (*m.parameters(), *m.buffers())]
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
         self.__dict__["_inference"] = {
@@ -222,8 +242,20 @@ class S2CNet(nn.Module):
         graph.GraphConstructor = copy.deepcopy(self.GraphConstructor)
         graph.GraphTransformer = copy.deepcopy(self.GraphTransformer)
         graph.FC_layers = copy.deepcopy(self.FC_layers)
+        for geo in self._geometry():
+            graph.GeoEmb = copy.deepcopy(geo)
         graph = graph.to(torch.bfloat16).eval().requires_grad_(False)
         return {"graph": graph, "roi_w": roi_w.to(torch.bfloat16).contiguous(), "bias": bias.to(torch.bfloat16)}
+
+    def _geometry(self) -> tuple[nn.Module, ...]:
+        return (self.GeoEmb,) if self.config.box_geometry else ()
+
+    def _add_geometry(self, x: torch.Tensor, boxes: torch.Tensor, fmap: torch.Tensor, geo: nn.Module | None) -> torch.Tensor:
+        """x + GeoEmb(box_geometry(boxes)) with configs that have it (the image size is the map's times 16)."""
+        if geo is None:
+            return x
+        height, width = fmap.shape[2] / SPATIAL_SCALE, fmap.shape[3] / SPATIAL_SCALE
+        return x + geo(box_geometry(boxes.to(x.dtype), width, height))
 
     @property
     def approximates(self) -> bool:
@@ -267,14 +299,19 @@ class S2CNet(nn.Module):
             if low is not None:
                 half = torch.bfloat16
                 x = torch.addmm(torch.addmm(low["bias"], roi.to(half), low["roi_w"]), keep.to(half), table.to(half))
+                x = self._add_geometry(x, boxes, fmap, getattr(low["graph"], "GeoEmb", None))
                 return F.relu(low["graph"].node_norm(x))
             keep = keep.to(table.dtype)
             x = torch.addmm(torch.addmm(fast["bias"], roi, fast["roi_w"]), keep, table)
+            x = self._add_geometry(x, boxes, fmap, getattr(self, "GeoEmb", None))
             return self.node_emb[2](self.node_emb[1](x))
         roi = roi_align_avg(fmap, rois, a, SPATIAL_SCALE)
         rod = rod_align_avg(fmap, rois, a, SPATIAL_SCALE)
         nodes = torch.stack([roi, rod], dim=2).flatten(1)
-        return self.node_emb(nodes)
+        if not self.config.box_geometry:
+            return self.node_emb(nodes)
+        x = self._add_geometry(self.node_emb[0](nodes), boxes, fmap, self.GeoEmb)
+        return self.node_emb[2](self.node_emb[1](x))
 
     def _rod_table(self, fmap: torch.Tensor, batch_index: int, fast: dict) -> torch.Tensor:
         """`rod_table` of image `batch_index` of `fmap`, remembered for the last map: the crop and gene

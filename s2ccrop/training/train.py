@@ -48,6 +48,7 @@ class TrainConfig:
     dropout: float = 0.1
     node_dim: int = 256  # the graph's width (the reference's 256); ours may be narrower
     mlp_dim: int = 1024
+    box_geometry: bool = False  # nodes also see their box's edges, size and aspect (S2CNetConfig.box_geometry)
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
     # teacher boxes; its own detections feed the graph, as at inference)
     genes: str = "whole"
@@ -125,7 +126,7 @@ class TrainConfig:
     def model_config(self) -> S2CNetConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
-            node_dim=self.node_dim, mlp_dim=self.mlp_dim,
+            node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
