@@ -299,3 +299,22 @@ def test_evaluate_genes_pools_precision_and_recall():
     assert r["photos_with_face"] == {"truth": 1, "pred": 1, "both": 1}
     table = format_table([r])
     assert "| gene head | objects | 2 | 2 | 2 | 1 | 0.500 | 0.500 |" in table
+
+
+def test_fold_logs_summarise_finished_folds_with_the_kept_epoch(tmp_path):
+    from s2ccrop.training.run_eval import fold_logs
+
+    def write(i, rows, done=True):
+        (tmp_path / f"fold{i}.log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if done:
+            (tmp_path / f"fold{i}.safetensors").write_bytes(b"x")
+
+    row = lambda e, v, a, r: {"epoch": e, "val_iou_any": v, "val_iou_ratio": v, "fold_iou_any": a, "fold_iou_ratio": r}  # noqa: E731
+    write(0, [row(1, 0.70, 0.60, 0.70), row(2, 0.72, 0.62, 0.74), row(3, 0.71, 0.66, 0.76)])  # early stopping kept epoch 2
+    write(1, [{"epoch": 1}, row(2, 0.5, 0.68, 0.78)])  # a fixed schedule measured only its last epoch
+    write(2, [row(1, 0.9, 0.1, 0.1)], done=False)  # still training: not counted
+    r = fold_logs(tmp_path)
+    assert [(f["fold"], f["epoch"]) for f in r["folds"]] == [("fold0", 2), ("fold1", 2)]
+    assert r["any"] == pytest.approx(0.65) and r["ratio"] == pytest.approx(0.76)
+    assert r["any_sd"] == pytest.approx(np.std([0.62, 0.68], ddof=1))
+    assert fold_logs(tmp_path, keep="last")["folds"][0]["epoch"] == 3

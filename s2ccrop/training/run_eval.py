@@ -130,6 +130,49 @@ def eval_genes(args: argparse.Namespace) -> list[dict]:
     return [evaluate_genes(photos, name="gene head")]
 
 
+def kept_row(rows: list[dict]) -> dict:
+    """The epoch a run kept: its last measured row when it trained to a fixed schedule (no row after it
+    was measured), else the row with the best mean validation IoU (early stopping's choice)."""
+    measured = [r for r in rows if "fold_iou_any" in r]
+    if not measured:
+        raise ValueError("no epoch of this run measured its held-out fold")
+    if len(measured) == 1:
+        return measured[0]
+    return max(measured, key=lambda r: (r["val_iou_any"] + r["val_iou_ratio"]) / 2)
+
+
+def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
+    """Cross-validation result of one run folder (`fold<I>.log.jsonl` of `s2ccrop train --folds --out
+    <folder>/fold<I>.safetensors`), over the folds that finished: per
+    fold the kept epoch's held-out IoU (the training loop's own measure, on the photos cached at short
+    side 320), their mean and the standard deviation of the fold means."""
+    # a fold counts once its run has saved the checkpoint (a run in progress has a log but no choice yet)
+    logs = sorted(p for p in run_dir.glob("fold*.log.jsonl") if p.with_name(p.name.replace(".log.jsonl", ".safetensors")).is_file())
+    if not logs:
+        raise SystemExit(f"s2ccrop eval folds: {run_dir}: no finished fold (fold<I>.log.jsonl beside fold<I>.safetensors)")
+    folds = []
+    for path in logs:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        row = rows[-1] if keep == "last" else kept_row(rows)
+        folds.append({"fold": path.name.split(".")[0], "epoch": row["epoch"], "any": row["fold_iou_any"], "ratio": row["fold_iou_ratio"]})
+    out = {"run": str(run_dir), "folds": folds}
+    for mode in ("any", "ratio"):
+        values = [f[mode] for f in folds]
+        out[mode] = float(np.mean(values))
+        out[mode + "_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def eval_folds(args: argparse.Namespace) -> None:
+    lines = ["| run | folds | epochs kept | free-form IoU | ratio IoU |", "|---|---:|---|---:|---:|"]
+    for run_dir in args.runs:
+        r = fold_logs(run_dir, args.keep)
+        epochs = ", ".join(str(f["epoch"]) for f in r["folds"])
+        lines.append(f"| {run_dir.name} | {len(r['folds'])} | {epochs} | {r['any']:.4f} ± {r['any_sd']:.4f} | "
+                     f"{r['ratio']:.4f} ± {r['ratio_sd']:.4f} |")
+    print("\n".join(lines))
+
+
 def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="benchmark", required=True)
@@ -163,6 +206,10 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     genes.add_argument("--json", dest="json_out", type=Path, help="also write the results as JSON")
     genes.add_argument("--split", choices=["val", "train", "all"], default="val")
     genes.add_argument("--limit", type=int, default=0, help="only the first N photos")
+    folds = sub.add_parser("folds", help="summarise cross-validation training runs (their fold*.log.jsonl)")
+    folds.add_argument("runs", type=Path, nargs="+", help="run folders, each with fold<I>.log.jsonl of s2ccrop train --folds")
+    folds.add_argument("--keep", choices=["auto", "last"], default="auto",
+                       help="epoch per fold: the run's own choice (auto) or the last one it measured")
     gaicd = sub.choices["gaicd"]
     gaicd.add_argument("--split", choices=["test", "train", "all"], default="test")
     gaicd.add_argument("--genes", choices=["official", "whole"], default="official",
@@ -180,6 +227,9 @@ def main(argv: list[str] | None = None, prog: str = "s2ccrop eval") -> int:
             parser.error(f"--fold must be 'all' or a fold in 0 .. {args.folds - 1}, got {args.fold!r}")
         if args.fold == "all" and args.weights and "{fold}" not in args.weights:
             parser.error("--fold all measures each fold with its own model: put {fold} in --weights")
+    if args.benchmark == "folds":
+        eval_folds(args)
+        return 0
     results = {"fcdb": eval_fcdb, "gaicd": eval_gaicd, "genes": eval_genes}[args.benchmark](args)
     print(format_table(results))
     if args.json_out:
