@@ -1,14 +1,16 @@
 """Writing crops: exact output sizes, formats, ICC profiles, and atomic replacement.
 
-Every file is written to a hidden temporary file in the destination folder, flushed to disk, then
-renamed over the destination with `os.replace`: a reader (or a crash, or Ctrl-C) sees either the old
-file, the complete new one, or nothing, never half an image. Temporary names start with "." so a folder
-walk never mistakes them for photos.
+Every file is written to a hidden temporary file in the destination folder, checked to hold every
+byte written (a full disk is an error, never a shorter file), flushed to disk, then renamed over the
+destination with `os.replace`: a reader (or a crash, or Ctrl-C) sees either the old file, the complete
+new one, or nothing, never half an image. Temporary names start with "." so a folder walk never
+mistakes them for photos.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import math
 import os
@@ -180,7 +182,12 @@ def atomic_write(
     *,
     cancel: threading.Event | None = None,
 ) -> None:
-    """Create or replace `path` with what `write(fh)` produces, all or nothing."""
+    """Create or replace `path` with what `write(fh)` produces, all or nothing.
+
+    `fh` is a `CheckedFile`: every byte given to it reaches the file or an OSError says why (a full
+    disk, a file size limit); the file's size is checked against what was written before it is put
+    in place.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
@@ -188,8 +195,10 @@ def atomic_write(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            write(fh)
+            checked = CheckedFile(fh)
+            write(checked)
             fh.flush()
+            checked.verify()
             os.fsync(fh.fileno())
         if cancel is not None and cancel.is_set():
             raise Cancelled(str(path))
@@ -198,6 +207,53 @@ def atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class CheckedFile:
+    """The file an encoder writes to: seekable, with no `fileno()`.
+
+    Pillow writes straight to a file descriptor when it can get one (`ImageFile._save` hands it to the
+    encoder's C loop, which ignores a short `write()`): on a nearly full disk a JPEG was cut at the
+    free space and still reported as written. Without a descriptor every chunk goes through Python's
+    buffered file, which writes the rest of a short write or raises (ENOSPC, EFBIG). `verify()` then
+    checks that the file on disk is as long as what was written.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._pos = 0
+        self.end = 0  # the furthest byte written
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        written = self._fh.write(view)
+        if written is not None and written != view.nbytes:
+            raise OSError(errno.EIO, f"short write: {written} of {view.nbytes} bytes")
+        self._pos += view.nbytes
+        self.end = max(self.end, self._pos)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._pos = self._fh.seek(offset, whence)
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def verify(self) -> None:
+        """After a flush: OSError unless the file holds every byte written."""
+        size = os.fstat(self._fh.fileno()).st_size
+        if size != self.end:
+            raise OSError(errno.EIO, f"only {size} of {self.end} bytes reached the disk (is it full?)")
 
 
 def temp_path_for(path: Path) -> Path:
