@@ -210,7 +210,7 @@ class Cropper:
 
     def candidates(self, p: Prepared, ratios: Sequence[Ratio]) -> list[np.ndarray]:
         W, H = p.size
-        return [cand.for_ratio(W, H, r, p.model_size) for r in ratios]
+        return [cand.for_ratio(W, H, r, p.model_size, self.model.config.free_form_grid) for r in ratios]
 
     def crop_prepared(self, p: Prepared, ratios: Sequence[Ratio]) -> list[Crop]:
         return self._crops(p, ratios, self.features([p]), 0)  # one backbone pass for all ratios

@@ -1,6 +1,7 @@
 """Candidate crops (SPEC §3), generated in original-image pixels.
 
-- free-form ("any"): the GAIC 12-bin grid on the model's resized image, mapped back to pixels;
+- free-form ("any"): the GAIC 12-bin grid on the model's resized image, mapped back to pixels; models of
+  ours trained on it may use the "full" grid instead, whose corners reach the image's edges;
 - any W:H ratio: boxes of exactly that ratio at full resolution (within one pixel of rounding), at
   several scales of the largest box that fits, on a regular grid of positions, always including the
   largest centred box. Deterministic: the same image size and ratio always give the same list.
@@ -23,38 +24,52 @@ RATIO_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 MAX_STEPS = 6
 
 
-def gaic_grid(width: float, height: float) -> np.ndarray:
-    """The reference free-form grid on an image of (width, height): float xyxy [N, 4].
+# Free-form grids: (first edge indices, second edge indices, corner offset in steps). "gaic" is the
+# reference's (SPEC §3): its corners sit half a step inside, so no candidate reaches an edge of the
+# photo and none keeps more than 84 % of it. "full" puts corners on the bin lines from the edge inwards
+# (0..4 and 8..12), so crops that keep a whole side or nearly the whole photo exist too: the best
+# possible IoU with the FCDB human crops rises from 0.828 to 0.885, with ~200 boxes instead of ~84.
+FREE_FORM_GRIDS = {"gaic": (range(0, 4), range(8, 12), 0.5), "full": (range(0, 5), range(8, 13), 0.0)}
 
-    Rows y1 ∈ {0..3}, y2 ∈ {8..11}, cols x1 ∈ {0..3}, x2 ∈ {8..11}, corners at step·(0.5 + index);
-    kept when the box covers more than half the bins and its aspect lies strictly in (0.5, 2).
+
+def gaic_grid(width: float, height: float, kind: str = "gaic") -> np.ndarray:
+    """A free-form grid (`FREE_FORM_GRIDS`; by default the reference's) on an image of (width, height):
+    float xyxy [N, 4].
+
+    Reference grid: rows y1 ∈ {0..3}, y2 ∈ {8..11}, cols x1 ∈ {0..3}, x2 ∈ {8..11}, corners at
+    step·(0.5 + index); kept when the box covers more than half the bins and its aspect lies strictly in
+    (0.5, 2). The "full" grid keeps boxes by the same rules.
     """
+    if kind not in FREE_FORM_GRIDS:
+        raise ValueError(f"free-form grid must be one of {sorted(FREE_FORM_GRIDS)}, got {kind!r}")
+    first, second, offset = FREE_FORM_GRIDS[kind]
     step_w, step_h = width / GRID_BINS, height / GRID_BINS
     boxes = []
-    for y1 in range(0, 4):
-        for y2 in range(8, 12):
-            for x1 in range(0, 4):
-                for x2 in range(8, 12):
+    for y1 in first:
+        for y2 in second:
+            for x1 in first:
+                for x2 in second:
                     if (y2 - y1) * (x2 - x1) <= 0.4999 * GRID_BINS * GRID_BINS:
                         continue
                     aspect = (x2 - x1) * step_w / ((y2 - y1) * step_h)
                     if not 0.5 < aspect < 2:
                         continue
                     boxes.append(
-                        (step_w * (0.5 + x1), step_h * (0.5 + y1), step_w * (0.5 + x2), step_h * (0.5 + y2))
+                        (step_w * (offset + x1), step_h * (offset + y1), step_w * (offset + x2), step_h * (offset + y2))
                     )
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
-def free_form(width: int, height: int, model_size: tuple[int, int]) -> np.ndarray:
-    """GAIC grid on the model's (w, h) image, mapped back to integer pixels of a width×height image.
+def free_form(width: int, height: int, model_size: tuple[int, int], grid: str = "gaic") -> np.ndarray:
+    """A free-form grid (by default the reference's) on the model's (w, h) image, mapped back to integer
+    pixels of a width×height image.
 
     Beyond 2:1 the grid's aspect rule keeps no box at all; the whole image is then the one candidate."""
     mw, mh = model_size
-    grid = gaic_grid(mw, mh) * np.array([width / mw, height / mh, width / mw, height / mh])
-    if len(grid) == 0:
+    boxes = gaic_grid(mw, mh, grid) * np.array([width / mw, height / mh, width / mw, height / mh])
+    if len(boxes) == 0:
         return np.array([[0, 0, width, height]], dtype=np.int64)
-    return _to_pixels(grid, width, height)
+    return _to_pixels(boxes, width, height)
 
 
 def largest_box_size(width: int, height: int, ratio: Fraction) -> tuple[int, int]:
@@ -110,16 +125,16 @@ def fixed_ratio(width: int, height: int, ratio: Ratio | Fraction) -> np.ndarray:
     return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
 
 
-def for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int]) -> np.ndarray:
-    """Candidates of one requested ratio, integer xyxy in original pixels (x2, y2 exclusive). They
-    depend only on the sizes and the ratio, and photos of one camera share them: the array is
-    cached and read-only."""
-    return _for_ratio(int(width), int(height), ratio, (int(model_size[0]), int(model_size[1])))
+def for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int], grid: str = "gaic") -> np.ndarray:
+    """Candidates of one requested ratio, integer xyxy in original pixels (x2, y2 exclusive); `grid`
+    names the free-form grid. They depend only on the sizes, the ratio and the grid, and photos of one
+    camera share them: the array is cached and read-only."""
+    return _for_ratio(int(width), int(height), ratio, (int(model_size[0]), int(model_size[1])), grid)
 
 
 @functools.lru_cache(maxsize=256)
-def _for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int]) -> np.ndarray:
-    boxes = free_form(width, height, model_size) if ratio.is_any else fixed_ratio(width, height, ratio)
+def _for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int], grid: str = "gaic") -> np.ndarray:
+    boxes = free_form(width, height, model_size, grid) if ratio.is_any else fixed_ratio(width, height, ratio)
     boxes.setflags(write=False)
     return boxes
 

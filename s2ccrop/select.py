@@ -42,6 +42,25 @@ def face_cuts(boxes: np.ndarray, faces: np.ndarray, margin: float = 0.0) -> np.n
     return severity.max(axis=1)
 
 
+# Score-weighted box averaging: the model's scores are trained as log-weights of how well each candidate
+# matches a human crop, so when several candidates score nearly alike, their weighted mean is a better
+# guess than any one of them (and not bound to the candidate grid).
+AVERAGE_TOP = 10  # at most this many of the best candidates
+AVERAGE_TAU = 0.5  # weights softmax(score / tau)
+
+
+def average_box(boxes: np.ndarray, scores: np.ndarray, top: int = AVERAGE_TOP, tau: float = AVERAGE_TAU) -> np.ndarray:
+    """Float xyxy [4]: the mean of the `top` best-scoring boxes weighted by softmax(score / tau) (ties in
+    score order go to the earlier box). Candidates scored -inf get no weight; at least the best counts."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")[: max(1, top)]
+    s = scores[order]
+    w = np.exp((s - s[0]) / tau) if np.isfinite(s[0]) else (np.arange(len(s)) == 0).astype(np.float64)
+    w[~np.isfinite(w)] = 0.0
+    return (boxes[order] * (w / w.sum())[:, None]).sum(axis=0)
+
+
 def best_index(scores: np.ndarray) -> int:
     """Index of the highest score; ties go to the first (candidate order is deterministic)."""
     scores = np.asarray(scores, dtype=np.float64)

@@ -134,3 +134,20 @@ def test_broken_default_is_an_error_not_an_untrained_model(tmp_path, monkeypatch
     monkeypatch.setenv(W.ENV_CACHE, str(tmp_path / "cache"))
     with pytest.raises(WeightsError):
         Cropper(device="cpu")
+
+
+def test_a_model_trained_on_the_full_grid_chooses_among_it():
+    from s2ccrop import candidates
+    from s2ccrop.types import Ratio
+
+    torch.manual_seed(0)
+    full = Cropper(weights=S2CNet(S2CNetConfig(align_size=9, num_boxes=4, free_form_grid="full")).eval(), device="cpu")
+    img = _photo(seed=6)
+    p = full.prepare(img)
+    boxes = full.candidates(p, [Ratio.parse("any")])[0]
+    assert np.array_equal(boxes, candidates.free_form(320, 240, p.model_size, "full"))
+    assert len(boxes) > len(candidates.free_form(320, 240, p.model_size))
+    scores = full.score(p, boxes)
+    assert full.crop(img, ["any"])[0].box == tuple(int(v) for v in boxes[int(np.argmax(scores))])
+    with pytest.raises(ValueError, match="free_form_grid"):
+        S2CNetConfig(free_form_grid="dense")

@@ -131,3 +131,20 @@ def test_for_ratio_is_cached_read_only_and_equal_to_a_fresh_computation():
     free = cand.for_ratio(1024, 768, Ratio.parse("any"), model_size(1024, 768))
     assert np.array_equal(free, cand.free_form(1024, 768, model_size(1024, 768)))
     assert cand.for_ratio(1024, 769, r, model_size(1024, 769)) is not a
+
+
+def test_full_grid_reaches_the_edges_and_keeps_the_reference_rules():
+    full = cand.gaic_grid(240, 240, "full")
+    step = 240 / 12
+    assert len(full) > len(cand.gaic_grid(240, 240))
+    assert [0, 0, 240, 240] in full.tolist()  # the whole photo is a candidate; never in the reference grid
+    assert [0, 0, 240, 240] not in cand.gaic_grid(240, 240).tolist()
+    w, h = full[:, 2] - full[:, 0], full[:, 3] - full[:, 1]
+    assert ((w / step) * (h / step) > 0.4999 * 144).all() and ((w / h > 0.5) & (w / h < 2)).all()
+    corners = full / step
+    assert np.allclose(corners, np.round(corners))  # on the bin lines
+    assert set(corners[:, 0].astype(int)) == {0, 1, 2, 3, 4} and set(corners[:, 2].astype(int)) == {8, 9, 10, 11, 12}
+    assert np.array_equal(cand.free_form(1024, 768, model_size(1024, 768), "full"),
+                          cand.for_ratio(1024, 768, Ratio.parse("any"), model_size(1024, 768), "full"))
+    with pytest.raises(ValueError, match="free-form grid"):
+        cand.gaic_grid(240, 240, "dense")

@@ -139,3 +139,17 @@ def test_gene_head_runs_only_when_something_reads_it(shipped):
     q = shipped.prepare(photo)
     shipped.features([q])
     assert q.detections is not None
+
+
+def test_average_box_weights_the_best_candidates_by_score():
+    from s2ccrop.select import average_box
+
+    boxes = np.array([[0, 0, 10, 10], [10, 0, 20, 10], [100, 100, 200, 200]], dtype=float)
+    # equal scores: the plain mean of the top two; the third is outside top=2
+    assert average_box(boxes, np.array([1.0, 1.0, 0.0]), top=2, tau=0.5).tolist() == [5, 0, 15, 10]
+    # weights exp((s - best) / tau): 1 and e^-1
+    w = np.exp(-1.0)
+    expect = (boxes[0] + w * boxes[1]) / (1 + w)
+    assert np.allclose(average_box(boxes, np.array([2.0, 1.5, -np.inf]), top=3, tau=0.5), expect)
+    # -inf never counts; a single finite best stays itself
+    assert average_box(boxes, np.array([-np.inf, 3.0, -np.inf]), top=10).tolist() == [10, 0, 20, 10]

@@ -46,12 +46,17 @@ class S2CNetConfig:
     # The reference encodes a box only through what RoI/RoD sample and its centre, so two crops of one
     # centre that differ in size look alike to the graph but for the coarse RoD mask.
     box_geometry: bool = False
+    # ours only: the free-form grid the model was trained to choose among (candidates.FREE_FORM_GRIDS);
+    # reference checkpoints use the reference's
+    free_form_grid: str = "gaic"
 
     def __post_init__(self) -> None:
         if self.head not in ("crop", "graph"):
             raise ValueError(f"head must be 'crop' or 'graph', got {self.head!r}")
         if self.align_size < 1 or self.num_boxes < 1:
             raise ValueError("align_size and num_boxes must be positive")
+        if self.free_form_grid not in ("gaic", "full"):
+            raise ValueError(f"free_form_grid must be 'gaic' or 'full', got {self.free_form_grid!r}")
         if self.head == "graph" and self.node_dim != 256:
             raise ValueError("the graph head views each node as 16×16: node_dim must be 256")
 

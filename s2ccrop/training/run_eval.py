@@ -154,9 +154,13 @@ def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
     for path in logs:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         row = rows[-1] if keep == "last" else kept_row(rows)
-        folds.append({"fold": path.name.split(".")[0], "epoch": row["epoch"], "any": row["fold_iou_any"], "ratio": row["fold_iou_ratio"]})
+        fold = {"fold": path.name.split(".")[0], "epoch": row["epoch"], "any": row["fold_iou_any"], "ratio": row["fold_iou_ratio"]}
+        if "fold_iou_any_avg" in row:  # runs since select.average_box also measured it
+            fold.update(any_avg=row["fold_iou_any_avg"], ratio_avg=row["fold_iou_ratio_avg"])
+        folds.append(fold)
     out = {"run": str(run_dir), "folds": folds}
-    for mode in ("any", "ratio"):
+    modes = ("any", "ratio", "any_avg", "ratio_avg") if all("any_avg" in f for f in folds) else ("any", "ratio")
+    for mode in modes:
         values = [f[mode] for f in folds]
         out[mode] = float(np.mean(values))
         out[mode + "_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
@@ -164,12 +168,13 @@ def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
 
 
 def eval_folds(args: argparse.Namespace) -> None:
-    lines = ["| run | folds | epochs kept | free-form IoU | ratio IoU |", "|---|---:|---|---:|---:|"]
+    lines = ["| run | folds | epochs kept | free-form IoU | ratio IoU | free-form, averaged | ratio, averaged |",
+             "|---|---:|---|---:|---:|---:|---:|"]
     for run_dir in args.runs:
         r = fold_logs(run_dir, args.keep)
         epochs = ", ".join(str(f["epoch"]) for f in r["folds"])
-        lines.append(f"| {run_dir.name} | {len(r['folds'])} | {epochs} | {r['any']:.4f} ± {r['any_sd']:.4f} | "
-                     f"{r['ratio']:.4f} ± {r['ratio_sd']:.4f} |")
+        cells = [f"{r[m]:.4f} ± {r[m + '_sd']:.4f}" if m in r else "–" for m in ("any", "ratio", "any_avg", "ratio_avg")]
+        lines.append(f"| {run_dir.name} | {len(r['folds'])} | {epochs} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
 
 

@@ -27,6 +27,7 @@ from ..genes import pad_boxes
 from ..model import S2CNet, S2CNetConfig, save_checkpoint
 from ..model.gene_head import decode
 from ..preprocess import model_size
+from ..select import average_box
 from .augment import AugmentConfig, Sample, augment
 from .datasets import FCDBRecord, cv_split, load_fcdb, split_fcdb
 from .gene_loss import GeneTargets, gene_loss, gene_targets
@@ -49,6 +50,7 @@ class TrainConfig:
     node_dim: int = 256  # the graph's width (the reference's 256); ours may be narrower
     mlp_dim: int = 1024
     box_geometry: bool = False  # nodes also see their box's edges, size and aspect (S2CNetConfig.box_geometry)
+    free_form_grid: str = "gaic"  # the free-form candidates trained on and chosen among (candidates.FREE_FORM_GRIDS)
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
     # teacher boxes; its own detections feed the graph, as at inference)
     genes: str = "whole"
@@ -126,7 +128,7 @@ class TrainConfig:
     def model_config(self) -> S2CNetConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
-            node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry,
+            node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
@@ -223,7 +225,7 @@ def training_candidates(
     ratio boxes lie, since inference chooses within each of those groups."""
     w, h = size
     ratio = Fraction((crop[2] - crop[0]) / max(crop[3] - crop[1], 1e-6)).limit_denominator(64)
-    grid = _subset(cand.gaic_grid(w, h), cfg.n_grid, rng)
+    grid = _subset(cand.gaic_grid(w, h, cfg.free_form_grid), cfg.n_grid, rng)
     fixed = _subset(cand.fixed_ratio(w, h, ratio).astype(np.float64), cfg.n_ratio, rng) if ratio > 0 else np.zeros((0, 4))
     parts = [grid, fixed, _jitter(crop, cfg.n_jitter, cfg.jitter_sigma, size, rng),
              _rescaled(crop, cfg.n_scale, cfg.scale_range, size, rng), crop[None]]
@@ -316,16 +318,17 @@ def train_step(
 
 @torch.inference_mode()
 def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[str, float]:
-    """Mean IoU of the chosen crop: free-form (GAIC grid) and given the human crop's own ratio.
+    """Mean IoU of the chosen crop: free-form (the model's grid) and given the human crop's own ratio; by
+    the best score, and (`*_avg`) by `select.average_box` of the best candidates.
 
     IoU is unchanged by scaling either axis, so it is computed in the model's pixels."""
     model.eval()
-    ious_any, ious_ratio = [], []
+    ious_any, ious_ratio, avg_any, avg_ratio = [], [], [], []
     for p in photos:
         s = augment(p.pixels, p.crop, p.votes, p.vote_weights, AugmentConfig(), np.random.default_rng(0), train=False)
         W, H = p.original
         sx, sy = s.size[0] / W, s.size[1] / H
-        grid = cand.gaic_grid(*s.size)
+        grid = cand.gaic_grid(*s.size, model.config.free_form_grid)
         fr = p.crop  # human crop in cached pixels
         ratio = Fraction(round((fr[2] - fr[0]) / p.pixels.shape[1] * W), max(1, round((fr[3] - fr[1]) / p.pixels.shape[0] * H)))
         fixed = cand.fixed_ratio(W, H, ratio).astype(np.float64) * [sx, sy, sx, sy]
@@ -338,7 +341,10 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
         ng = len(grid)
         ious_any.append(iou[:ng][int(np.argmax(scores[:ng]))])
         ious_ratio.append(iou[ng:][int(np.argmax(scores[ng:]))])
-    return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio))}
+        avg_any.append(box_iou(average_box(boxes[:ng], scores[:ng]), s.crop)[0])
+        avg_ratio.append(box_iou(average_box(boxes[ng:], scores[ng:]), s.crop)[0])
+    return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio)),
+            "val_iou_any_avg": float(np.mean(avg_any)), "val_iou_ratio_avg": float(np.mean(avg_ratio))}
 
 
 def _gene_targets_of(s: Sample, cells: tuple[int, int]) -> GeneTargets:
