@@ -281,3 +281,18 @@ def test_head_stage_trains_only_the_head_and_init_runs_it_alone(tmp_path):
 def test_head_stage_needs_whole_image_genes():
     with pytest.raises(ValueError, match="head_epochs"):
         TrainConfig(genes="learned", head_epochs=3)
+
+
+def test_averaged_box_loss_matches_select_and_pulls_weight_to_the_better_box():
+    from s2ccrop.select import average_box
+    from s2ccrop.training.losses import averaged_box_loss
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [50.0, 50.0, 60.0, 60.0]])
+    gt = torch.tensor([0.0, 0.0, 10.0, 10.0])
+    scores = torch.tensor([1.0, 1.0, -5.0], requires_grad=True)
+    loss = averaged_box_loss(scores, boxes, gt, top=2, tau=0.5)
+    avg = average_box(boxes.numpy(), scores.detach().numpy(), top=2, tau=0.5)
+    assert avg.tolist() == [2.5, 0.0, 12.5, 10.0]
+    assert loss.item() == pytest.approx(1 - box_iou(avg[None], gt.numpy())[0])
+    loss.backward()
+    assert scores.grad[0] < 0 < scores.grad[1] and scores.grad[2] == 0  # raise the matching box, lower the other

@@ -35,3 +35,17 @@ def vote_loss(s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, margin:
         return s0.new_zeros(())
     sign = torch.sign(weights)
     return (weights.abs() * F.relu(margin * weights.abs() - sign * (s0 - s1))).sum() / weights.abs().sum().clamp_min(1e-6)
+
+
+def averaged_box_loss(scores: torch.Tensor, boxes: torch.Tensor, gt: torch.Tensor, top: int, tau: float) -> torch.Tensor:
+    """1 - IoU(the softmax(score / tau)-weighted mean of the `top` best boxes, the human crop): what
+    inference with `select.average_box` gets, made differentiable through the weights (which boxes are
+    among the best is not)."""
+    order = torch.argsort(scores.detach(), descending=True)[:top]
+    w = torch.softmax(scores[order] / tau, dim=0)
+    box = (w[:, None] * boxes[order]).sum(0)
+    ix = (torch.minimum(box[2], gt[2]) - torch.maximum(box[0], gt[0])).clamp_min(0)
+    iy = (torch.minimum(box[3], gt[3]) - torch.maximum(box[1], gt[1])).clamp_min(0)
+    inter = ix * iy
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (gt[2] - gt[0]) * (gt[3] - gt[1]) - inter
+    return 1 - inter / union.clamp_min(1e-9)

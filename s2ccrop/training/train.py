@@ -27,11 +27,11 @@ from ..genes import pad_boxes
 from ..model import S2CNet, S2CNetConfig, save_checkpoint
 from ..model.gene_head import decode
 from ..preprocess import model_size
-from ..select import average_box
+from ..select import AVERAGE_TAU, AVERAGE_TOP, average_box
 from .augment import AugmentConfig, Sample, augment
 from .datasets import FCDBRecord, cv_split, load_fcdb, split_fcdb
 from .gene_loss import GeneTargets, gene_loss, gene_targets
-from .losses import box_iou, listwise_loss, vote_loss
+from .losses import averaged_box_loss, box_iou, listwise_loss, vote_loss
 
 try:  # Python 3.11+
     import tomllib
@@ -83,6 +83,9 @@ class TrainConfig:
     group_weight: float = 0.0  # > 0: also rank within the grid and within the ratio boxes
     vote_weight: float = 0.5
     vote_margin: float = 0.5
+    # > 0: also train what select.average_box does with the grid and the ratio boxes (1 - IoU of their
+    # score-weighted mean with the human crop, losses.averaged_box_loss)
+    avg_weight: float = 0.0
     # distillation: checkpoints whose mean score on the same framing and candidates is a second listwise
     # target, softmax(mean teacher score) (the scores are trained as log-weights of softmax(IoU / T), so
     # temperature 1 is each teacher's own belief). "{fold}" in a path is replaced by the held-out fold,
@@ -299,7 +302,14 @@ def train_step(
                 l_rank = l_rank + cfg.group_weight * listwise_loss(scores[part], targets[part], cfg.temperature)
     l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float().to(device), cfg.vote_margin)
     loss = l_rank + cfg.vote_weight * l_vote
-    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0, "distill": 0.0}
+    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0, "distill": 0.0, "avg": 0.0}
+    if cfg.avg_weight > 0:
+        boxes_t = torch.from_numpy(boxes).float().to(device)
+        crop_t = torch.from_numpy(s.crop).float().to(device)
+        l_avg = sum(averaged_box_loss(scores[part], boxes_t[part], crop_t, AVERAGE_TOP, AVERAGE_TAU)
+                    for part in groups.values() if part.stop > part.start)
+        loss = loss + cfg.avg_weight * l_avg
+        parts["avg"] = l_avg.item()
     if teachers:
         target = teacher_scores(teachers, s.image.to(device), torch.from_numpy(boxes).float().to(device), s.size, cfg.num_boxes).clone()
         l_distill = listwise_loss(scores[:n], target, 1.0)
@@ -482,7 +492,7 @@ def run(
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
         order = rng.permutation(len(train_photos))
-        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0, "distill": 0.0}
+        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0, "distill": 0.0, "avg": 0.0}
         with Progress(
             TextColumn(f"epoch {epoch}/{cfg.epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"), transient=True, disable=not sys.stderr.isatty(),
@@ -515,7 +525,7 @@ def run(
             measured += f" fold IoU any {metrics['fold_iou_any']:.4f} ratio {metrics['fold_iou_ratio']:.4f}"
         log(
             f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f}, "
-            f"distill {row['distill']:.4f})"
+            f"distill {row['distill']:.4f}, avg {row['avg']:.4f})"
             f"{measured} [{row['minutes']:.1f} min]{' *kept*' if improved else ''}"
         )
         if cfg.keep == "best" and epoch - best["epoch"] >= cfg.patience:
