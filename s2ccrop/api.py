@@ -20,7 +20,7 @@ from .genes import GeneProvider, LearnedGenes, WholeImageGenes, pad_boxes
 from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
 from .preprocess import image_tensor, model_size, scale_boxes
-from .select import contenders, guard_penalties, select_crops
+from .select import APPROX_MARGIN, AVERAGE_WINDOW, contenders, guard_penalties, select_crops
 from .types import Crop, Ratio
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
@@ -96,6 +96,9 @@ class Cropper:
     only those within `select.APPROX_MARGIN` of their ratio's best: the same crops and scores as exact
     scoring, faster where the CPU multiplies bfloat16 in hardware (Intel AMX). None (default): where
     it does; True: on any CPU (slower without AMX); False: never.
+    `selection`: "best" (the best-scoring candidate) or "average" (the score-weighted mean of the best
+    candidates, `select.average_box`, snapped to the ratio; its reported score is the model's score of
+    that box); None (default): what the model was trained for (`S2CNetConfig.selection`).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class Cropper:
         threads: int | None = None,
         face_guard: bool = True,
         bf16_ranking: bool | None = None,
+        selection: str | None = None,
     ) -> None:
         set_threads(threads)
         self.device = resolve_device(device)
@@ -127,6 +131,9 @@ class Cropper:
         if isinstance(self.genes, LearnedGenes) and not has_head:
             raise ConfigError("learned genes need a model with a gene head; this checkpoint has none (use whole-image genes)")
         self.face_guard = face_guard
+        self.selection = selection or self.model.config.selection
+        if self.selection not in ("best", "average"):
+            raise ConfigError(f"selection must be 'best' or 'average', got {self.selection!r}")
         self.draft = draft
         self._ranking = {"on": True, "ranked": 0, "rescored": 0}  # bfloat16 ranking's tally (selection_scores)
 
@@ -138,7 +145,8 @@ class Cropper:
         return {
             "device": str(self.device), "config": self.model.config.to_json(),
             "genes": getattr(self.genes, "name", type(self.genes).__name__),
-            "face_guard": self.face_guard and self.model.config.genes_head, **self.weights_info,
+            "face_guard": self.face_guard and self.model.config.genes_head, "selection": self.selection,
+            **self.weights_info,
         }
 
     # -- stages ---------------------------------------------------------------------------------
@@ -212,13 +220,23 @@ class Cropper:
         W, H = p.size
         return [cand.for_ratio(W, H, r, p.model_size, self.model.config.free_form_grid) for r in ratios]
 
+    @property
+    def averages(self) -> bool:
+        return self.selection == "average"
+
     def crop_prepared(self, p: Prepared, ratios: Sequence[Ratio]) -> list[Crop]:
         return self._crops(p, ratios, self.features([p]), 0)  # one backbone pass for all ratios
 
     def _crops(self, p: Prepared, ratios: Sequence[Ratio], fmap: torch.Tensor, index: int) -> list[Crop]:
         groups = self.candidates(p, ratios)
         faces = p.detections.faces if self.face_guard and p.detections is not None else None
-        return select_crops(ratios, groups, self.selection_scores(fmap, index, p, groups, faces), faces)
+        crops = select_crops(ratios, groups, self.selection_scores(fmap, index, p, groups, faces), faces,
+                             average=self.averages, size=p.size)
+        if not self.averages:
+            return crops
+        # an averaged box is not a candidate: report the model's score of the box itself
+        scores = self.score_features(fmap, index, p, np.array([c.box for c in crops], dtype=np.float64))
+        return [Crop(c.ratio, c.box, float(v)) for c, v in zip(crops, scores)]
 
     @torch.inference_mode()
     def selection_scores(
@@ -237,7 +255,9 @@ class Cropper:
         if not self.model.approximates or not tally["on"]:
             return self.score_features(fmap, index, p, boxes)
         approx = self.score_features(fmap, index, p, boxes, approximate=True)
-        pick = contenders(groups, approx, guard_penalties(groups, faces))
+        # averaging weighs every candidate within AVERAGE_WINDOW of the best: those need exact scores too
+        margin = APPROX_MARGIN + (AVERAGE_WINDOW if self.averages else 0.0)
+        pick = contenders(groups, approx, guard_penalties(groups, faces), margin)
         scores = np.full(len(boxes), -np.inf)
         scores[pick] = self.score_features(fmap, index, p, boxes[pick])
         tally["ranked"] += len(boxes)

@@ -139,6 +139,25 @@ def _for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int
     return boxes
 
 
+def snap(box, ratio: Ratio, width: int, height: int) -> tuple[int, int, int, int]:
+    """A float xyxy box as a candidate would be: whole pixels inside the image, at least 1 px, and for a
+    fixed ratio exactly that ratio at full resolution (within one pixel of rounding, as `fixed_ratio`),
+    the size no larger than the ratio's largest box, the centre kept where it fits."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if ratio.is_any:
+        out = _to_pixels(np.array([[x1, y1, x2, y2]]), width, height)[0]
+        return tuple(int(v) for v in out)  # type: ignore[return-value]
+    r = _as_fraction(ratio)
+    w0, h0 = largest_box_size(width, height, r)
+    # the mean of boxes of one ratio has (within rounding) that ratio: its longer side sets the size
+    scale = (x2 - x1) / w0 if w0 >= h0 else (y2 - y1) / h0
+    w, h = _size_at(min(1.0, max(scale, 0.0)), w0, h0, r)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    x = int(min(max(round(cx - w / 2), 0), width - w))
+    y = int(min(max(round(cy - h / 2), 0), height - h))
+    return (x, y, x + w, y + h)
+
+
 def _as_fraction(ratio: Ratio | Fraction) -> Fraction:
     if isinstance(ratio, Fraction):
         return ratio

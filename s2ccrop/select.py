@@ -47,16 +47,22 @@ def face_cuts(boxes: np.ndarray, faces: np.ndarray, margin: float = 0.0) -> np.n
 # guess than any one of them (and not bound to the candidate grid).
 AVERAGE_TOP = 10  # at most this many of the best candidates
 AVERAGE_TAU = 0.5  # weights softmax(score / tau)
+AVERAGE_WINDOW = 2.0  # and only those within this of the best score (weight >= e^-4): exact scores suffice
 
 
-def average_box(boxes: np.ndarray, scores: np.ndarray, top: int = AVERAGE_TOP, tau: float = AVERAGE_TAU) -> np.ndarray:
-    """Float xyxy [4]: the mean of the `top` best-scoring boxes weighted by softmax(score / tau) (ties in
-    score order go to the earlier box). Candidates scored -inf get no weight; at least the best counts."""
+def average_box(
+    boxes: np.ndarray, scores: np.ndarray, top: int = AVERAGE_TOP, tau: float = AVERAGE_TAU, window: float = AVERAGE_WINDOW
+) -> np.ndarray:
+    """Float xyxy [4]: the mean of the `top` best-scoring boxes within `window` of the best score,
+    weighted by softmax(score / tau) (ties in score order go to the earlier box). Candidates scored -inf
+    get no weight; at least the best counts."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")[: max(1, top)]
     s = scores[order]
-    w = np.exp((s - s[0]) / tau) if np.isfinite(s[0]) else (np.arange(len(s)) == 0).astype(np.float64)
+    if not np.isfinite(s[0]):
+        return boxes[order[0]].copy()
+    w = np.where(s >= s[0] - window, np.exp((s - s[0]) / tau), 0.0)
     w[~np.isfinite(w)] = 0.0
     return (boxes[order] * (w / w.sum())[:, None]).sum(axis=0)
 
@@ -105,12 +111,26 @@ def contenders(
 
 
 def select_crops(
-    ratios: Sequence[Ratio], groups: Sequence[np.ndarray], scores: np.ndarray, faces: np.ndarray | None = None
+    ratios: Sequence[Ratio],
+    groups: Sequence[np.ndarray],
+    scores: np.ndarray,
+    faces: np.ndarray | None = None,
+    average: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> list[Crop]:
     """The best-scoring box of each ratio's candidate group (`scores` covers the groups in order).
     With `faces` (boxes [F, ≥4], same pixels as the candidates), the face guard: candidates that cut
     through a face are penalised. Reported scores are the model's own. A candidate scored -inf (one
-    that `contenders` ruled out) never wins."""
+    that `contenders` ruled out) never wins.
+
+    `average` (needs the photo's `size`): the crop is `average_box` of the best candidates by their
+    guarded scores, snapped to whole pixels and to the exact ratio (`candidates.snap`), unless it cuts a
+    face more than the best candidate does; its score is then still the best candidate's (the caller
+    may score the box itself)."""
+    from .candidates import snap
+
+    if average and size is None:
+        raise ValueError("averaging needs the photo's size")
     crops, start = [], 0
     penalties = guard_penalties(groups, faces)
     for ratio, boxes in zip(ratios, groups):
@@ -118,5 +138,10 @@ def select_crops(
         ranked = s - penalties[start : start + len(boxes)]
         start += len(boxes)
         i = best_index(ranked)
-        crops.append(Crop(str(ratio), tuple(int(v) for v in boxes[i]), float(s[i])))
+        box = tuple(int(v) for v in boxes[i])
+        if average:
+            mean = snap(average_box(boxes, ranked), ratio, *size)
+            if faces is None or face_cuts(np.array([mean]), faces, FACE_MARGIN)[0] <= face_cuts(boxes[i : i + 1], faces, FACE_MARGIN)[0]:
+                box = mean
+        crops.append(Crop(str(ratio), box, float(s[i])))
     return crops

@@ -151,3 +151,39 @@ def test_a_model_trained_on_the_full_grid_chooses_among_it():
     assert full.crop(img, ["any"])[0].box == tuple(int(v) for v in boxes[int(np.argmax(scores))])
     with pytest.raises(ValueError, match="free_form_grid"):
         S2CNetConfig(free_form_grid="dense")
+
+
+def test_averaged_selection_is_the_snapped_weighted_mean_and_scores_its_own_box():
+    from s2ccrop import candidates
+    from s2ccrop.select import average_box
+    from s2ccrop.types import Ratio
+
+    torch.manual_seed(1)
+    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval()
+    best, avg = Cropper(weights=model, device="cpu"), Cropper(weights=model, device="cpu", selection="average")
+    assert (best.info()["selection"], avg.info()["selection"]) == ("best", "average")
+    img = _photo(seed=7)
+    p = avg.prepare(img)
+    for ratio in ("any", "4:5", "16:9"):
+        r = Ratio.parse(ratio)
+        boxes = avg.candidates(p, [r])[0]
+        expect = candidates.snap(average_box(boxes, avg.score(p, boxes)), r, 320, 240)
+        crop = avg.crop(img, [ratio])[0]
+        assert crop.box == expect
+        assert crop.score == pytest.approx(float(avg.score(p, np.array([expect], dtype=float))[0]), abs=1e-5)
+        if not r.is_any:
+            assert abs(crop.width - crop.height * r.value) <= 1.0
+    with pytest.raises(ConfigError, match="selection"):
+        Cropper(weights=model, device="cpu", selection="median")
+
+
+def test_snap_keeps_the_ratio_the_centre_and_the_image():
+    from s2ccrop.candidates import snap
+    from s2ccrop.types import Ratio
+
+    assert snap([10.4, 20.6, 110.2, 120.5], Ratio.parse("any"), 320, 240) == (10, 21, 110, 120)
+    assert snap([-3, -3, 400, 300], Ratio.parse("any"), 320, 240) == (0, 0, 320, 240)
+    x1, y1, x2, y2 = snap([100.0, 50.0, 260.0, 140.0], Ratio.parse("16:9"), 320, 240)
+    assert (x2 - x1, y2 - y1) == (160, 90) and ((x1 + x2) / 2, (y1 + y2) / 2) == (180.0, 95.0)
+    assert snap([250.0, 200.0, 410.0, 290.0], Ratio.parse("16:9"), 320, 240) == (160, 150, 320, 240)  # moved inside
+    assert snap([0.0, 0.0, 500.0, 500.0], Ratio.parse("1:1"), 320, 240) == (80, 0, 320, 240)  # no larger than the largest

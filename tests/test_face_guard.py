@@ -153,3 +153,18 @@ def test_average_box_weights_the_best_candidates_by_score():
     assert np.allclose(average_box(boxes, np.array([2.0, 1.5, -np.inf]), top=3, tau=0.5), expect)
     # -inf never counts; a single finite best stays itself
     assert average_box(boxes, np.array([-np.inf, 3.0, -np.inf]), top=10).tolist() == [10, 0, 20, 10]
+
+
+def test_averaging_never_cuts_a_face_that_the_best_candidate_keeps():
+    from s2ccrop.select import select_crops
+
+    any_ratio = Ratio.parse("any")
+    # two equally scored candidates whose mean (x 20..120) would cut the face at x 100..130
+    boxes = np.array([[0, 0, 140, 100], [40, 0, 100, 100]])
+    face = np.array([[100, 20, 130, 50, 0.9]])
+    plain = select_crops([any_ratio], [boxes], np.array([1.0, 1.0]), average=True, size=(200, 100))
+    assert plain[0].box == (20, 0, 120, 100)
+    guarded = select_crops([any_ratio], [boxes], np.array([1.0, 1.0]), face, average=True, size=(200, 100))
+    assert guarded[0].box == (0, 0, 140, 100)  # the mean cuts the face, the best candidate does not
+    with pytest.raises(ValueError, match="size"):
+        select_crops([any_ratio], [boxes], np.array([1.0, 1.0]), average=True)

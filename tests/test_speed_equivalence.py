@@ -388,3 +388,14 @@ def test_sum_of_products_is_the_reduction_bit_for_bit(dtype, nodes):
             assert torch.equal(got, want)
         else:  # bfloat16 partial sums: within two bfloat16 roundings of the float32-accumulated reduction
             assert torch.allclose(got.float(), want.float(), rtol=2 * 2**-8, atol=2 * 2**-8 * want.float().abs().max())
+
+
+def test_bf16_ranking_averages_what_exact_scoring_averages():
+    """With averaging, every candidate within AVERAGE_WINDOW of the best gets an exact score, so the
+    averaged crop is the exact path's too."""
+    fast = Cropper(device="cpu", bf16_ranking=True, selection="average")
+    exact = Cropper(device="cpu", bf16_ranking=False, selection="average")
+    for photo in [Image.open(p) for p in EXAMPLES] + [_photo(size, 60 + seed) for seed, size in enumerate(SIZES)]:
+        a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
+        assert [c.box for c in a] == [c.box for c in b]
+        assert all(abs(x.score - y.score) < SCORE_TOL for x, y in zip(a, b))

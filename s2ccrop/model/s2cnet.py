@@ -49,12 +49,17 @@ class S2CNetConfig:
     # ours only: the free-form grid the model was trained to choose among (candidates.FREE_FORM_GRIDS);
     # reference checkpoints use the reference's
     free_form_grid: str = "gaic"
+    # ours only: how the crop is chosen from the scores, "best" (the reference's argmax) or "average"
+    # (select.average_box of the best candidates, for models trained for it)
+    selection: str = "best"
 
     def __post_init__(self) -> None:
         if self.head not in ("crop", "graph"):
             raise ValueError(f"head must be 'crop' or 'graph', got {self.head!r}")
         if self.align_size < 1 or self.num_boxes < 1:
             raise ValueError("align_size and num_boxes must be positive")
+        if self.selection not in ("best", "average"):
+            raise ValueError(f"selection must be 'best' or 'average', got {self.selection!r}")
         if self.free_form_grid not in ("gaic", "full"):
             raise ValueError(f"free_form_grid must be 'gaic' or 'full', got {self.free_form_grid!r}")
         if self.head == "graph" and self.node_dim != 256:

@@ -32,10 +32,10 @@ class FixedGenes:
         return self.current
 
 
-def _cropper(weights: str | None, device: str, genes=None, face_guard: bool = True):
+def _cropper(weights: str | None, device: str, genes=None, face_guard: bool = True, selection: str | None = None):
     from ..api import Cropper
 
-    return Cropper(weights=weights, device=device, genes=genes, face_guard=face_guard)
+    return Cropper(weights=weights, device=device, genes=genes, face_guard=face_guard, selection=selection)
 
 
 def _provider(name: str):
@@ -86,8 +86,10 @@ def eval_fcdb(args: argparse.Namespace) -> list[dict]:
         methods = []
         if not args.only_baselines:
             weights = args.weights.format(fold=fold) if args.weights and fold is not None else args.weights
-            cropper = _cropper(weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard)
-            label = f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''})"
+            cropper = _cropper(weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard,
+                               selection=args.selection)
+            label = (f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''}"
+                     f"{', averaged' if cropper.averages else ''})")
             methods.append((label, model_crop_fn(cropper)))
         if args.baselines or args.only_baselines:
             from . import baselines
@@ -196,6 +198,8 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     fcdb.add_argument("--genes", choices=["default", "whole", "learned"], default="default",
                       help="visual genes: the model's own (default: its gene head if it has one), whole image, or the gene head")
     fcdb.add_argument("--no-face-guard", action="store_true", help="let crops cut through detected faces")
+    fcdb.add_argument("--selection", choices=["best", "average"],
+                      help="how the crop is chosen from the scores (default: what the model was trained for)")
     fcdb.add_argument("--folds", type=int, default=0,
                       help="cross-validation: measure fold --fold of K folds of the training photos (as `s2ccrop train --folds K`)")
     fcdb.add_argument("--fold", default="all",
