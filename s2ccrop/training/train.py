@@ -51,6 +51,7 @@ class TrainConfig:
     mlp_dim: int = 1024
     box_geometry: bool = False  # nodes also see their box's edges, size and aspect (S2CNetConfig.box_geometry)
     free_form_grid: str = "gaic"  # the free-form candidates trained on and chosen among (candidates.FREE_FORM_GRIDS)
+    selection: str = "best"  # how the shipped model chooses (S2CNetConfig.selection): "best" or "average"
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
     # teacher boxes; its own detections feed the graph, as at inference)
     genes: str = "whole"
@@ -132,6 +133,7 @@ class TrainConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
             node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
+            selection=self.selection,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
