@@ -318,3 +318,16 @@ def test_fold_logs_summarise_finished_folds_with_the_kept_epoch(tmp_path):
     assert r["any"] == pytest.approx(0.65) and r["ratio"] == pytest.approx(0.76)
     assert r["any_sd"] == pytest.approx(np.std([0.62, 0.68], ddof=1))
     assert fold_logs(tmp_path, keep="last")["folds"][0]["epoch"] == 3
+
+
+def test_paired_difference_is_taken_fold_by_fold_over_shared_folds():
+    from s2ccrop.training.run_eval import paired_difference
+
+    base = {"folds": [{"fold": "fold0", "any": 0.60, "ratio": 0.70}, {"fold": "fold1", "any": 0.70, "ratio": 0.80}]}
+    run = {"folds": [{"fold": "fold0", "any": 0.62, "ratio": 0.70}, {"fold": "fold1", "any": 0.73, "ratio": 0.81},
+                     {"fold": "fold2", "any": 0.99, "ratio": 0.99}]}  # fold2: the baseline has not finished it
+    d = paired_difference(run, base)
+    assert d["folds"] == 2
+    assert d["any"] == pytest.approx(0.025) and d["any_sd"] == pytest.approx(np.std([0.02, 0.03], ddof=1))
+    assert d["ratio"] == pytest.approx(0.005)
+    assert "any_avg" not in d

@@ -169,15 +169,36 @@ def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
     return out
 
 
+def paired_difference(run: dict, base: dict) -> dict:
+    """Per mode, the mean and standard deviation over the folds both runs finished of (run - base): the
+    folds differ in difficulty far more than recipes do, so a recipe is judged by its gain fold by fold."""
+    theirs = {f["fold"]: f for f in base["folds"]}
+    shared = [f for f in run["folds"] if f["fold"] in theirs]
+    out: dict = {"folds": len(shared)}
+    for mode in ("any", "ratio", "any_avg", "ratio_avg"):
+        diffs = [f[mode] - theirs[f["fold"]][mode] for f in shared if mode in f and mode in theirs[f["fold"]]]
+        if diffs:
+            out[mode] = float(np.mean(diffs))
+            out[mode + "_sd"] = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("nan")
+    return out
+
+
 def eval_folds(args: argparse.Namespace) -> None:
+    modes = ("any", "ratio", "any_avg", "ratio_avg")
     lines = ["| run | folds | epochs kept | free-form IoU | ratio IoU | free-form, averaged | ratio, averaged |",
              "|---|---:|---|---:|---:|---:|---:|"]
+    base = fold_logs(args.against, args.keep) if args.against else None
+    diffs = []
     for run_dir in args.runs:
         r = fold_logs(run_dir, args.keep)
         epochs = ", ".join(str(f["epoch"]) for f in r["folds"])
-        cells = [f"{r[m]:.4f} ± {r[m + '_sd']:.4f}" if m in r else "–" for m in ("any", "ratio", "any_avg", "ratio_avg")]
+        cells = [f"{r[m]:.4f} ± {r[m + '_sd']:.4f}" if m in r else "–" for m in modes]
         lines.append(f"| {run_dir.name} | {len(r['folds'])} | {epochs} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+        if base is not None:
+            d = paired_difference(r, base)
+            cells = [f"{d[m]:+.4f} ± {d[m + '_sd']:.4f}" if m in d else "–" for m in modes]
+            diffs.append(f"| {run_dir.name} − {args.against.name} | {d['folds']} | | " + " | ".join(cells) + " |")
+    print("\n".join(lines + diffs))
 
 
 def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
@@ -217,6 +238,7 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     genes.add_argument("--limit", type=int, default=0, help="only the first N photos")
     folds = sub.add_parser("folds", help="summarise cross-validation training runs (their fold*.log.jsonl)")
     folds.add_argument("runs", type=Path, nargs="+", help="run folders, each with fold<I>.log.jsonl of s2ccrop train --folds")
+    folds.add_argument("--against", type=Path, help="a baseline run folder: also print each run's gain over it, fold by fold")
     folds.add_argument("--keep", choices=["auto", "last"], default="auto",
                        help="epoch per fold: the run's own choice (auto) or the last one it measured")
     gaicd = sub.choices["gaicd"]
