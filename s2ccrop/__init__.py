@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, InputError, S2CCropError, WeightsError
+from ._version import __version__
 from .types import Box, Crop, Ratio
-
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import Cropper

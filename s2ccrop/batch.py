@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -278,28 +279,46 @@ class Job:
 
 
 class OutputLedger:
-    """Outputs claimed in this run, per output folder, for the folders seen most recently.
+    """The inputs and the outputs of this run, per folder, for the folders seen most recently.
 
     Inputs of one folder arrive together, so a bounded window catches same-stem collisions
-    (photo.jpg and photo.png -> photo_16x9.jpg) without holding every output of a huge run in memory.
+    (photo.jpg and photo.png -> photo_16x9.jpg) and outputs named like an input cropped a moment ago,
+    without holding every file of a huge run in memory.
     """
 
     def __init__(self, folders: int = 256) -> None:
-        self._folders: OrderedDict[str, dict[str, Path]] = OrderedDict()
+        self._folders: OrderedDict[str, tuple[dict[str, Path], set[str]]] = OrderedDict()
         self._limit = folders
+
+    def _folder(self, path: Path) -> tuple[dict[str, Path], set[str], str]:
+        folder, name = os.path.split(os.path.abspath(path))
+        entry = self._folders.pop(folder, None) or ({}, set())
+        self._folders[folder] = entry
+        if len(self._folders) > self._limit:
+            self._folders.popitem(last=False)
+        return entry[0], entry[1], name
 
     def claim(self, output: Path, owner: Path) -> Path | None:
         """Record `output` for `owner`; return the earlier owner if another input already has it."""
-        folder, name = os.path.split(os.path.abspath(output))
-        names = self._folders.pop(folder, None) or {}
-        self._folders[folder] = names
-        if len(self._folders) > self._limit:
-            self._folders.popitem(last=False)
-        earlier = names.get(name)
+        outputs, _, name = self._folder(output)
+        earlier = outputs.get(name)
         if earlier is not None and earlier != owner:
             return earlier
-        names[name] = owner
+        outputs[name] = owner
         return None
+
+    def note_input(self, path: Path) -> None:
+        _, inputs, name = self._folder(path)
+        inputs.add(name)
+
+    def is_input(self, path: Path) -> bool:
+        _, inputs, name = self._folder(path)
+        return name in inputs
+
+    def output_owner(self, path: Path) -> Path | None:
+        """The input whose output `path` is in this run, if any."""
+        outputs, _, name = self._folder(path)
+        return outputs.get(name)
 
 
 # ================================================================ the run
@@ -320,6 +339,8 @@ class BatchRun:
         self.started = time.monotonic()
         # Anything with set() / is_set(): the process engine swaps in one its forked workers share.
         self.cancel_event = threading.Event()
+        self._explicit: set[tuple[int, int]] = set()  # files named on the command line (st_dev, st_ino)
+        self._preview_id: tuple[int, int] | None = None  # an earlier contact sheet at the --preview path
 
     # -- the whole run ---------------------------------------------------------------------------
     def execute(self) -> int:
@@ -328,6 +349,7 @@ class BatchRun:
         from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = None  # our own max_pixels check gives the message; see io.images
+        self.check_outputs()
         if self.settings.preview_path is not None:
             from .io.writers import ContactSheet
 
@@ -388,25 +410,42 @@ class BatchRun:
     def plan(self) -> Iterator[Job]:
         """One job per input photo, in input order, as the inputs are walked. Walk errors and output
         name clashes come as jobs with an error; photos whose outputs all exist (skip_existing) are
-        counted as skipped and not yielded."""
+        counted as skipped and not yielded.
+
+        No input is ever an output: an output that is an input of the run (named on the command line,
+        or met earlier), or a file s2ccrop did not write, makes its photo fail with one line; in a
+        folder walk, what s2ccrop wrote for a photo beside it is not an input (`_own_outputs`)."""
         s = self.settings
-        exclude = [s.out_dir] if s.out_dir is not None else []
-        skip = self._own_outputs if s.out_dir is None else None
+        self._explicit = _identities(p for p in s.paths if p != "-")
         stdin = self.env.stdin if "-" in s.paths else None
         for found in iter_inputs(s.paths, recursive=s.recursive, stdin=stdin, null=s.null,
-                                 exclude_dirs=exclude, skip_names=skip):
+                                 exclude_dirs=self._excluded_dirs(), skip_names=self._own_outputs):
             if isinstance(found, WalkError):  # reported in input order, through the pipeline
                 yield Job(InputPath(found.path, PurePosixPath(found.path.name)), error=found.reason)
                 continue
+            if self._preview_id is not None and _identity(found.path) == self._preview_id:
+                continue  # an earlier run's contact sheet, about to be replaced: not a photo to crop
             job = self._plan_one(found)
             if job is not None:
                 yield job
+
+    def _excluded_dirs(self) -> list[Path]:
+        """The output folder is not walked (its files are outputs), unless it is a folder being
+        cropped itself (`-o photos` for `photos`): that is writing beside the photos."""
+        out = self.settings.out_dir
+        if out is None or any(_same_folder(out, p) for p in self.settings.paths if p != "-"):
+            return []
+        return [out]
 
     def _plan_one(self, item: InputPath) -> Job | None:
         from .io.writers import choose_format
 
         s = self.settings
         fmt = choose_format(s.format, item.path)
+        earlier = self.ledger.output_owner(item.path)
+        if earlier is not None and not s.dry_run:
+            return Job(item, fmt=fmt, error=f"is an output of this run (for {display(earlier)}), not cropped")
+        self.ledger.note_input(item.path)
         targets = []
         for req in s.requests:
             name = render_name(s.name, stem=item.path.stem, ratio=req.slug, preset=req.label, ext=fmt.ext)
@@ -423,23 +462,36 @@ class BatchRun:
         return Job(item, targets, fmt)
 
     def _output_problem(self, item: InputPath, targets: list[Target]) -> str | None:
+        """Why `item`'s outputs cannot be written (None: they can); claims them in the ledger if so."""
+        from .io.writers import written_by_s2ccrop
+
+        s = self.settings
         for t in targets:
             if _same_file(t.output, item.path):
                 return f"output {display(t.output)} would overwrite the input; use -o or another --name"
-            if self.settings.preview_path is not None and _same_file(t.output, self.settings.preview_path):
+            if s.preview_path is not None and _same_file(t.output, s.preview_path):
                 return f"output {display(t.output)} is the --preview file"
-        if self.settings.dry_run:
+            if self.ledger.is_input(t.output) or (self._explicit and _identity(t.output) in self._explicit):
+                return f"output {display(t.output)} would overwrite an input of this run; use -o or another --name"
+        if s.dry_run:
             return None
         for t in targets:
-            earlier = self.ledger.claim(t.output, item.path)
-            if earlier is not None:
+            earlier = self.ledger.output_owner(t.output)
+            if earlier is not None and earlier != item.path:
                 return (f"output {display(t.output)} was already written for {display(earlier)} in this run "
                         "(same name stem); use --format same or a --name with {ext}")
+            if not s.skip_existing and os.path.lexists(t.output) and not written_by_s2ccrop(t.output):
+                return (f"output {display(t.output)} exists and s2ccrop did not write it (a photo, or another "
+                        "program's file): it is left alone; use -o, another --name, or move it away")
+        for t in targets:
+            self.ledger.claim(t.output, item.path)
         return None
 
     def _own_outputs(self, folder: Path, names: list[str]) -> set[str]:
-        """Names in `folder` that this run writes there: re-running in place must not crop its own outputs."""
-        from .io.writers import choose_format
+        """Names in `folder` that s2ccrop wrote for a photo beside them: a re-run in place must not crop
+        its own outputs. Only files that carry s2ccrop's Software tag count: a photo that happens to be
+        named like an output (photo_1x1.jpg beside photo.jpg) is an input like any other."""
+        from .io.writers import choose_format, written_by_s2ccrop
 
         s = self.settings
         own: set[str] = set()
@@ -447,9 +499,34 @@ class BatchRun:
             stem = os.path.splitext(name)[0]
             ext = choose_format(s.format, name).ext
             for req in s.requests:
-                rendered = render_name(s.name, stem=stem, ratio=req.slug, preset=req.label, ext=ext)
+                try:
+                    rendered = render_name(s.name, stem=stem, ratio=req.slug, preset=req.label, ext=ext)
+                except ConfigError:  # this name's outputs cannot be named: the photo gets that error line
+                    continue
                 own.add(rendered.replace(os.sep, "/").split("/", 1)[0])
-        return own & set(names)
+        return {name for name in own & set(names) if written_by_s2ccrop(folder / name)}
+
+    def check_outputs(self) -> None:
+        """Before any work: the --preview file must not be a folder, an input, or a file s2ccrop did not
+        write (ConfigError). Called by `execute`."""
+        from .io.writers import written_by_s2ccrop
+
+        s = self.settings
+        self._preview_id = None
+        if s.preview_path is None:
+            return
+        path, option = s.preview_path, ("-o" if s.preview_only else "--preview")
+        if path.is_dir():
+            raise ConfigError(f"{option} {display(path)}: is a folder; give the contact sheet's file name "
+                              f"(such as {display(path / 'sheet.jpg')})")
+        if not os.path.lexists(path):
+            return
+        if not written_by_s2ccrop(path):
+            raise ConfigError(f"{option} {display(path)}: the file exists and s2ccrop did not write it (one of "
+                              "your photos?); it is left alone: choose another file name")
+        self._preview_id = _identity(path)
+        if self._preview_id in _identities(p for p in s.paths if p != "-"):
+            raise ConfigError(f"{option} {display(path)}: is also an input; choose another file name")
 
     # -- step 1: decode --------------------------------------------------------------------------
     def decode(self, job: Job) -> Job:
@@ -565,7 +642,12 @@ class BatchRun:
         if not self.sheet.tiles:
             self.report.warn(f"no photo was cropped, so {display(path)} was not written")
             return
-        self.sheet.save(path)
+        try:
+            self.sheet.save(path)
+        except OSError as exc:  # a full disk, a file s2ccrop did not write appeared there meanwhile
+            self.counts["failed"] += 1
+            self.report.error(path, f"cannot write the contact sheet: {getattr(exc, 'strerror', None) or exc}")
+            return
         if self.settings.preview_only and not self.settings.json:
             self.report.result(display(path))
 
@@ -599,6 +681,26 @@ def json_line(record: dict) -> str:
     except UnicodeEncodeError:  # undecodable bytes in a file name: escape rather than emit invalid UTF-8
         line = json.dumps(record, ensure_ascii=True)
     return line
+
+
+def _identity(path: "str | os.PathLike[str]") -> tuple[int, int] | None:
+    """(st_dev, st_ino) of an existing file, following links; None for anything else."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if not stat.S_ISDIR(st.st_mode) else None
+
+
+def _identities(paths: Iterable["str | os.PathLike[str]"]) -> set[tuple[int, int]]:
+    return {i for i in map(_identity, paths) if i is not None}
+
+
+def _same_folder(a: "str | os.PathLike[str]", b: "str | os.PathLike[str]") -> bool:
+    try:
+        return os.path.isdir(a) and os.path.isdir(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:

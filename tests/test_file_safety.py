@@ -23,10 +23,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from s2ccrop import batch
+
 try:
-    from ._cli_helpers import noise, run_in_process
+    from ._cli_helpers import FastCropper, noise, run_in_process
 except ImportError:
-    from _cli_helpers import noise, run_in_process
+    from _cli_helpers import FastCropper, noise, run_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM = ("--weights", "random", "--device", "cpu")
@@ -109,3 +111,224 @@ def test_a_full_tmpfs_is_an_error_never_a_truncated_output(tmp_path: Path):
         assert os.listdir(mount / "full") == []
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+# ------------------------------------------------------------------ inputs are never written
+
+
+def photo(path: Path, seed: int = 0, size: tuple[int, int] = (40, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise(*size, seed=seed).save(path)
+    return path
+
+
+def hashes(root: Path) -> dict[str, str]:
+    """sha256 of every regular file below root (hidden ones too), by relative path."""
+    return {p.relative_to(root).as_posix(): digest(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def records(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv", [
+    ["a.jpg", "-r", "1:1", "--preview", "a.jpg"],
+    ["a.jpg", "-r", "1:1", "--dry-run", "--preview", "a.jpg"],
+    ["d", "-r", "1:1", "--dry-run", "--preview", "d/b.png"],  # an input met in the walk
+    ["preview", "a.jpg", "-o", "a.jpg"],
+    ["a.jpg", "-r", "1:1", "--preview", "other.png"],  # not an input, but not s2ccrop's either
+])
+def test_preview_never_replaces_a_photo(here: Path, argv: list[str]):
+    photo(here / "a.jpg")
+    photo(here / "d" / "b.png", seed=1)
+    photo(here / "other.png", seed=2)
+    before = hashes(here)
+    code, out, err = run_in_process(*argv, "-j", "1", *RANDOM)
+    assert (code, out) == (2, ""), err
+    option = "-o" if argv[0] == "preview" else "--preview"
+    assert err.startswith(f"s2ccrop: error: {option} {argv[-1]}: the file exists and s2ccrop did not write it")
+    assert len(err.splitlines()) == 1
+    assert hashes(here) == before  # nothing written, nothing replaced
+
+
+def test_preview_pointing_at_a_folder_is_refused_before_any_crop(here: Path):
+    photo(here / "a.jpg")
+    (here / "sheets").mkdir()
+    code, out, err = run_in_process("a.jpg", "-r", "1:1", "-o", "out", "--preview", "sheets", "-j", "1", *RANDOM)
+    assert (code, out) == (2, "")
+    assert err == ("s2ccrop: error: --preview sheets: is a folder; give the contact sheet's file name "
+                   "(such as sheets/sheet.jpg)\n")
+    assert not (here / "out").exists() and os.listdir(here / "sheets") == []
+
+
+def test_an_earlier_contact_sheet_is_replaced_and_never_cropped(here: Path):
+    photo(here / "trip" / "a.jpg")
+    argv = ["trip", "-r", "1:1", "--dry-run", "--json", "--preview", "trip/sheet.jpg", "-j", "1", *RANDOM]
+    assert run_in_process(*argv)[0] == 0
+    first = digest(here / "trip" / "sheet.jpg")
+    photo(here / "trip" / "b.jpg", seed=1)
+    code, out, err = run_in_process(*argv)
+    assert code == 0, err
+    assert [r["input"] for r in records(out)] == ["trip/a.jpg", "trip/b.jpg"]  # the sheet is not a photo
+    assert digest(here / "trip" / "sheet.jpg") != first  # now with two tiles
+    with Image.open(here / "trip" / "sheet.jpg") as im:
+        assert im.size == (2 * 480 + 4, 498)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_output_named_like_another_input_fails_that_photo_only(here: Path, jobs: str):
+    photo(here / "d" / "a.jpg")
+    photo(here / "d" / "a.png", seed=1)
+    photo(here / "c.png", seed=2)
+    before = hashes(here)
+    code, out, err = run_in_process("d", "c.png", "-r", "1:1", "--name", "{stem}.jpg", "--json", "-j", jobs, *RANDOM)
+    assert code == 1
+    assert error_lines(err) == [
+        "s2ccrop: error: d/a.jpg: output d/a.jpg would overwrite the input; use -o or another --name",
+        "s2ccrop: error: d/a.png: output d/a.jpg would overwrite an input of this run; use -o or another --name",
+    ]
+    assert [r["input"] for r in records(out)] == ["c.png"]
+    check_complete(records(out)[0])
+    assert {k: v for k, v in hashes(here).items() if k != "c.jpg"} == before
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_input_named_on_the_command_line_is_never_an_output(here: Path, jobs: str):
+    photo(here / "a.jpg")
+    photo(here / "a_1x1.jpg", seed=1)  # a photo that happens to have an output's name
+    before = hashes(here)
+    code, out, err = run_in_process("a.jpg", "a_1x1.jpg", "-r", "1:1", "--json", "-j", jobs, *RANDOM)
+    assert code == 1
+    assert error_lines(err) == ["s2ccrop: error: a.jpg: output a_1x1.jpg would overwrite an input of this run; "
+                                "use -o or another --name"]
+    assert [r["output"] for r in records(out)] == ["a_1x1_1x1.jpg"]
+    assert {k: v for k, v in hashes(here).items() if k != "a_1x1_1x1.jpg"} == before
+
+    # Even when it is an earlier run's output (which a run may replace), an input of this run is not.
+    (here / "a_1x1.jpg").unlink()
+    (here / "a_1x1_1x1.jpg").unlink()
+    assert run_in_process("a.jpg", "-r", "1:1", "-j", jobs, *RANDOM)[0] == 0
+    ours = digest(here / "a_1x1.jpg")
+    code, out, err = run_in_process("a_1x1.jpg", "a.jpg", "-r", "1:1", "--json", "-j", jobs, *RANDOM)
+    assert code == 1 and len(error_lines(err)) == 1 and "would overwrite an input of this run" in err
+    assert digest(here / "a_1x1.jpg") == ours
+
+
+def test_a_photo_named_like_an_output_is_an_input_not_an_earlier_output(here: Path):
+    photo(here / "d" / "a.jpg")
+    photo(here / "d" / "a_1x1.jpg", seed=1)
+    before = hashes(here)
+    code, out, err = run_in_process("d", "-r", "1:1", "--json", "-j", "1", *RANDOM)
+    assert code == 1
+    assert error_lines(err) == [
+        "s2ccrop: error: d/a.jpg: output d/a_1x1.jpg exists and s2ccrop did not write it (a photo, or another "
+        "program's file): it is left alone; use -o, another --name, or move it away"]
+    assert [r["input"] for r in records(out)] == ["d/a_1x1.jpg"]
+    assert {k: v for k, v in hashes(here).items() if k != "d/a_1x1_1x1.jpg"} == before
+
+
+def test_a_rerun_in_place_replaces_its_own_outputs_and_does_not_crop_them(here: Path):
+    photo(here / "d" / "a.jpg")
+    argv = ["d", "-r", "1:1", "-r", "16:9", "--json", "-j", "1", *RANDOM]
+    code, out, err = run_in_process(*argv)
+    assert code == 0, err
+    first = {r["output"]: os.stat(r["output"]).st_ino for r in records(out)}
+    code, out, err = run_in_process(*argv)
+    assert code == 0, err
+    assert [(r["input"], r["output"]) for r in records(out)] == [("d/a.jpg", "d/a_1x1.jpg"), ("d/a.jpg", "d/a_16x9.jpg")]
+    assert all(os.stat(p).st_ino != ino for p, ino in first.items())  # replaced (a new file renamed in)
+    assert sorted(os.listdir("d")) == ["a.jpg", "a_16x9.jpg", "a_1x1.jpg"]
+
+
+def test_a_file_s2ccrop_did_not_write_is_never_replaced(here: Path):
+    photo(here / "a.jpg")
+    (here / "out").mkdir()
+    (here / "out" / "a_1x1.jpg").write_bytes(b"someone else's file")
+    code, out, err = run_in_process("a.jpg", "-r", "1:1", "-r", "16:9", "-o", "out", "-j", "1", *RANDOM)
+    assert (code, out) == (1, "")
+    assert error_lines(err) == [
+        "s2ccrop: error: a.jpg: output out/a_1x1.jpg exists and s2ccrop did not write it (a photo, or another "
+        "program's file): it is left alone; use -o, another --name, or move it away"]
+    assert (here / "out" / "a_1x1.jpg").read_bytes() == b"someone else's file"
+    # --skip-existing leaves it alone too, and does the rest.
+    code, out, err = run_in_process("a.jpg", "-r", "1:1", "-r", "16:9", "-o", "out", "-j", "1", "--skip-existing",
+                                    "--json", *RANDOM)
+    assert code == 0, err
+    assert [r["output"] for r in records(out)] == ["out/a_16x9.jpg"]
+    assert (here / "out" / "a_1x1.jpg").read_bytes() == b"someone else's file"
+
+
+def test_the_writer_itself_refuses_a_file_that_appeared_after_planning(tmp_path: Path):
+    from s2ccrop.io.writers import Occupied, OutputFormat, write_crop, written_by_s2ccrop
+
+    out = tmp_path / "a_1x1.png"
+    write_crop(out, noise(8, 8), (0, 0, 8, 8), (8, 8), OutputFormat("PNG", "png"))
+    assert written_by_s2ccrop(out)
+    write_crop(out, noise(8, 8, seed=1), (0, 0, 4, 4), (4, 4), OutputFormat("PNG", "png"))  # ours: replaced
+    with Image.open(out) as im:
+        assert im.size == (4, 4)
+    noise(8, 8).save(out)  # now a photo
+    with pytest.raises(Occupied):
+        write_crop(out, noise(8, 8), (0, 0, 2, 2), (2, 2), OutputFormat("PNG", "png"))
+    with Image.open(out) as im:
+        assert im.size == (8, 8)
+    assert sorted(os.listdir(tmp_path)) == ["a_1x1.png"]  # no temporary file left
+
+
+def test_out_equal_to_the_input_folder_writes_beside_the_photos(here: Path):
+    photo(here / "d" / "a.jpg")
+    photo(here / "d" / "sub" / "b.png", seed=1)
+    argv = ["d", "-o", "d", "-r", "1:1", "--json", "-j", "1", *RANDOM]
+    code, out, err = run_in_process(*argv)
+    assert code == 0, err
+    assert [(r["input"], r["output"]) for r in records(out)] == [("d/a.jpg", "d/a_1x1.jpg"),
+                                                                 ("d/sub/b.png", "d/sub/b_1x1.png")]
+    for r in records(out):
+        check_complete(r)
+    code, out, err = run_in_process(*argv)  # a re-run does not crop its own outputs
+    assert code == 0 and [r["input"] for r in records(out)] == ["d/a.jpg", "d/sub/b.png"], err
+    code, out, err = run_in_process("./d", "-o", "d/.", "-r", "1:1", "--json", "-j", "1", *RANDOM)
+    assert code == 0 and len(records(out)) == 2, err
+
+
+# The general guarantee: whatever --name, -o and --preview say, no file that was there before the run
+# changes (none of them was written by s2ccrop), and every output reported as written is complete.
+# Run twice: the second run may replace the first run's outputs, never anything else.
+TEMPLATES = ["{stem}.{ext}", "{stem}.jpg", "{stem}_{ratio}.{ext}", "{stem}_{ratio}.jpg", "{ratio}/{stem}.png",
+             "{stem}/../{stem}_1x1.jpg"]
+OUTS = [None, "d", "d/sub", "."]
+PREVIEWS = [None, "d/a.jpg", "d/a_1x1.jpg", "d/sub/new.jpg"]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_no_file_that_was_there_changes_whatever_the_options(here: Path, monkeypatch, template: str):
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())  # the files are under test, not the model
+    photo(here / "d" / "a.jpg")
+    photo(here / "d" / "a.png", seed=1)
+    photo(here / "d" / "a_1x1.jpg", seed=2)
+    photo(here / "d" / "sub" / "a.webp", seed=3)
+    photo(here / "d" / "sub" / "c.jpg", seed=4)
+    (here / "d" / "notes.txt").write_text("not a photo")
+    (here / "d" / "1x1").mkdir()
+    photo(here / "d" / "1x1" / "a.png", seed=5)
+    before = hashes(here)
+    for out_dir in OUTS:
+        for preview in PREVIEWS:
+            argv = ["d", "d/a_1x1.jpg", "-r", "1:1", "--name", template, "--json", "-j", "1", *RANDOM]
+            argv += ["-o", out_dir] if out_dir else []
+            argv += ["--preview", preview] if preview else []
+            for _ in range(2):
+                code, out, err = run_in_process(*argv)
+                assert code in (0, 1, 2) and "Traceback" not in err and "internal error" not in err, (argv, err)
+                assert all(line.startswith("s2ccrop: ") for line in err.splitlines()), (argv, err)
+                for r in records(out):
+                    check_complete(r)
+                now = hashes(here)
+                assert {k: now.get(k) for k in before} == before, argv
+                assert not [k for k in now if os.path.basename(k).startswith(".")], argv  # no temporary file

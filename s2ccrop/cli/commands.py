@@ -107,8 +107,9 @@ taken, hidden names and symlinked folders are skipped. '-' reads paths from stdi
 
 outputs: one file per (photo, ratio) named by --name (default {stem}_{ratio}.{ext}: photo_16x9.jpg,
 photo_1.91x1.jpg, photo_any.jpg). Without -o they go beside each photo; with -o the folder tree of each
-folder argument is mirrored below OUT (a file argument goes straight into OUT). An input is never
-overwritten. Template fields: {stem} {ratio} {preset} {ext}; '/' makes subfolders."""
+folder argument is mirrored below OUT (a file argument goes straight into OUT). No input is ever
+written: a file at an output's name is replaced only if s2ccrop wrote it (its Software tag says so).
+Template fields: {stem} {ratio} {preset} {ext}; '/' makes subfolders."""
 
 STATUS = """\
 exit status: 0 all done, 1 some inputs failed, 2 usage/configuration/weights error, 130 interrupted.

@@ -5,6 +5,10 @@ byte written (a full disk is an error, never a shorter file), flushed to disk, t
 destination with `os.replace`: a reader (or a crash, or Ctrl-C) sees either the old file, the complete
 new one, or nothing, never half an image. Temporary names start with "." so a folder walk never
 mistakes them for photos.
+
+Every image written here says so: its Software tag (EXIF for JPEG/WebP/TIFF, a PNG text chunk) is
+"s2ccrop VERSION". An image is replaced only when it carries that tag (`written_by_s2ccrop`): an
+earlier run's output is replaced, a photo or another program's file of the same name never is.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import glob
 import math
 import os
 import secrets
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +27,22 @@ from typing import BinaryIO, Callable
 
 from PIL import Image
 
+from .._version import __version__
 from ..errors import ConfigError
-from .images import flatten
+from .images import flatten, open_regular_file
 
 FORMAT_CHOICES = ("same", "jpg", "png", "webp")
 DEFAULT_QUALITY = 90
+OWNER = "s2ccrop"
+SOFTWARE = f"{OWNER} {__version__}"  # the Software tag of every image written here
+SOFTWARE_TAG = 0x0131  # EXIF/TIFF "Software"
 
 # Output format by the input's suffix when --format same: the name is known before decoding, which
-# --skip-existing needs. Suffixes we cannot write back (gif, ppm, ...) become PNG, which is lossless.
+# --skip-existing needs. Suffixes we cannot write back (gif, ppm, ...) become PNG, which is lossless;
+# so does BMP, which has nowhere to carry the Software tag that marks an image as ours.
 _SAME_BY_SUFFIX = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-    ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+    ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
 }
 _BY_OPTION = {"jpg": ("JPEG", "jpg"), "jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP", "webp")}
 _NO_ALPHA = {"JPEG", "BMP"}
@@ -41,6 +51,13 @@ _RGB_ONLY = {"WEBP"}
 
 class Cancelled(Exception):
     """The run was interrupted before this file could be put in place; nothing was written."""
+
+
+class Occupied(FileExistsError):
+    """The destination holds a file s2ccrop did not write (a photo, another program's file): it is left alone."""
+
+    def __init__(self, path: "str | os.PathLike[str]") -> None:
+        super().__init__(errno.EEXIST, "a file s2ccrop did not write is there; it is left alone", os.fspath(path))
 
 
 @dataclass(frozen=True)
@@ -142,7 +159,38 @@ def save_image(fh: BinaryIO, image: Image.Image, pil_format: str, quality: int, 
         kwargs["icc_profile"] = icc
     if pil_format in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
+    kwargs.update(_software_tag(pil_format))
     image.save(fh, format=pil_format, **kwargs)
+
+
+def _software_tag(pil_format: str) -> dict:
+    """Save keywords that mark the image as written by s2ccrop (see `written_by_s2ccrop`)."""
+    if pil_format == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("Software", SOFTWARE)
+        return {"pnginfo": info}
+    if pil_format == "TIFF":
+        return {"tiffinfo": {SOFTWARE_TAG: SOFTWARE}}
+    if pil_format in ("JPEG", "WEBP"):
+        exif = Image.Exif()
+        exif[SOFTWARE_TAG] = SOFTWARE
+        return {"exif": exif.tobytes()}
+    return {}
+
+
+def written_by_s2ccrop(path: "str | os.PathLike[str]") -> bool:
+    """Whether `path` is an image s2ccrop wrote (its Software tag says so): such a file may be replaced
+    by a later run. A photo, another program's file, a link, a folder, a missing path: False."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open_regular_file(path) as fh, Image.open(fh) as im:
+            software = im.info.get("Software") if im.format == "PNG" else im.getexif().get(SOFTWARE_TAG)
+    except Exception:  # unreadable, not an image: not ours either way
+        return False
+    return isinstance(software, str) and software.split(" ", 1)[0] == OWNER
 
 
 def write_image(
@@ -154,8 +202,11 @@ def write_image(
     icc: bytes | None = None,
     cancel: threading.Event | None = None,
 ) -> None:
+    """Write `image` to `path` (atomically, tagged as ours); a file already there is replaced only if
+    s2ccrop wrote it (else `Occupied`)."""
     image, icc = prepare_for(image, pil_format, icc)
-    atomic_write(path, lambda fh: save_image(fh, image, pil_format, quality, icc), cancel=cancel)
+    atomic_write(path, lambda fh: save_image(fh, image, pil_format, quality, icc), cancel=cancel,
+                 may_replace=written_by_s2ccrop)
 
 
 def write_crop(
@@ -181,8 +232,10 @@ def atomic_write(
     write: Callable[[BinaryIO], None],
     *,
     cancel: threading.Event | None = None,
+    may_replace: Callable[[Path], bool] | None = None,
 ) -> None:
-    """Create or replace `path` with what `write(fh)` produces, all or nothing.
+    """Create or replace `path` with what `write(fh)` produces, all or nothing. With `may_replace`, an
+    existing `path` is replaced only if `may_replace(path)` (else `Occupied`), checked just before.
 
     `fh` is a `CheckedFile`: every byte given to it reaches the file or an OSError says why (a full
     disk, a file size limit); the file's size is checked against what was written before it is put
@@ -195,13 +248,15 @@ def atomic_write(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            checked = CheckedFile(fh)
+            checked = CheckedFile(fh, os.fspath(tmp))
             write(checked)
             fh.flush()
             checked.verify()
             os.fsync(fh.fileno())
         if cancel is not None and cancel.is_set():
             raise Cancelled(str(path))
+        if may_replace is not None and os.path.lexists(path) and not may_replace(path):
+            raise Occupied(path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -219,8 +274,9 @@ class CheckedFile:
     checks that the file on disk is as long as what was written.
     """
 
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: BinaryIO, name: str = "") -> None:
         self._fh = fh
+        self.name = name  # the file being written (a temporary file), as real file objects have
         self._pos = 0
         self.end = 0  # the furthest byte written
 
