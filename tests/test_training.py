@@ -59,6 +59,25 @@ def test_augment_flips_votes_with_the_image():
     assert s.vote_weights.tolist() == [0.6]
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_augment_moves_teacher_boxes_and_votes_with_the_pixels(seed):
+    """Through the torchvision geometry (crop, resize, mirror), a box painted green in the photo still
+    bounds the green pixels after any context window, aspect jitter and flip; vote boxes likewise."""
+    px, crop = _photo_with_red_crop()
+    px[100:150, 150:200] = (0, 255, 0)  # a "face" inside the human crop, so every window keeps it
+    labels = {"faces": np.array([[150.0, 100.0, 200.0, 150.0, 0.9]]), "objects": np.zeros((0, 5))}
+    votes = np.array([[150.0, 100.0, 200.0, 150.0, 100.0, 60.0, 260.0, 200.0]])
+    cfg = AugmentConfig(brightness=0, contrast=0, saturation=0, p_flip=0.5)
+    s = augment(px, crop, votes, np.array([0.5]), cfg, np.random.default_rng(seed), train=True, labels=labels)
+    img = _unnormalise(s.image)
+    ys, xs = np.nonzero((img[..., 1] > 128) & (img[..., 0] < 128))
+    for box in (s.labels["faces"][0, :4], s.votes[0, :4]):
+        x1, y1, x2, y2 = box
+        assert abs(xs.min() - x1) <= 1.5 and abs(xs.max() + 1 - x2) <= 1.5
+        assert abs(ys.min() - y1) <= 1.5 and abs(ys.max() + 1 - y2) <= 1.5
+    assert s.labels["faces"][0, 4] == 0.9 and np.allclose(s.votes[0, 4:], s.crop)
+
+
 def test_eval_framing_is_the_whole_photo():
     px, crop = _photo_with_red_crop()
     s = augment(px, crop, np.zeros((0, 8)), np.zeros(0), AugmentConfig(), np.random.default_rng(0), train=False)

@@ -3,7 +3,10 @@
 A sample is a photo (uint8 HxWx3, kept in memory at a reduced size), its human crop and its votes, all in
 that array's pixels. `augment` draws a random context window that still contains the human crop (so the
 label stays exactly right), optionally mirrors it, jitters its aspect, and returns the window resized to
-the model's input with every box mapped into the model's pixels.
+the model's input with every box mapped into the model's pixels. The geometry (crop, resize, mirror) is
+torchvision's `transforms.v2` on the image and on every box as `tv_tensors.BoundingBoxes`, so the boxes
+follow the pixels by construction; boxes are not clamped there (votes may overhang the window by a
+pixel, teacher boxes are clipped by `_visible`, which needs their unclipped area).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from ..preprocess import MEAN, STD, model_size
 
@@ -80,40 +85,39 @@ def augment(
     else:
         win = np.array([0, 0, width, height])
     wx1, wy1, wx2, wy2 = (int(v) for v in win)
-    region = pixels[wy1:wy2, wx1:wx2]
     rw, rh = wx2 - wx1, wy2 - wy1
     aspect = float(np.exp(rng.uniform(-cfg.aspect_jitter, cfg.aspect_jitter))) if train else 1.0
     size = model_size(max(1, round(rw * aspect)), rh)
-    sx, sy = size[0] / rw, size[1] / rh
 
-    def to_model(boxes: np.ndarray) -> np.ndarray:
-        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) - [wx1, wy1, wx1, wy1]
-        return b * [sx, sy, sx, sy]
-
-    crop_m = to_model(crop)[0]
     votes = np.asarray(votes, dtype=np.float64).reshape(-1, 8)
     inside = (
         (votes[:, [0, 4]].min(1) >= wx1 - 1) & (votes[:, [1, 5]].min(1) >= wy1 - 1)
         & (votes[:, [2, 6]].max(1) <= wx2 + 1) & (votes[:, [3, 7]].max(1) <= wy2 + 1)
     )
     votes, vote_weights = votes[inside], np.asarray(vote_weights, dtype=np.float64)[inside]
-    votes_m = np.concatenate([to_model(votes[:, :4]), to_model(votes[:, 4:])], axis=1) if len(votes) else np.zeros((0, 8))
-
-    x = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1).unsqueeze(0).float()
-    x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=False)
-    labels_m = {}
-    for name, rows in (labels or {}).items():
-        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
-        mapped = np.concatenate([to_model(rows[:, :4]), rows[:, 4:]], axis=1)
-        labels_m[name] = _visible(mapped, size[0], size[1], min_visible)
-    if train and rng.random() < cfg.p_flip:
-        x = x.flip(-1)
-        w = size[0]
-        crop_m = np.array([w - crop_m[2], crop_m[1], w - crop_m[0], crop_m[3]])
-        if len(votes_m):
-            votes_m = votes_m[:, [2, 1, 0, 3, 6, 5, 4, 7]] * [-1, 1, -1, 1, -1, 1, -1, 1] + [w, 0, w, 0, w, 0, w, 0]
-        for name, rows in labels_m.items():
-            labels_m[name] = rows[:, [2, 1, 0, 3, 4]] * [-1, 1, -1, 1, 1] + [w, 0, w, 0, 0]
+    label_rows = {name: np.asarray(rows, dtype=np.float64).reshape(-1, 5) for name, rows in (labels or {}).items()}
+    # every box of the photo in one BoundingBoxes: the crop, both boxes of each vote, the teacher boxes
+    parts = [crop.reshape(1, 4), votes[:, :4], votes[:, 4:], *(rows[:, :4] for rows in label_rows.values())]
+    boxes = tv_tensors.BoundingBoxes(torch.from_numpy(np.concatenate(parts)), format="XYXY",
+                                     canvas_size=pixels.shape[:2], clamping_mode=None)
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0)
+    x = TF.crop(x, wy1, wx1, rh, rw).float()
+    boxes = TF.crop(boxes, wy1, wx1, rh, rw)
+    x = TF.resize(x, [size[1], size[0]], interpolation=InterpolationMode.BILINEAR, antialias=False)
+    boxes = TF.resize(boxes, [size[1], size[0]])
+    flip = train and rng.random() < cfg.p_flip
+    if flip:
+        x = TF.horizontal_flip(x)
+        boxes = TF.horizontal_flip(boxes)
+    mapped = boxes.as_subclass(torch.Tensor).numpy().astype(np.float64)
+    crop_m = mapped[0]
+    n = len(votes)
+    votes_m = np.concatenate([mapped[1 : 1 + n], mapped[1 + n : 1 + 2 * n]], axis=1)
+    labels_m, start = {}, 1 + 2 * n
+    for name, rows in label_rows.items():
+        labelled = np.concatenate([mapped[start : start + len(rows)], rows[:, 4:]], axis=1)
+        labels_m[name] = _visible(labelled, size[0], size[1], min_visible)
+        start += len(rows)
     if train:
         x = _colour(x, cfg, rng)
     x = x / 256.0
