@@ -195,6 +195,9 @@ class Settings:
         self.paths = [os.fspath(p) for p in ([self.paths] if isinstance(self.paths, (str, os.PathLike)) else self.paths)]
         if not self.paths:
             raise ConfigError("no input: give photos or folders, or - to read paths from stdin")
+        if "" in self.paths:  # Path("") is ".": an unset shell variable must not crop the current folder
+            raise ConfigError("an empty PATH argument (an unset shell variable?): give a photo or a folder "
+                              "(. for the current one)")
         self._check_numbers()
         self.format = self.format.lower()
         if self.format not in FORMATS:
@@ -448,7 +451,10 @@ class BatchRun:
         self.ledger.note_input(item.path)
         targets = []
         for req in s.requests:
-            name = render_name(s.name, stem=item.path.stem, ratio=req.slug, preset=req.label, ext=fmt.ext)
+            try:
+                name = render_name(s.name, stem=item.path.stem, ratio=req.slug, preset=req.label, ext=fmt.ext)
+            except ConfigError as exc:  # this photo's name makes the template leave the folder: its own error
+                return Job(item, fmt=fmt, error=str(exc))
             targets.append(Target(req, output_path(item, s.out_dir, name)))
         problem = self._output_problem(item, targets)
         if problem:

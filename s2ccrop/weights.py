@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from .errors import WeightsError
 ENV_CACHE = "S2CCROP_CACHE"
 ENV_OFFLINE = "S2CCROP_OFFLINE"
 ENV_MANIFEST = "S2CCROP_MANIFEST"
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on a header
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -60,6 +62,21 @@ def cache_dir() -> Path:
 
 def weights_cache_dir() -> Path:
     return cache_dir() / "weights"
+
+
+def ensure_cache_dir() -> Path:
+    """The weights cache folder, created if needed; WeightsError naming it when it cannot be (a file in
+    the way, no permission)."""
+    folder = weights_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = f"${ENV_CACHE}" if os.environ.get(ENV_CACHE) else "the platform's cache folder"
+        raise WeightsError(
+            f"cannot use the weights cache {folder}: {(exc.strerror or str(exc)).lower()} (it is below {where}; "
+            f"set {ENV_CACHE} to a folder you can write)"
+        ) from None
+    return folder
 
 
 def embedded_dir() -> Path:
@@ -283,6 +300,7 @@ def resolve(
     if text in reg.entries and not _looks_like_path(text):
         return _locate_entry(reg.entries[text], download=download, progress=progress)
     if path.is_file():
+        check_metadata(path)
         return Resolved(None, path, sha256_file(path), "file")
     if _looks_like_path(text):
         raise WeightsError(f"{text}: no such weights file")
@@ -392,6 +410,7 @@ def download_entry(entry: Entry, *, progress: Progress | None = None, timeout: f
                 f"pinned {entry.sha256[:12]}…); nothing was kept — retry, or report the mirror as broken"
             )
 
+    ensure_cache_dir()
     target = entry.cached_path
     atomic_write(target, fetch)
     return target
@@ -426,7 +445,7 @@ def import_weights(source: "str | os.PathLike[str]", name: str | None = None, *,
     if entry is not None and entry.source != "imported":
         return _import_registry_file(src, entry, sha)
     config = inspect_checkpoint(src)
-    folder = weights_cache_dir()
+    folder = ensure_cache_dir()
     record = folder / f"{name}.json"
     if record.exists() and not force:
         raise WeightsError(f"weights {name!r} already exist in {folder}; pass --force to replace them")
@@ -446,6 +465,7 @@ def _import_registry_file(src: Path, entry: Entry, sha: str) -> Resolved:
             f"{src} is not the file registered as {entry.name!r} (sha256 {sha[:12]}…, pinned "
             f"{(entry.sha256 or 'none')[:12]}…); import it under another --name"
         )
+    ensure_cache_dir()
     _copy_verified(src, entry.cached_path, sha)
     return Resolved(entry.name, entry.cached_path, sha, "cache")
 
@@ -477,10 +497,42 @@ def inspect_checkpoint(path: Path) -> str:
     """Load `path` as S2CNet (no pickled code runs) and describe its config; WeightsError if it does not fit."""
     from .model.checkpoint import model_from_state_dict, read_state_dict
 
+    check_metadata(path)
     state_dict, config, _ = read_state_dict(path)
     model = model_from_state_dict(state_dict, config)
     cfg = getattr(model, "config", config)
     return _config_label(cfg)
+
+
+def check_metadata(path: Path) -> None:
+    """WeightsError when a safetensors file's `s2ccrop_config` metadata is not a model config this
+    version reads (malformed JSON, unknown fields, bad values). Other damage is the loader's to report."""
+    config = _header_metadata(path).get("s2ccrop_config")
+    if config is None:
+        return
+    from .model import S2CNetConfig
+
+    try:
+        S2CNetConfig.from_json(config)
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(
+            f"{path}: its s2ccrop_config metadata is not a model configuration this s2ccrop reads "
+            f"({type(exc).__name__}: {exc}); is the file damaged, or written by a newer s2ccrop?"
+        ) from None
+
+
+def _header_metadata(path: Path) -> dict:
+    """The `__metadata__` of a safetensors header ({} for anything else, or a header past reading)."""
+    try:
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            if length > _MAX_HEADER:
+                return {}
+            header = json.loads(fh.read(length))
+    except (OSError, ValueError, struct.error):
+        return {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def _config_label(cfg) -> str:

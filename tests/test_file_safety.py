@@ -332,3 +332,84 @@ def test_no_file_that_was_there_changes_whatever_the_options(here: Path, monkeyp
                 now = hashes(here)
                 assert {k: now.get(k) for k in before} == before, argv
                 assert not [k for k in now if os.path.basename(k).startswith(".")], argv  # no temporary file
+
+
+# ------------------------------------------------------------------ mistakes: one line, the right status
+
+
+def test_an_empty_path_argument_is_a_usage_error_not_the_current_folder(here: Path):
+    photo(here / "a.jpg")
+    code, out, err = run_in_process("", "-r", "1:1", "-j", "1", *RANDOM)
+    assert (code, out) == (2, "")
+    assert err == ("s2ccrop: error: an empty PATH argument (an unset shell variable?): give a photo or a folder "
+                   "(. for the current one)\n")
+    assert os.listdir(here) == ["a.jpg"]
+
+
+def test_a_name_that_leaves_the_output_folder_fails_that_photo_only(here: Path):
+    photo(here / "d" / "a.jpg")
+    noise(40, 30, seed=1).save(here / "d" / "...jpg", format="JPEG")  # its stem is "..": {stem}/ climbs out of -o
+    code, out, err = run_in_process("d/a.jpg", "d/...jpg", "-r", "1:1", "--name", "{stem}/{ratio}.jpg", "-o", "o",
+                                    "--json", "-j", "1", *RANDOM)
+    assert code == 1
+    assert error_lines(err) == ["s2ccrop: error: d/...jpg: --name template '{stem}/{ratio}.jpg' gives '../1x1.jpg', "
+                                "which leaves the output folder"]
+    assert [r["output"] for r in records(out)] == ["o/a/1x1.jpg"]
+    assert sorted(p.relative_to(here).as_posix() for p in here.rglob("*") if p.is_file()) == [
+        "d/...jpg", "d/a.jpg", "o/a/1x1.jpg"]
+
+
+@pytest.mark.parametrize("template", ["{stem:d}_{ratio}.jpg", "{stem!z}_{ratio}.jpg", "{stem:>{ratio}}.jpg"])
+def test_a_bad_format_spec_in_name_is_a_usage_error(here: Path, template: str):
+    photo(here / "a.jpg")
+    code, out, err = run_in_process("a.jpg", "--name", template, "-j", "1", *RANDOM)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"s2ccrop: error: invalid --name template {template!r}: ") and len(err.splitlines()) == 1
+
+
+def _our_checkpoint(path: Path, config: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(path), {"s2ccrop_config": config, "format": "s2ccrop-s2cnet-v1"})
+
+
+@pytest.mark.parametrize("config", ['{"head": "crop", "bogus"', '{"no_such_field": 1}', '{"head": "nonsense"}', "[]"])
+def test_weights_with_malformed_config_metadata_are_a_weights_error(here: Path, config: str):
+    photo(here / "a.jpg")
+    _our_checkpoint(here / "bad.safetensors", config)
+    code, out, err = run_in_process("a.jpg", "--weights", "bad.safetensors", "-j", "1", "-o", "o")
+    assert (code, out) == (2, "")
+    assert err.startswith("s2ccrop: error: bad.safetensors: its s2ccrop_config metadata is not a model "
+                          "configuration this s2ccrop reads (") and len(err.splitlines()) == 1
+    assert not (here / "o").exists()
+    code, out, err = run_in_process("weights", "import", "bad.safetensors", "--name", "bad")
+    assert (code, out) == (2, "") and "its s2ccrop_config metadata is not a model configuration" in err
+
+
+def test_weights_import_with_a_file_as_the_cache_is_one_line(here: Path, monkeypatch):
+    import torch
+
+    from s2ccrop.model import GAICV1, S2CNet
+    from s2ccrop.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(S2CNet(GAICV1), here / "mine.safetensors")
+    (here / "cache").write_text("a file, not a folder")
+    monkeypatch.setenv("S2CCROP_CACHE", str(here / "cache"))
+    code, out, err = run_in_process("weights", "import", "mine.safetensors", "--name", "mine")
+    assert (code, out) == (2, "")
+    assert err == (f"s2ccrop: error: cannot use the weights cache {here / 'cache' / 'weights'}: not a directory "
+                   "(it is below $S2CCROP_CACHE; set S2CCROP_CACHE to a folder you can write)\n")
+    assert (here / "cache").read_text() == "a file, not a folder"
+
+
+def test_a_contact_sheet_that_cannot_be_written_is_one_error_line(here: Path):
+    photo(here / "a.jpg")
+    (here / "notes.txt").write_text("a file where the sheet's folder should be")
+    code, out, err = run_in_process("a.jpg", "-r", "1:1", "-o", "out", "--json", "--preview", "notes.txt/sheet.jpg",
+                                    "-j", "1", *RANDOM)
+    assert code == 1 and "Traceback" not in err
+    assert error_lines(err) == ["s2ccrop: error: notes.txt/sheet.jpg: cannot write the contact sheet: Not a directory"]
+    check_complete(records(out)[0])  # the crops were written; only the sheet failed
+    assert (here / "notes.txt").read_text() == "a file where the sheet's folder should be"

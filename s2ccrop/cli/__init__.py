@@ -16,7 +16,7 @@ import os
 import sys
 
 from .. import __version__
-from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, Env, one_line
+from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, Env, display, one_line
 from ..errors import S2CCropError
 from .rules import SUBCOMMANDS, asks_version
 
@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
         return EXIT_FAILED  # the reader went away before every result was delivered
     except S2CCropError as exc:  # ConfigError, WeightsError and the like: the tool cannot run
         _safe_write(env.stderr, f"{PROG}: error: {one_line(exc)}\n")
+        return EXIT_USAGE
+    except OSError as exc:  # the system refused something the command needs (a file, a folder): not our bug
+        if os.environ.get(DEBUG_ENV):
+            raise
+        where = f"{display(exc.filename)}: " if exc.filename else ""
+        _safe_write(env.stderr, f"{PROG}: error: {where}{one_line(exc.strerror or exc)}\n")
         return EXIT_USAGE
     except SystemExit as exc:  # a pass-through command's own argparse: --help, usage errors
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)

@@ -202,7 +202,12 @@ def check_distinct(template: str, slugs_and_labels: list[tuple[str, str]]) -> No
 
 
 def render_name(template: str, *, stem: str, ratio: str, preset: str, ext: str) -> str:
-    name = template.format(stem=stem, ratio=ratio, preset=preset, ext=ext)
+    """The output name `template` gives; ConfigError for a bad format spec ({stem:d}) or a name that
+    leaves the output folder (which may depend on the photo: a stem of "..")."""
+    try:
+        name = template.format(stem=stem, ratio=ratio, preset=preset, ext=ext)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"invalid --name template {template!r}: {exc}") from None
     parts = PurePosixPath(name.replace(os.sep, "/")).parts
     if name.startswith(("/", os.sep)) or ".." in parts or "\0" in name:
         raise ConfigError(f"--name template {template!r} gives {name!r}, which leaves the output folder")
