@@ -278,6 +278,7 @@ class Job:
     notes: list[str] = field(default_factory=list)  # warnings, reported with the photo
     image_size: tuple[int, int] = (0, 0)  # upright input size, kept after the pixels are freed
     tile: object = None  # preview tile, drawn where the job is written, added to the sheet in input order
+    warned: list[str] = field(default_factory=list)  # library warnings while decoding/writing (one line in all)
     fatal: S2CCropError | None = None  # the model could not load where this job was scored: ends the run
 
 
@@ -542,7 +543,8 @@ class BatchRun:
         if self.cancel_event.is_set() or job.error:
             return job
         try:
-            job.decoded = open_image(job.item.path, max_pixels=self.settings.pixel_limit)
+            with warnings_noted(job.warned):  # Pillow on a damaged EXIF block: one line, not its source
+                job.decoded = open_image(job.item.path, max_pixels=self.settings.pixel_limit)
             job.image_size = job.decoded.size
         except S2CCropError as exc:
             job.error = str(exc)
@@ -595,8 +597,9 @@ class BatchRun:
                 job.notes.append(f"{display(target.output)}: the crop is only {crop.width}x{crop.height}; "
                                  "written at that size (--upscale enlarges)")
             try:
-                write_crop(target.output, job.decoded.image, crop.box, size, job.fmt, quality=s.quality,
-                           icc=job.decoded.icc_profile, cancel=self.cancel_event)
+                with warnings_noted(job.warned):
+                    write_crop(target.output, job.decoded.image, crop.box, size, job.fmt, quality=s.quality,
+                               icc=job.decoded.icc_profile, cancel=self.cancel_event)
             except Cancelled:
                 job.error = "interrupted"
                 break
@@ -622,6 +625,10 @@ class BatchRun:
         self.counts["photos"] += 1
         for note in job.notes:
             self.report.warn(note)
+        if job.warned and not self.settings.quiet:
+            more = len(job.warned) - 1
+            self.report.warn(f"{display(job.item.path)}: {job.warned[0]}"
+                             + (f" (and {more} more warning{'s' * (more > 1)})" if more else ""))
         if job.error:
             self.counts["failed"] += 1
             self.report.error(job.item.path, job.error)
@@ -718,6 +725,44 @@ def _same_file(a: Path, b: Path) -> bool:
     return os.path.abspath(a) == os.path.abspath(b)
 
 
+# ================================================================ library warnings
+
+
+_warning_sink = threading.local()  # .notes: where this thread's warnings go, inside warnings_noted
+_warning_hook_lock = threading.Lock()
+
+
+def _route_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    notes = getattr(_warning_sink, "notes", None)
+    if notes is not None:
+        notes.append(one_line(message))
+    else:
+        _route_warning.previous(message, category, filename, lineno, file, line)
+
+
+_route_warning.previous = None
+
+
+@contextlib.contextmanager
+def warnings_noted(notes: list[str]):
+    """Warnings issued in this thread during the block (Pillow's about a damaged file) are appended to
+    `notes` as one-line texts instead of being printed with their source line; other threads' warnings
+    are unaffected (decode and write run on several threads at once, where catch_warnings would mix
+    them up)."""
+    import warnings
+
+    with _warning_hook_lock:
+        if warnings.showwarning is not _route_warning:
+            _route_warning.previous = warnings.showwarning
+            warnings.showwarning = _route_warning
+    outer = getattr(_warning_sink, "notes", None)
+    _warning_sink.notes = notes
+    try:
+        yield notes
+    finally:
+        _warning_sink.notes = outer
+
+
 # ================================================================ the model
 
 
@@ -762,4 +807,4 @@ def sigint_deferred():
 
 __all__ = ["BatchRun", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Env", "Job", "OutputLedger",
            "Reporter", "Settings", "Target", "crop_record", "display", "json_line", "make_cropper", "one_line",
-           "sigint_deferred"]
+           "sigint_deferred", "warnings_noted"]

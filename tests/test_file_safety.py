@@ -413,3 +413,33 @@ def test_a_contact_sheet_that_cannot_be_written_is_one_error_line(here: Path):
     assert error_lines(err) == ["s2ccrop: error: notes.txt/sheet.jpg: cannot write the contact sheet: Not a directory"]
     check_complete(records(out)[0])  # the crops were written; only the sheet failed
     assert (here / "notes.txt").read_text() == "a file where the sheet's folder should be"
+
+
+# ------------------------------------------------------------------ library warnings
+
+
+def jpeg_with_corrupt_exif(path: Path, tag: int, seed: int = 0) -> None:
+    """A JPEG whose EXIF block declares `tag` with 100 bytes of data past the block's end: Pillow warns
+    'Tag data larger than file. Skipping tag N' when it reads the orientation."""
+    import struct
+
+    entry = struct.pack("<HHII", tag, 2, 100, 4000)
+    ifd = b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+    noise(60, 40, seed=seed).save(path, exif=b"Exif\x00\x00" + ifd)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_library_warnings_are_one_line_per_photo_and_quiet_under_q(tmp_path: Path, jobs: str):
+    jpeg_with_corrupt_exif(tmp_path / "a.jpg", 0x010F)
+    jpeg_with_corrupt_exif(tmp_path / "b.jpg", 0x0110, seed=1)  # forked workers crop this one with -j 2
+    argv = [sys.executable, "-m", "s2ccrop", "a.jpg", "b.jpg", "-r", "1:1", "-o", "out", "-j", jobs, *RANDOM]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=subprocess_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "s2ccrop: warning: a.jpg: Tag data larger than file. Skipping tag 271",
+        "s2ccrop: warning: b.jpg: Tag data larger than file. Skipping tag 272",
+    ]
+    assert len(proc.stdout.splitlines()) == 2
+    proc = subprocess.run([*argv, "-q"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=subprocess_env(tmp_path))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")

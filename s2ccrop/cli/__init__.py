@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
         return EXIT_OK
     try:
         # Help and completion scripts are printed on sys.stdout: route them to env's streams.
-        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
+        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr), _one_line_warnings():
             from .commands import invoke
 
             code, local_crop_done = invoke(argv, env)
@@ -93,6 +93,21 @@ def run() -> None:
             code = code or EXIT_FAILED
     atexit._run_exitfuncs()
     os._exit(code)
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """A library warning that reaches stderr (one not tied to a photo: those are the photo's warning
+    line) is one `s2ccrop: warning: ...` line, without the library's file name and source line."""
+    import warnings
+
+    previous = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: (
+        f"{PROG}: warning: {one_line(message)}\n")
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 def _safe_write(stream, text: str) -> None:
