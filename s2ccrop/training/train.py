@@ -47,6 +47,7 @@ class TrainConfig:
     num_boxes: int = 4
     head: str = "crop"
     dropout: float = 0.1
+    reduced_dim: int = 8  # channels of the fused map that RoI/RoD sample (the reference's 8)
     node_dim: int = 256  # the graph's width (the reference's 256); ours may be narrower
     mlp_dim: int = 1024
     box_geometry: bool = False  # nodes also see their box's edges, size and aspect (S2CNetConfig.box_geometry)
@@ -132,7 +133,7 @@ class TrainConfig:
     def model_config(self) -> S2CNetConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
-            node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
+            reduced_dim=self.reduced_dim, node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
             selection=self.selection,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
