@@ -35,14 +35,17 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Sequence, TextIO
 
 from .errors import ConfigError, S2CCropError, WeightsError
+from .interrupts import deferred
 from .io.paths import DEFAULT_TEMPLATE, InputPath, WalkError, check_distinct, check_template, iter_inputs
 from .io.paths import output_path, render_name
 from .presets import RatioRequest, resolve_ratios
 from .types import Ratio
 
 PROG = "s2ccrop"
-# The command line's exit statuses; a run's `execute()` returns one of the first two.
+# The command line's exit statuses; a run's `execute()` returns one of the first two. A run stopped by
+# a signal exits 128 + its number (`interrupts.Interrupted.exit_status`): 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED, EXIT_HANGUP = 143, 129
 FORMATS = ("same", "jpg", "png", "webp")
 DEFAULT_WORKERS = 2
 MAX_JOBS = 256
@@ -767,12 +770,13 @@ def warnings_noted(notes: list[str]):
 
 
 def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True):
-    """Import torch and load the model once; its warnings become one warning line each. Ctrl-C waits
-    for both to end (about 2 s from a cold start): raised inside torch's C++ while it builds tensors,
-    it would come out as a TypeError and be reported as an unreadable weights file."""
+    """Import torch and load the model once; its warnings become one warning line each. A stop signal
+    (Ctrl-C, SIGTERM) waits for both to end (about 2 s from a cold start): raised inside torch's C++
+    while it builds tensors, it would come out as a TypeError and be reported as an unreadable weights
+    file."""
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught, sigint_deferred():
+    with warnings.catch_warnings(record=True) as caught, deferred():
         warnings.simplefilter("always")
         from ._imports import import_torch
 
@@ -786,25 +790,11 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
     return cropper
 
 
-@contextlib.contextmanager
-def sigint_deferred():
-    """A SIGINT inside this block is raised as KeyboardInterrupt when the block ends (main thread only;
-    elsewhere Python delivers no signals anyway)."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-    if caught:
-        raise KeyboardInterrupt
+# Stop signals (SIGINT, SIGTERM, SIGHUP) held over a block, then delivered: see interrupts.deferred.
+sigint_deferred = deferred
 
 
-__all__ = ["BatchRun", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Env", "Job", "OutputLedger",
+__all__ = ["BatchRun", "EXIT_FAILED", "EXIT_HANGUP", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE",
+           "Env", "Job", "OutputLedger",
            "Reporter", "Settings", "Target", "crop_record", "display", "json_line", "make_cropper", "one_line",
            "sigint_deferred", "warnings_noted"]

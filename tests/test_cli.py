@@ -480,6 +480,8 @@ def test_run_skips_the_teardown_only_after_the_crop_command(monkeypatch):
     monkeypatch.setattr(cli.sys, "getprofile", lambda: None)  # pytest-cov or a debugger may be active
     monkeypatch.setattr(cli.sys, "gettrace", lambda: None)
     monkeypatch.setitem(cli._FAST_EXIT, "ok", False)
+    # The stop signals' handler is the process's for good: not this test session's.
+    monkeypatch.setattr(cli, "_handle_stop_signals_for_good", lambda: cli.interrupts.StopHandler())
     monkeypatch.setattr(cli, "main", lambda: 1)  # e.g. `s2ccrop weights verify`: the normal exit
     with pytest.raises(SystemExit) as stop:
         cli.run()

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 
-from .. import __version__
+from .. import __version__, interrupts
 from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, Env, display, one_line
 from ..errors import S2CCropError
 from .rules import SUBCOMMANDS, asks_version
@@ -26,42 +27,54 @@ __all__ = ["DEBUG_ENV", "SUBCOMMANDS", "main", "run"]
 
 
 def main(argv: list[str] | None = None, env: Env | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 some inputs failed, 2 usage, 130 Ctrl-C)."""
+    """Run the command line; returns the exit status (0 ok, 1 some inputs failed, 2 usage; stopped by a
+    signal: 128 + its number, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Stop signals are handled for the
+    call (`interrupts.stop_signals`): the first one stops the command and cleans up, as Ctrl-C does."""
+    with interrupts.stop_signals() as stop:
+        return _main(argv, env, stop)
+
+
+def _main(argv: list[str] | None, env: Env | None, stop: interrupts.StopHandler) -> int:
     env = env or Env.from_sys()
     argv = list(sys.argv[1:] if argv is None else argv)
     if asks_version(argv):
         env.stdout.write(f"{PROG} {__version__}\n")
         env.stdout.flush()
         return EXIT_OK
+    local_crop_done = False
     try:
         # Help and completion scripts are printed on sys.stdout: route them to env's streams.
         with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr), _one_line_warnings():
             from .commands import invoke
 
             code, local_crop_done = invoke(argv, env)
-    except KeyboardInterrupt:
-        _safe_write(env.stderr, f"{PROG}: interrupted\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C, or interrupts.Interrupted for any stop signal: reported below
+        code = EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
-        return EXIT_FAILED  # the reader went away before every result was delivered
+        code = EXIT_FAILED  # the reader went away before every result was delivered
     except S2CCropError as exc:  # ConfigError, WeightsError and the like: the tool cannot run
         _safe_write(env.stderr, f"{PROG}: error: {one_line(exc)}\n")
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except OSError as exc:  # the system refused something the command needs (a file, a folder): not our bug
         if os.environ.get(DEBUG_ENV):
             raise
         where = f"{display(exc.filename)}: " if exc.filename else ""
         _safe_write(env.stderr, f"{PROG}: error: {where}{one_line(exc.strerror or exc)}\n")
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except SystemExit as exc:  # a pass-through command's own argparse: --help, usage errors
-        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
+        code = exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
     except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
         if os.environ.get(DEBUG_ENV):
             raise
         _safe_write(env.stderr, f"{PROG}: internal error: {type(exc).__name__}: {one_line(exc)} "
                                 f"(run with {DEBUG_ENV}=1 for the traceback, and please report it)\n")
-        return EXIT_USAGE
+        code = EXIT_USAGE
+    if stop.signum is not None or code == EXIT_INTERRUPTED:
+        # Stopped by a signal, whatever came out of the clean-up: the status says which signal.
+        signum = stop.signum or signal.SIGINT
+        _safe_write(env.stderr, f"{PROG}: {_stopped(signum)}\n")
+        return interrupts.exit_status(signum)
     if local_crop_done:  # every output was written and closed: run() may skip the teardown
         _FAST_EXIT["ok"] = True
     return code
@@ -80,7 +93,9 @@ def run() -> None:
     interpreter's own exit would."""
     import atexit
 
-    code = main()
+    stop = _handle_stop_signals_for_good()
+    code = main()  # uses `stop`
+    stop.exiting()
     if not _FAST_EXIT["ok"] or sys.getprofile() is not None or sys.gettrace() is not None:
         # Only the local crop command, whose files are all written and closed by now, skips the
         # teardown (other subcommands may leave buffered files to it); a profiler or debugger
@@ -93,6 +108,17 @@ def run() -> None:
             code = code or EXIT_FAILED
     atexit._run_exitfuncs()
     os._exit(code)
+
+
+def _handle_stop_signals_for_good() -> interrupts.StopHandler:
+    """This process's stop-signal handler, installed for its whole life (`main` finds and uses it):
+    after the command, a late signal must not come out of an exit handler as a traceback."""
+    import atexit
+
+    stop = interrupts.StopHandler()
+    interrupts.install(stop)
+    atexit.register(interrupts.ignore)  # registered first, so it runs last (see interrupts.ignore)
+    return stop
 
 
 @contextlib.contextmanager
@@ -108,6 +134,10 @@ def _one_line_warnings():
         yield
     finally:
         warnings.formatwarning = previous
+
+
+def _stopped(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {interrupts.signal_name(signum)}"
 
 
 def _safe_write(stream, text: str) -> None:

@@ -112,7 +112,8 @@ written: a file at an output's name is replaced only if s2ccrop wrote it (its So
 Template fields: {stem} {ratio} {preset} {ext}; '/' makes subfolders."""
 
 STATUS = """\
-exit status: 0 all done, 1 some inputs failed, 2 usage/configuration/weights error, 130 interrupted.
+exit status: 0 all done, 1 some inputs failed, 2 usage/configuration/weights error; stopped by a signal,
+128 + its number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (no worker, temporary file or partial output left).
 environment: S2CCROP_CACHE (cache dir), S2CCROP_OFFLINE=1 (never download), S2CCROP_MANIFEST (extra
 weights registry), S2CCROP_THREADS (torch threads), S2CCROP_DEBUG=1 (the traceback of an internal error)."""
 

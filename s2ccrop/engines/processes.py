@@ -20,24 +20,33 @@ the fork; a batch of broken files never loads it), so a single photo never forks
 
 A worker that dies (a decoder crash, the OOM killer) breaks the pool: a new one is started and each
 photo that was in flight is tried again; a photo whose worker dies twice fails with one line.
-Ctrl-C: workers ignore SIGINT and see the parent's shared cancel event instead, so a write in
-progress is abandoned as in the local engine (atomic writes: no half-written output remains).
+
+Stopping (`s2ccrop.interrupts`): workers ignore SIGINT; the parent, stopped by any signal (Ctrl-C,
+SIGTERM, SIGHUP: a KeyboardInterrupt there), sets the shared cancel event and sends each worker SIGTERM,
+on which a worker deletes the temporary file it is writing and exits; one that has not gone after a
+grace period is killed, and the parent deletes what a killed worker left. A worker also gets SIGTERM
+when the parent dies (PR_SET_PDEATHSIG), so none outlives it holding its stdout. Signals sent to the
+whole process group (`timeout`, systemd, docker, a closed terminal) reach the workers directly: they
+stop the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import os
-import signal
 import sys
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Iterable, Iterator
 
-from ..batch import BatchRun, Env, Job, Settings, sigint_deferred
+from .. import interrupts
+from ..batch import BatchRun, Env, Job, Settings
 
 MAX_AUTO_PROCESSES = 8
+STOP_GRACE = 5.0  # seconds a worker has to stop on SIGTERM before it is killed
 _RUN: "ProcessRun | None" = None  # the run the forked workers inherit
 
 
@@ -107,18 +116,46 @@ class ProcessRun(BatchRun):
         pending: deque = deque()  # (job, future or None) in input order
         ahead = 2 * self.processes  # photos in flight: bounds memory and keeps every worker fed
         try:
-            for job in jobs:
-                pending.append((job, None if job.error else self._submit(job)))
-                while len(pending) > ahead:
-                    self.finish(self._collect(*pending.popleft()))
-            while pending:
-                self.finish(self._collect(*pending.popleft()))
-        except BaseException:
-            self.cancel()
-            raise
+            with interrupts.children(self._worker_pids):
+                try:
+                    for job in jobs:
+                        pending.append((job, None if job.error else self._submit(job)))
+                        while len(pending) > ahead:
+                            self.finish(self._collect(*pending.popleft()))
+                    while pending:
+                        self.finish(self._collect(*pending.popleft()))
+                except BaseException:
+                    self.cancel()
+                    self._stop_workers()
+                    for job, _ in pending:
+                        _remove_temp_files(job)  # what a killed worker left
+                    raise
+                finally:
+                    self._pool.shutdown(wait=True, cancel_futures=True)
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
             _RUN = None
+
+    def _worker_pids(self) -> list[int]:
+        processes = getattr(self._pool, "_processes", None) or {}
+        return [p.pid for p in list(processes.values()) if p.pid is not None]
+
+    def _stop_workers(self, grace: float = STOP_GRACE) -> None:
+        """SIGTERM to every worker (each deletes its temporary file and exits), then SIGKILL to any
+        still there after `grace` seconds: a stopped run leaves no process behind."""
+        from multiprocessing.connection import wait
+
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        for p in processes:
+            with contextlib.suppress(Exception):
+                p.terminate()
+        waiting = {p.sentinel: p for p in processes}
+        deadline = time.monotonic() + grace
+        while waiting and time.monotonic() < deadline:
+            for sentinel in wait(list(waiting), timeout=max(0.0, deadline - time.monotonic())):
+                waiting.pop(sentinel, None)
+        for p in waiting.values():
+            with contextlib.suppress(Exception):
+                p.kill()
 
     def _submit(self, job: Job) -> Future:
         from concurrent.futures.process import BrokenProcessPool
@@ -130,8 +167,9 @@ class ProcessRun(BatchRun):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
         # The first submit forks every worker. A Ctrl-C that lands inside fork()'s own handlers would
-        # be printed and swallowed ("Exception ignored in _releaseLock"): hold it until the forks are done.
-        with sigint_deferred():
+        # be printed and swallowed ("Exception ignored in _releaseLock"): hold it until the forks are
+        # done. The children start with the holding handler too, until _init_worker replaces it.
+        with interrupts.deferred():
             future = self._pool.submit(_crop_in_worker, job)
         self._forked = True
         return future
@@ -143,7 +181,7 @@ class ProcessRun(BatchRun):
         self._forked = False
         threads = _worker_threads(self.processes)
         return ProcessPoolExecutor(self.processes, mp_context=mp.get_context("fork"),
-                                   initializer=_init_worker, initargs=(threads,))
+                                   initializer=_init_worker, initargs=(threads, os.getpid()))
 
     def _collect(self, job: Job, future: Future | None, retried: bool = False) -> Job:
         """The finished job of `future` (None: nothing to run, e.g. a planning error)."""
@@ -182,10 +220,12 @@ def _worker_threads(processes: int) -> int:
     return env_threads() or max(1, usable_cores() // processes)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_pid: int) -> None:
     from ..api import set_threads
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C (through the shared cancel event)
+    # SIGINT ignored (the parent cancels through the shared event); SIGTERM/SIGHUP: delete this
+    # worker's temporary file and exit; SIGTERM when the parent dies.
+    interrupts.worker_signals(parent_pid)
     set_threads(threads)
 
 

@@ -29,6 +29,7 @@ from PIL import Image
 
 from .._version import __version__
 from ..errors import ConfigError
+from ..interrupts import temp_file
 from .images import flatten, open_regular_file
 
 FORMAT_CHOICES = ("same", "jpg", "png", "webp")
@@ -247,24 +248,25 @@ def atomic_write(
     except FileExistsError:  # a file where the folder should be: say so, not "File exists"
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(path.parent)) from None
     tmp = temp_path_for(path)
-    # os.open rather than tempfile: the final file gets the usual 0666 & ~umask, not tempfile's 0600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            checked = CheckedFile(fh, os.fspath(tmp))
-            write(checked)
-            fh.flush()
-            checked.verify()
-            os.fsync(fh.fileno())
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(str(path))
-        if may_replace is not None and os.path.lexists(path) and not may_replace(path):
-            raise Occupied(path)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with temp_file(tmp):  # registered while it exists: a signal that ends the process deletes it
+        # os.open rather than tempfile: the final file gets the usual 0666 & ~umask, not tempfile's 0600.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                checked = CheckedFile(fh, os.fspath(tmp))
+                write(checked)
+                fh.flush()
+                checked.verify()
+                os.fsync(fh.fileno())
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(str(path))
+            if may_replace is not None and os.path.lexists(path) and not may_replace(path):
+                raise Occupied(path)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 class CheckedFile:
