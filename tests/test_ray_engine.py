@@ -142,6 +142,55 @@ def test_dry_run_with_preview_writes_only_the_sheet(cluster: str, photos: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.jpg", "photos", "ray.jpg"]
 
 
+def test_ray_engine_never_writes_an_input_or_leaves_a_partial_output(cluster: str, tmp_path: Path):
+    """Issue 16's guarantees hold on Ray too: outputs named like inputs (--name '{stem}.jpg' for a.png
+    beside a.jpg; a photo named like an output, a_1x1.jpg, also given on the command line) and a file
+    s2ccrop did not write are left alone, each with its photo's one line; every output reported is
+    complete; no temporary file is left."""
+    import hashlib
+
+    folder = tmp_path / "d"
+    rng = np.random.default_rng(3)
+    for name in ("a.jpg", "a.png", "a_1x1.jpg", "b.png", "c.png", "c_1x1.png"):  # a_1x1, c_1x1: photos
+        folder.mkdir(exist_ok=True)
+        Image.fromarray((rng.random((40, 56, 3)) * 255).astype("uint8")).save(folder / name)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    ray_args = ["--engine", "ray", "--address", cluster, "--weights", "random", "--json", "-r", "1:1"]
+
+    done = run_cli([str(folder), *ray_args, "--name", "{stem}.jpg"])
+    assert done.returncode == 1, done.stderr
+    assert error_lines(done.stderr) == [
+        f"s2ccrop: error: {folder / 'a.jpg'}: output {folder / 'a.jpg'} would overwrite the input; "
+        "use -o or another --name",
+        f"s2ccrop: error: {folder / 'a.png'}: output {folder / 'a.jpg'} would overwrite an input of this run; "
+        "use -o or another --name",
+        f"s2ccrop: error: {folder / 'a_1x1.jpg'}: output {folder / 'a_1x1.jpg'} would overwrite the input; "
+        "use -o or another --name",
+    ]
+    assert sorted(Path(r["output"]).name for r in json_lines(done.stdout)) == ["b.jpg", "c.jpg", "c_1x1.jpg"]
+    for record in json_lines(done.stdout):
+        Path(record["output"]).unlink()  # they would be photos of the next run
+
+    done = run_cli([str(folder), str(folder / "a_1x1.jpg"), *ray_args])
+    assert done.returncode == 1, done.stderr
+    assert [line.split(": ", 3)[2:] for line in error_lines(done.stderr)] == [
+        [str(folder / "a.jpg"), f"output {folder / 'a_1x1.jpg'} would overwrite an input of this run; use -o or "
+                                "another --name"],
+        [str(folder / "c.png"), f"output {folder / 'c_1x1.png'} exists and s2ccrop did not write it (a photo, or "
+                                "another program's file): it is left alone; use -o, another --name, or move it away"],
+    ]
+    assert sorted(Path(r["output"]).name for r in json_lines(done.stdout)) == sorted([
+        "a_1x1_1x1.jpg", "a_1x1_1x1.jpg", "a_1x1.png", "b_1x1.png", "c_1x1_1x1.png"])
+    for record in json_lines(done.stdout):
+        x1, y1, x2, y2 = record["box"]
+        with Image.open(record["output"]) as im:
+            im.load()
+            assert im.size == (x2 - x1, y2 - y1)
+    now = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    assert {k: now[k] for k in before} == before
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]
+
+
 # ---------------------------------------------------------------- the library: listing, manifest, resume
 
 
