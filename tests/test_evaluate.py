@@ -331,3 +331,31 @@ def test_paired_difference_is_taken_fold_by_fold_over_shared_folds():
     assert d["any"] == pytest.approx(0.025) and d["any_sd"] == pytest.approx(np.std([0.02, 0.03], ddof=1))
     assert d["ratio"] == pytest.approx(0.005)
     assert "any_avg" not in d
+
+
+def test_remeasure_adds_the_averaged_crop_to_a_run_from_before_it(tmp_path):
+    import torch
+
+    from PIL import Image
+
+    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
+    from s2ccrop.training.run_eval import fold_logs, remeasure
+
+    data, run = tmp_path / "fcdb", tmp_path / "run"
+    (data / "images").mkdir(parents=True)
+    run.mkdir()
+    rng = np.random.default_rng(0)
+    crops = []
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(data / "images" / f"{i}000_a_c.jpg")
+        crops.append({"file": f"{i}000_a_c.jpg", "width": 160, "height": 120, "crop_xyxy": [20, 10, 140, 100]})
+    (data / "crops.json").write_text(json.dumps(crops))
+    torch.manual_seed(0)
+    save_checkpoint(S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval(), run / "fold0.safetensors", half=False)
+    (run / "fold0.log.jsonl").write_text(json.dumps({"epoch": 4, "fold_iou_any": 0.5, "fold_iou_ratio": 0.6}) + "\n")
+    assert "any_avg" not in fold_logs(run)
+    remeasure(run, data, folds=3)
+    measured = json.loads((run / "remeasured.json").read_text())["fold0"]
+    r = fold_logs(run)
+    assert r["any_avg"] == pytest.approx(measured["val_iou_any_avg"]) and 0 < r["ratio_avg"] <= 1
+    assert r["any"] == 0.5  # the log's own argmax numbers stay what training measured

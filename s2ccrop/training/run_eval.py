@@ -153,11 +153,15 @@ def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
     if not logs:
         raise SystemExit(f"s2ccrop eval folds: {run_dir}: no finished fold (fold<I>.log.jsonl beside fold<I>.safetensors)")
     folds = []
+    remeasured_path = run_dir / "remeasured.json"
+    remeasured = json.loads(remeasured_path.read_text()) if remeasured_path.is_file() else {}
     for path in logs:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         row = rows[-1] if keep == "last" else kept_row(rows)
-        fold = {"fold": path.name.split(".")[0], "epoch": row["epoch"], "any": row["fold_iou_any"], "ratio": row["fold_iou_ratio"]}
-        if "fold_iou_any_avg" in row:  # runs since select.average_box also measured it
+        name = path.name.split(".")[0]
+        row = {**{"fold_" + k[4:]: v for k, v in remeasured.get(name, {}).items()}, **row}
+        fold = {"fold": name, "epoch": row["epoch"], "any": row["fold_iou_any"], "ratio": row["fold_iou_ratio"]}
+        if "fold_iou_any_avg" in row:  # measured in training since select.average_box, or remeasured
             fold.update(any_avg=row["fold_iou_any_avg"], ratio_avg=row["fold_iou_ratio_avg"])
         folds.append(fold)
     out = {"run": str(run_dir), "folds": folds}
@@ -183,7 +187,31 @@ def paired_difference(run: dict, base: dict) -> dict:
     return out
 
 
+def remeasure(run_dir: Path, data: Path, folds: int = 3) -> None:
+    """Measure a run's finished fold models on their folds with today's `train.validate` (e.g. the
+    averaged crop, for runs from before it was measured) into <run>/remeasured.json."""
+    import torch
+
+    from ..model import load_checkpoint
+    from .train import cache_photo, validate
+
+    train, _ = split_fcdb(load_fcdb(data)[0])
+    out = {}
+    for fold in range(folds):
+        path = run_dir / f"fold{fold}.safetensors"
+        if path.is_file():
+            with torch.inference_mode():
+                model = load_checkpoint(path)
+                photos = [cache_photo(r, 320) for r in cv_split(train, folds, fold)[1]]
+                out[f"fold{fold}"] = validate(model, photos, model.config.num_boxes)
+            print(f"{run_dir.name} fold {fold}: {out[f'fold{fold}']}", file=sys.stderr)
+    (run_dir / "remeasured.json").write_text(json.dumps(out, indent=1))
+
+
 def eval_folds(args: argparse.Namespace) -> None:
+    if args.remeasure:
+        for run_dir in args.runs:
+            remeasure(run_dir, args.remeasure)
     modes = ("any", "ratio", "any_avg", "ratio_avg")
     lines = ["| run | folds | epochs kept | free-form IoU | ratio IoU | free-form, averaged | ratio, averaged |",
              "|---|---:|---|---:|---:|---:|---:|"]
@@ -239,6 +267,8 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     folds = sub.add_parser("folds", help="summarise cross-validation training runs (their fold*.log.jsonl)")
     folds.add_argument("runs", type=Path, nargs="+", help="run folders, each with fold<I>.log.jsonl of s2ccrop train --folds")
     folds.add_argument("--against", type=Path, help="a baseline run folder: also print each run's gain over it, fold by fold")
+    folds.add_argument("--remeasure", type=Path, metavar="FCDB_DIR",
+                       help="first measure each finished fold model again with today's validation (into <run>/remeasured.json)")
     folds.add_argument("--keep", choices=["auto", "last"], default="auto",
                        help="epoch per fold: the run's own choice (auto) or the last one it measured")
     gaicd = sub.choices["gaicd"]
