@@ -248,7 +248,10 @@ def _worker_stop(signum: int, frame) -> None:
 
 def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> bool:
     """Ask Linux to send `signum` to this process when its parent dies (PR_SET_PDEATHSIG); when the
-    parent is already gone, exit now. Returns whether the request was made (Linux only)."""
+    parent is already gone, exit now. Returns whether the request was made (Linux only).
+
+    Linux sends it when the *thread* that forked this process ends: the process engine forks from
+    the parent's main thread (`ProcessRun._submit`), which lasts as long as the parent."""
     if not sys.platform.startswith("linux"):
         return False
     try:
