@@ -562,8 +562,13 @@ def test_an_unknown_option_is_one_usage_line():
     assert len(err.splitlines()) == 1
 
 
-def test_show_completion_prints_a_script_that_calls_back_into_s2ccrop():
-    code, out, err = run("--show-completion", "bash")
+def test_show_completion_prints_a_script_that_calls_back_into_s2ccrop(monkeypatch):
+    # Typer detects the shell from the process tree (--show-completion takes no value); a test run
+    # whose ancestors hold no shell (a detached job) would see none, so the detection is pinned.
+    import typer.completion
+
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
+    code, out, err = run("--show-completion")
     assert code == 0 and "_S2CCROP_COMPLETE=complete_bash" in out and "complete -o default -F" in out
 
 
