@@ -64,6 +64,21 @@ def alive_in_session(sid: int) -> list[int]:
     return found
 
 
+def describe(pids: list[int]) -> str:
+    """What each process is doing, for a failure message: command line, state, parent, wait channel."""
+    parts = []
+    for pid in pids:
+        def read(name: str) -> str:
+            try:
+                return Path(f"/proc/{pid}/{name}").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                return "?"
+        stat = proc_stat(pid)
+        parts.append(f"{pid} [{read('cmdline')[:120]}] state {stat[0] if stat else '?'} ppid {stat[1] if stat else '?'} "
+                     f"wchan {read('wchan')}")
+    return "; ".join(parts)
+
+
 def children_of(pid: int) -> list[int]:
     return [int(n) for n in os.listdir("/proc") if n.isdigit() and (proc_stat(int(n)) or ("", 0, 0))[1] == pid]
 
@@ -127,7 +142,7 @@ class Run:
             reader.join(max(0.0, deadline - time.monotonic()))
         if any(reader.is_alive() for reader in self._readers):
             pytest.fail(f"stdout or stderr still open {timeout} s after the signal; alive in the session: "
-                        f"{alive_in_session(self.sid)}")
+                        f"{describe(alive_in_session(self.sid))}")
         code = self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         return code, b"".join(self.out).decode(), self.stderr()
 
