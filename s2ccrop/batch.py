@@ -482,6 +482,7 @@ class BatchRun:
 
         s = self.settings
         fmt = choose_format(s.format, item.path)
+        hints = self._hints_of(item)  # met, whatever becomes of it: skipped, or failed here
         earlier = self.ledger.output_owner(item.path)
         if earlier is not None and not s.dry_run:
             return Job(item, fmt=fmt, error=f"is an output of this run (for {display(earlier)}), not cropped")
@@ -502,7 +503,7 @@ class BatchRun:
                 self.counts["skipped"] += 1
                 self.report.advance()
                 return None
-        return Job(item, targets, fmt, hints=self._hints_of(item))
+        return Job(item, targets, fmt, hints=hints)
 
     def _hints_of(self, item: InputPath) -> Hints:
         s = self.settings

@@ -85,9 +85,9 @@ def focus_misses(boxes: np.ndarray, point: tuple[float, float], size: tuple[int,
 
 
 def keep_cuts(boxes: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
-    """Severity [N] in [0, 1]: 0 for each xyxy box that holds the region whole (within KEEP_TOLERANCE
-    pixels), else the share of the region's area it leaves out (when none holds it, the one that keeps
-    most wins)."""
+    """Severity [N]: 0 for each xyxy box that holds the region whole (within KEEP_TOLERANCE pixels),
+    else 1 + the share of the region's area it leaves out (a box that trims a sliver still loses to
+    every one that holds it; when none does, the one that keeps most wins)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     x1, y1, x2, y2 = region
     t = KEEP_TOLERANCE
@@ -95,7 +95,7 @@ def keep_cuts(boxes: np.ndarray, region: tuple[float, float, float, float]) -> n
     ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
     iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
     area = max((x2 - x1) * (y2 - y1), 1e-9)
-    return np.where(whole, 0.0, np.clip(1.0 - ix * iy / area, 1e-6, 1.0))
+    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - ix * iy / area, 0.0, 1.0))
 
 
 def hint_cuts(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:

@@ -40,7 +40,9 @@ def test_keep_cuts_by_hand():
     region = (100.0, 100.0, 200.0, 200.0)
     boxes = np.array([[0, 0, 400, 300], [100, 100, 200, 200], [150, 0, 400, 300], [0, 0, 100, 300],
                       [100.4, 99.6, 200, 200]], dtype=float)
-    np.testing.assert_allclose(keep_cuts(boxes, region), [0, 0, 0.5, 1.0, 0])  # within half a pixel: whole
+    np.testing.assert_allclose(keep_cuts(boxes, region), [0, 0, 1.5, 2.0, 0])  # within half a pixel: whole
+    # a box trimming one pixel off the region is not whole: it loses to every box that holds it
+    assert keep_cuts(np.array([[101.0, 100.0, 200.0, 200.0]]), region)[0] == pytest.approx(1.01)
 
 
 def test_a_crop_that_drops_the_focus_point_loses_to_any_that_keeps_it():
@@ -256,3 +258,14 @@ def test_given_faces_join_the_guard(cropper):
     assert face_cuts(np.array([plain.box]), pixels, FACE_MARGIN)[0] > 0
     guarded = cropper.crop(img, ["9:16"], faces=face)[0]
     assert face_cuts(np.array([guarded.box]), pixels, FACE_MARGIN)[0] == 0
+
+
+def test_hints_of_skipped_and_failed_photos_count_as_met(fake_model, tmp_path, monkeypatch):
+    """A resumed run (--skip-existing) skips a hinted photo whose outputs exist: no error for its line."""
+    monkeypatch.chdir(tmp_path)
+    noise(20, 10).save("a.png")
+    write_lines(Path("h.jsonl"), {"input": "a.png", "focus": [0.5, 0.5]})
+    assert run_in_process("a.png", "-r", "1:1", "-o", "out", "--hints", "h.jsonl", "-j", "1")[0] == 0
+    code, out, err = run_in_process("a.png", "-r", "1:1", "-o", "out", "--hints", "h.jsonl", "-j", "1",
+                                    "--skip-existing")
+    assert (code, out, err) == (0, "", "")

@@ -208,10 +208,10 @@ def test_listing_manifest_and_resume(cluster: str, photos: Path, tmp_path: Path)
     done = [r for r in records if "error" not in r]
     assert {(Path(r["input"]).name, r["ratio"]) for r in done} == {
         (n, r) for n in ("p0.png", "p1.jpg", "p2.jpg") for r in ("16:9", "1:1")}
-    assert all(Path(r["output"]).is_file() and set(r) == {"input", "ratio", "box", "width", "height", "score", "output"}
+    assert all(Path(r["output"]).is_file() and set(r) == {"input", "ratio", "box", "width", "height", "score", "output", "fit"}
                for r in done)
     (failed,) = [r for r in records if "error" in r]
-    assert failed["input"] == str(photos / "bad.jpg") and failed["error"] == BAD_REASON
+    assert failed["input"] == str(photos / "bad.jpg") and failed["error"] == BAD_REASON and failed["fit"] is None
 
     # One output lost: a re-run redoes that photo only, and appends its records to the manifest.
     lost = tmp_path / "out" / "p2_1x1.jpg"

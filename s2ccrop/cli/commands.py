@@ -105,8 +105,8 @@ commands: crop is the default: 's2ccrop PATH...' is 's2ccrop crop PATH...' (all 
 like one, write ./NAME or -- NAME."""
 
 INPUTS_OUTPUTS = """\
-inputs: files are always tried; in folders only image files (jpg, png, webp, tif, bmp, gif, ...) are
-taken, hidden names and symlinked folders are skipped. '-' reads paths from stdin, one per line
+inputs: files are always tried; in folders only image files (jpg, png, webp, tif, bmp, gif, avif, ...;
+heic with pillow-heif) are taken, hidden names and symlinked folders are skipped. '-' reads paths from stdin, one per line
 (-0: NUL-separated).
 
 outputs: one file per (photo, ratio) named by --name (default {stem}_{ratio}.{ext}: photo_16x9.jpg,
