@@ -149,3 +149,39 @@ def test_a_broken_packet_is_one_warning_not_an_error(tmp_path):
         decoded = open_image(tmp_path / "a.jpg")
     assert decoded.faces is None
     assert [str(w.message) for w in caught if "XMP" in str(w.message)][0].startswith("face regions in the XMP")
+
+
+def test_xmp_faces_reach_the_guard_from_the_api_and_the_batch(tmp_path, monkeypatch):
+    """A tagged face straddling the model's unguarded crop: read from the file, no crop cuts it; the
+    batch engine hands the decoded faces to the model as well."""
+    from s2ccrop import Cropper, batch
+    from s2ccrop.select import FACE_MARGIN, face_cuts
+
+    try:
+        from ._cli_helpers import FastCropper, noise, run_in_process
+    except ImportError:  # run from tests/
+        from _cli_helpers import FastCropper, noise, run_in_process
+
+    cropper = Cropper(weights="random", device="cpu")
+    img = noise(320, 240, seed=7)
+    plain = cropper.crop(img, ["9:16"])[0]
+    edge = plain.box[0] if plain.box[0] > 30 else plain.box[2]
+    cx, w = edge / 320, 40 / 320
+    img.save(tmp_path / "tagged.png", pnginfo=_xmp_png(packet(x=cx, y=0.5, w=w, h=0.2, dims=(320, 240))))
+    pixels = np.array([[edge - 20, 96, edge + 20, 144]], dtype=float)
+    assert face_cuts(np.array([plain.box]), pixels, FACE_MARGIN)[0] > 0
+    guarded = cropper.crop(tmp_path / "tagged.png", ["9:16"])[0]
+    assert face_cuts(np.array([guarded.box]), pixels, FACE_MARGIN)[0] == 0
+    assert cropper.crop(tmp_path / "tagged.png", ["9:16"], faces=np.zeros((0, 4)))[0].box == plain.box
+
+    fake = FastCropper()
+    monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: fake)
+    code, _, err = run_in_process(tmp_path / "tagged.png", "-r", "9:16", "-o", tmp_path / "out", "-j", "1")
+    assert code == 0, err
+    np.testing.assert_allclose(fake.asked[0]["faces"], [[cx - w / 2, 0.4, cx + w / 2, 0.6]])
+
+
+def _xmp_png(text: str) -> PngInfo:
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", text)
+    return info
