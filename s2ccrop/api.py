@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
@@ -16,11 +16,13 @@ from PIL import Image  # noqa: E402
 
 from . import candidates as cand
 from .errors import ConfigError
-from .genes import GeneProvider, LearnedGenes, WholeImageGenes, pad_boxes
+from .genes import GeneProvider, LearnedGenes, WholeImageGenes, box_rows, pad_boxes
+from .hints import FITS, parse_focus, parse_keep
 from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
 from .preprocess import image_tensor, model_size, scale_boxes
-from .select import APPROX_MARGIN, AVERAGE_WINDOW, contenders, guard_penalties, select_crops
+from .select import APPROX_MARGIN, AVERAGE_WINDOW, Guard, contenders, cuts_everywhere, guard_penalties, hold
+from .select import select_crops
 from .types import Crop, Ratio
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
@@ -36,7 +38,9 @@ RANKING_TRIAL = 2000
 class Prepared:
     """One photo ready for the model: the upright image, its size, model size and input tensor.
     `detections`: the gene head's object and face boxes (original pixels), filled in by the backbone
-    pass (`Cropper.features`) when the model has a gene head."""
+    pass (`Cropper.features`) when the model has a gene head. What its crops must respect, in
+    fractions of the upright photo: `focus` (x, y), `keep` (x1, y1, x2, y2), `faces` (rows x1, y1, x2,
+    y2: marked in its metadata, or given); `fit`: "crop", "pad" or "auto" (`Cropper.crop`)."""
 
     image: Image.Image
     size: tuple[int, int]
@@ -44,6 +48,10 @@ class Prepared:
     tensor: torch.Tensor
     key: str | None
     detections: Detections | None = field(default=None, repr=False)
+    focus: tuple[float, float] | None = None
+    keep: tuple[float, float, float, float] | None = None
+    faces: np.ndarray | None = field(default=None, repr=False)
+    fit: str = "crop"
 
 
 def env_threads() -> int | None:
@@ -153,16 +161,17 @@ class Cropper:
     def prepare(self, image: ImageLike, key: str | None = None, size: tuple[int, int] | None = None) -> Prepared:
         """Decode (paths) and make the model input. `size`: the full upright (W, H) that `image`, a
         reduced copy (e.g. a JPEG draft), stands for; boxes are then in pixels of that size."""
+        faces = None
         if isinstance(image, Image.Image):
             img = image if image.mode == "RGB" else image.convert("RGB")
         else:
-            img, full = _decode(image, self.draft)
+            img, full, faces = _decode(image, self.draft)
             size = size or full
             if key is None:
                 key = Path(os.fspath(image)).stem
         size = size or (img.width, img.height)
         msize = model_size(*size)
-        return Prepared(img, size, msize, image_tensor(img, msize), key)
+        return Prepared(img, size, msize, image_tensor(img, msize), key, faces=faces)
 
     def _gene_boxes(self, p: Prepared) -> torch.Tensor:
         W, H = p.size
@@ -185,8 +194,8 @@ class Cropper:
         """One backbone pass over photos of the same model size: [B, reduced_dim, h/16, w/16]. With a
         gene head, the same pass finds each photo's objects and faces (`Prepared.detections`) when
         `detect`; by default, when something reads them (learned genes or the face guard)."""
-        if detect is None:
-            detect = self.face_guard or isinstance(self.genes, LearnedGenes)
+        if detect is None:  # --fit auto reads the model's subject
+            detect = self.face_guard or isinstance(self.genes, LearnedGenes) or any(p.fit == "auto" for p in prepared)
         batch = torch.cat([p.tensor for p in prepared]) if len(prepared) > 1 else prepared[0].tensor
         fmap, raw = self.model.features_and_genes(batch.to(self.device), genes=detect)
         if raw is not None:
@@ -229,14 +238,57 @@ class Cropper:
 
     def _crops(self, p: Prepared, ratios: Sequence[Ratio], fmap: torch.Tensor, index: int) -> list[Crop]:
         groups = self.candidates(p, ratios)
-        faces = p.detections.faces if self.face_guard and p.detections is not None else None
-        crops = select_crops(ratios, groups, self.selection_scores(fmap, index, p, groups, faces), faces,
+        guard = self.guard(p)
+        crops = select_crops(ratios, groups, self.selection_scores(fmap, index, p, groups, guard), guard,
                              average=self.averages, size=p.size)
-        if not self.averages:
+        if self.averages:
+            # an averaged box is not a candidate: report the model's score of the box itself
+            scores = self.score_features(fmap, index, p, np.array([c.box for c in crops], dtype=np.float64))
+            crops = [Crop(c.ratio, c.box, float(v)) for c, v in zip(crops, scores)]
+        return self._fit(p, ratios, groups, guard, crops, fmap, index)
+
+    def guard(self, p: Prepared) -> Guard | None:
+        """What the crops of `p` must not cut, in its pixels: the faces (the gene head's and those its
+        metadata marks, unless the face guard is off), the focus point, the keep region, and the
+        model's subject (its most confident object, read by `fit="auto"`). None when there is nothing."""
+        W, H = p.size
+        scale = np.array([W, H, W, H], dtype=np.float64)
+        faces = []
+        if self.face_guard:
+            if p.detections is not None:
+                faces.append(box_rows(p.detections.faces)[:, :4])
+            if p.faces is not None and len(p.faces):
+                faces.append(box_rows(p.faces)[:, :4] * scale)
+        objects = box_rows(p.detections.objects) if p.detections is not None and p.fit == "auto" else np.zeros((0, 4))
+        focus = (p.focus[0] * W, p.focus[1] * H) if p.focus is not None else None
+        keep = tuple(float(v) for v in np.asarray(p.keep) * scale) if p.keep is not None else None
+        subject = tuple(float(v) for v in objects[0, :4]) if len(objects) else None
+        if not faces and focus is None and keep is None and subject is None:
+            return None
+        return Guard(p.size, np.concatenate(faces) if faces else None, focus, keep, subject)  # type: ignore[arg-type]
+
+    def _fit(self, p: Prepared, ratios: Sequence[Ratio], groups: Sequence[np.ndarray], guard: Guard | None,
+             crops: list[Crop], fmap: torch.Tensor, index: int) -> list[Crop]:
+        """Padded fits: with fit "pad" every fixed ratio, with "auto" those whose every candidate cuts
+        a face, a hint or the subject, show the model's free-form framing (its "any" crop, grown to hold
+        whatever it cuts: `select.hold`) whole, to be padded to the ratio. The same box whatever the
+        output size."""
+        pad = [i for i, r in enumerate(ratios)
+               if not r.is_any and (p.fit == "pad" or (p.fit == "auto" and cuts_everywhere(groups[i], guard)))]
+        if not pad:
             return crops
-        # an averaged box is not a candidate: report the model's score of the box itself
-        scores = self.score_features(fmap, index, p, np.array([c.box for c in crops], dtype=np.float64))
-        return [Crop(c.ratio, c.box, float(v)) for c, v in zip(crops, scores)]
+        free = Ratio.parse("any")
+        framing = next((c for r, c in zip(ratios, crops) if r.is_any), None)
+        if framing is None:
+            framing = self._crops(replace(p, fit="crop"), [free], fmap, index)[0]
+        region = hold(framing.box, guard, p.size)
+        score = framing.score
+        if region != tuple(framing.box):
+            score = float(self.score_features(fmap, index, p, np.array([region], dtype=np.float64))[0])
+        out = list(crops)
+        for i in pad:
+            out[i] = Crop(crops[i].ratio, region, score, fit="pad")
+        return out
 
     @torch.inference_mode()
     def selection_scores(
@@ -272,11 +324,33 @@ class Cropper:
         image: ImageLike,
         ratios: "Iterable[str | Ratio] | str | Ratio" = ("any",),
         size: tuple[int, int] | None = None,
+        *,
+        focus: "Sequence[float] | str | None" = None,
+        keep: "Sequence[float] | str | None" = None,
+        faces: "np.ndarray | Sequence[Sequence[float]] | None" = None,
+        fit: str = "crop",
     ) -> list[Crop]:
         """Best crop of `image` for each ratio, in the order asked. Boxes are in upright pixels (of
-        `size` when `image` is a reduced copy of a photo of that size)."""
-        parsed = _parse_ratios(ratios)  # a bad ratio fails before any decoding
-        return self.crop_prepared(self.prepare(image, size=size), parsed)
+        `size` when `image` is a reduced copy of a photo of that size).
+
+        Hints, in fractions of the upright photo: `focus` (x, y), a point the crop must keep, and
+        `keep` (x1, y1, x2, y2), a region it must keep whole when any candidate of the ratio can (a
+        crop that goes against them loses to every one that does not; when all do, the one that
+        misses least wins). `faces` (rows x1, y1, x2, y2, fractions) join the gene head's for the
+        face guard; None: those the file's XMP metadata marks (`io.xmp`; paths only).
+        `fit`: "crop" cuts to the ratio; "pad" gives each fixed ratio a `Crop(fit="pad")` whose box is
+        the model's free-form framing, grown to hold the hints and the faces it would cut, to be shown
+        whole in a padded thumbnail of the ratio (`io.writers.render_pad`); "auto" pads only the ratios
+        whose every candidate cuts a face, a hint or the model's subject (its most confident object)."""
+        parsed = _parse_ratios(ratios)  # a bad ratio and a bad hint fail before any decoding
+        focus, keep = parse_focus(focus, "focus"), parse_keep(keep, "keep")
+        if fit not in FITS:
+            raise ConfigError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+        p = self.prepare(image, size=size)
+        p.focus, p.keep, p.fit = focus, keep, fit
+        if faces is not None:
+            p.faces = box_rows(faces)[:, :4]
+        return self.crop_prepared(p, parsed)
 
     def crop_many(
         self,
@@ -320,14 +394,15 @@ def _parse_ratios(ratios) -> list[Ratio]:
     return parsed
 
 
-def _decode(path, draft: bool) -> tuple[Image.Image, tuple[int, int]]:
-    """(RGB image, full upright size) of a photo file; with `draft`, a JPEG is decoded at the
-    smallest power-of-two scale whose short side still covers the model's (SHORT_SIDE)."""
+def _decode(path, draft: bool) -> tuple[Image.Image, tuple[int, int], np.ndarray | None]:
+    """(RGB image, full upright size, the face regions its XMP marks) of a photo file; with `draft`, a
+    JPEG is decoded at the smallest power-of-two scale whose short side still covers the model's
+    (SHORT_SIDE)."""
     from .io.images import open_image as decode
     from .preprocess import SHORT_SIDE
 
     decoded = decode(path, draft=(SHORT_SIDE, SHORT_SIDE) if draft else None)
-    return decoded.rgb(), decoded.size
+    return decoded.rgb(), decoded.size, decoded.faces
 
 
 def _load_model(weights) -> tuple[S2CNet, dict]:

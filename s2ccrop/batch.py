@@ -35,8 +35,9 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Sequence, TextIO
 
 from .errors import ConfigError, S2CCropError, WeightsError
+from .hints import Hints, HintsFile, check_fit, parse_focus, parse_keep, path_key
 from .interrupts import deferred
-from .io.paths import DEFAULT_TEMPLATE, InputPath, WalkError, check_distinct, check_template, iter_inputs
+from .io.paths import DEFAULT_TEMPLATE, InputPath, Skipped, WalkError, check_distinct, check_template, iter_inputs
 from .io.paths import output_path, render_name
 from .presets import RatioRequest, resolve_ratios
 from .types import Ratio
@@ -158,6 +159,11 @@ class Settings:
     images (None: the default limit of io.images, 0: no limit). `jobs`: processes on CPU (None: one
     per core); `workers`: decode/write threads beside the model in one process. `preview`: also
     write a contact sheet there; `preview_only`: write nothing else (a dry run).
+    `focus` ("X,Y" or (x, y)) and `keep` ("X1,Y1,X2,Y2" or a sequence): hints for every photo, in
+    fractions of the upright photo; `hints`: a JSON-lines file of hints per photo (`s2ccrop.hints`),
+    whose lines take precedence. `fit`: crop (cut to the ratio), pad (show the model's framing whole,
+    padded to the ratio) or auto (pad only when every candidate of a ratio cuts a face, a hint or the
+    model's subject); `pad_color`: the padding's colour (None: a blurred copy of the photo).
     """
 
     paths: Sequence["str | os.PathLike[str]"] = ()
@@ -184,12 +190,19 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     preview: "str | os.PathLike[str] | None" = None
     preview_only: bool = False
+    focus: "str | Sequence[float] | None" = None
+    keep: "str | Sequence[float] | None" = None
+    hints: "str | os.PathLike[str] | None" = None
+    fit: str = "crop"
+    pad_color: str | None = None
     # Worked out from the options above when built:
     requests: list[RatioRequest] = field(init=False, repr=False)
     size_spec: object = field(init=False, repr=False)  # io.writers.SizeSpec
     out_dir: Path | None = field(init=False, repr=False)
     preview_path: Path | None = field(init=False, repr=False)
     pixel_limit: int | None = field(init=False, repr=False)
+    base_hints: Hints = field(init=False, repr=False)  # --focus / --keep: every photo's
+    hint_file: HintsFile | None = field(init=False, repr=False)  # --hints, read and checked
 
     def __post_init__(self) -> None:
         from .io.images import DEFAULT_MAX_PIXELS
@@ -229,6 +242,19 @@ class Settings:
         self.dry_run = self.dry_run or self.preview_only
         self.preview_path = Path(self.preview) if self.preview is not None else None
         self.pixel_limit = DEFAULT_MAX_PIXELS if self.max_pixels is None else (self.max_pixels or None)
+        self.base_hints = Hints(parse_focus(self.focus), parse_keep(self.keep))
+        self.hint_file = HintsFile.read(self.hints) if self.hints is not None else None
+        self.fit, self.pad_color = check_fit(self.fit, self.pad_color)
+
+    def __getstate__(self) -> dict:
+        # Settings travel to Ray tasks with every batch, where a copy may be rebuilt (dataclasses.replace):
+        # the hints file stays with the process that plans; each photo's hints travel in its job.
+        return {**self.__dict__, "hints": None, "hint_file": None}
+
+    def hints_for(self, path: "str | os.PathLike[str]") -> Hints:
+        """The hints of one photo: --focus/--keep, with its --hints line taking precedence."""
+        found = self.hint_file.lookup(path) if self.hint_file is not None else None
+        return self.base_hints.merged(found)
 
     def _check_numbers(self) -> None:
         for option, value, low, high in (("--quality", self.quality, 1, 100), ("--jobs", self.jobs, 1, MAX_JOBS),
@@ -283,6 +309,7 @@ class Job:
     tile: object = None  # preview tile, drawn where the job is written, added to the sheet in input order
     warned: list[str] = field(default_factory=list)  # library warnings while decoding/writing (one line in all)
     fatal: S2CCropError | None = None  # the model could not load where this job was scored: ends the run
+    hints: Hints = field(default_factory=Hints)  # the focus point / keep region asked for this photo
 
 
 class OutputLedger:
@@ -348,6 +375,8 @@ class BatchRun:
         self.cancel_event = threading.Event()
         self._explicit: set[tuple[int, int]] = set()  # files named on the command line (st_dev, st_ino)
         self._preview_id: tuple[int, int] | None = None  # an earlier contact sheet at the --preview path
+        self._hinted: set[str] = set()  # --hints lines whose photo this run met (path_key)
+        self._heif_told = False  # the one line on how to read HEIC photos
 
     # -- the whole run ---------------------------------------------------------------------------
     def execute(self) -> int:
@@ -364,6 +393,7 @@ class BatchRun:
         try:
             self.pipeline(self.plan())
             self._write_preview()
+            self._unused_hints()
         except BaseException:
             self.cancel()
             raise
@@ -430,6 +460,9 @@ class BatchRun:
             if isinstance(found, WalkError):  # reported in input order, through the pipeline
                 yield Job(InputPath(found.path, PurePosixPath(found.path.name)), error=found.reason)
                 continue
+            if isinstance(found, Skipped):  # a HEIC in a folder, without pillow-heif
+                self._tell_heif()
+                continue
             if self._preview_id is not None and _identity(found.path) == self._preview_id:
                 continue  # an earlier run's contact sheet, about to be replaced: not a photo to crop
             job = self._plan_one(found)
@@ -449,6 +482,7 @@ class BatchRun:
 
         s = self.settings
         fmt = choose_format(s.format, item.path)
+        hints = self._hints_of(item)  # met, whatever becomes of it: skipped, or failed here
         earlier = self.ledger.output_owner(item.path)
         if earlier is not None and not s.dry_run:
             return Job(item, fmt=fmt, error=f"is an output of this run (for {display(earlier)}), not cropped")
@@ -469,7 +503,34 @@ class BatchRun:
                 self.counts["skipped"] += 1
                 self.report.advance()
                 return None
-        return Job(item, targets, fmt)
+        return Job(item, targets, fmt, hints=hints)
+
+    def _hints_of(self, item: InputPath) -> Hints:
+        s = self.settings
+        if s.hint_file is not None:
+            key = path_key(item.path)
+            if key in s.hint_file.table:
+                self._hinted.add(key)
+        return s.hints_for(item.path)
+
+    def _unused_hints(self) -> None:
+        """A --hints line whose photo this run never met: that photo's error line (its hint was not
+        applied), after the run."""
+        table = self.settings.hint_file.table if self.settings.hint_file is not None else {}
+        for key, (_, line, written) in table.items():
+            if key not in self._hinted:
+                self.counts["failed"] += 1
+                self.report.error(written, f"has hints (--hints {display(self.settings.hint_file.path)}:{line}) "
+                                           "but is not among the photos of this run")
+
+    def _tell_heif(self) -> None:
+        """Once per run: how to read HEIC/HEIF photos (a photo met without pillow-heif)."""
+        from .io.paths import HEIF_HELP
+
+        if not self._heif_told:
+            self._heif_told = True
+            self.report.warn(f"HEIC/HEIF photos need pillow-heif: {HEIF_HELP} (folders' HEIC photos are skipped "
+                             "until then)")
 
     def _output_problem(self, item: InputPath, targets: list[Target]) -> str | None:
         """Why `item`'s outputs cannot be written (None: they can); claims them in the ledger if so."""
@@ -562,8 +623,10 @@ class BatchRun:
         if job.error or job.decoded is None:
             return job
         cropper = self.load_cropper()
+        s, hints = self.settings, job.hints
         try:
-            job.crops = cropper.crop(job.decoded.rgb(), [t.request.ratio for t in job.targets])
+            job.crops = cropper.crop(job.decoded.rgb(), [t.request.ratio for t in job.targets], focus=hints.focus,
+                                     keep=hints.keep, faces=job.decoded.faces, fit=s.fit)
         except (WeightsError, KeyboardInterrupt):
             raise
         except S2CCropError as exc:
@@ -585,7 +648,7 @@ class BatchRun:
     def write(self, job: Job) -> Job:
         """Write each target's crop (atomically; nothing in a dry run) and draw the preview tile; the
         photo's pixels are freed."""
-        from .io.writers import Cancelled, output_size, preview_tile, write_crop
+        from .io.writers import Cancelled, output_size, pad_size, preview_tile, write_crop
 
         if job.error or not job.crops:
             return job
@@ -595,14 +658,19 @@ class BatchRun:
                 job.written.append(None)
                 continue
             ratio = Ratio.parse(target.request.ratio)
-            size, clamped = output_size((crop.width, crop.height), None if ratio.is_any else ratio.value, s.size_spec)
+            padded = crop.fit == "pad"
+            if padded:
+                size, clamped = pad_size(crop.box, ratio.value, s.size_spec)
+            else:
+                size, clamped = output_size((crop.width, crop.height), None if ratio.is_any else ratio.value, s.size_spec)
             if clamped:
-                job.notes.append(f"{display(target.output)}: the crop is only {crop.width}x{crop.height}; "
-                                 "written at that size (--upscale enlarges)")
+                job.notes.append(f"{display(target.output)}: the {'padded fit' if padded else 'crop'} is only "
+                                 f"{size[0]}x{size[1]}; written at that size (--upscale enlarges)")
             try:
                 with warnings_noted(job.warned):
                     write_crop(target.output, job.decoded.image, crop.box, size, job.fmt, quality=s.quality,
-                               icc=job.decoded.icc_profile, cancel=self.cancel_event)
+                               icc=job.decoded.icc_profile, cancel=self.cancel_event, pad=padded,
+                               pad_color=s.pad_color)
             except Cancelled:
                 job.error = "interrupted"
                 break
@@ -615,7 +683,8 @@ class BatchRun:
             job.written.append(target.output)
         if s.preview_path is not None and job.error is None:
             try:
-                job.tile = preview_tile(job.decoded.image, job.crops, display(job.item.path))
+                job.tile = preview_tile(job.decoded.image, job.crops, display(job.item.path), hints=job.hints,
+                                        pad_color=s.pad_color)
             except Exception as exc:
                 job.notes.append(f"{display(job.item.path)}: left out of the preview ({type(exc).__name__}: {exc})")
         job.decoded = None  # free the pixels as soon as the photo is done
@@ -635,6 +704,8 @@ class BatchRun:
         if job.error:
             self.counts["failed"] += 1
             self.report.error(job.item.path, job.error)
+            if job.error == _heif_missing():
+                self._tell_heif()
             return
         if job.tile is not None and self.sheet is not None:
             self.sheet.add(job.tile)
@@ -644,11 +715,12 @@ class BatchRun:
 
     def _result_line(self, job: Job, target: Target, crop, written: Path | None) -> None:
         if self.settings.json:
-            self.report.result(json_line(crop_record(job.item.path, crop, job.image_size, written)))
+            self.report.result(json_line(crop_record(job.item.path, crop, job.image_size, written, job.hints)))
         elif not self.settings.quiet:
             x1, y1, x2, y2 = crop.box
             dest = display(written) if written is not None else f"(dry run) {display(target.output)}"
-            self.report.result(f"{display(job.item.path)}  {crop.ratio}  {x1},{y1},{x2},{y2}  "
+            fit = "  pad" if crop.fit == "pad" else ""
+            self.report.result(f"{display(job.item.path)}  {crop.ratio}  {x1},{y1},{x2},{y2}{fit}  "
                                f"{crop.score:.3f}  -> {dest}")
 
     def _write_preview(self) -> None:
@@ -681,13 +753,23 @@ class BatchRun:
 # ================================================================ records
 
 
-def crop_record(input_path, crop, image_size: tuple[int, int], written: Path | None) -> dict:
-    """The JSON object of one (photo, ratio): what --json prints and the Ray engine's manifest holds."""
+def crop_record(input_path, crop, image_size: tuple[int, int], written: Path | None,
+                hints: Hints | None = None) -> dict:
+    """The JSON object of one (photo, ratio): what --json prints and the Ray engine's manifest holds.
+    "fit": "crop" (box is the thumbnail) or "pad" (box is the region shown whole, padded to the
+    ratio); "focus" / "keep": the hints applied, when any."""
     return {
         "input": os.fspath(input_path), "ratio": crop.ratio, "box": list(crop.box),
         "width": image_size[0], "height": image_size[1], "score": round(float(crop.score), 6),
         "output": os.fspath(written) if written is not None else None,
+        "fit": getattr(crop, "fit", "crop"), **(hints.record() if hints else {}),
     }
+
+
+def _heif_missing() -> str:
+    from .io.paths import HEIF_MISSING
+
+    return HEIF_MISSING
 
 
 def json_line(record: dict) -> str:

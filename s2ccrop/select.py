@@ -1,7 +1,9 @@
-"""Choosing the crop of each ratio from the scored candidates, with the face guard."""
+"""Choosing the crop of each ratio from the scored candidates, with the face guard and the user's hints
+(a focus point, a region to keep whole), and the region a padded fit shows."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -40,6 +42,136 @@ def face_cuts(boxes: np.ndarray, faces: np.ndarray, margin: float = 0.0) -> np.n
     cut = (kept > CUT_MIN) & (kept < CUT_MAX)
     severity = np.where(cut, np.minimum(kept, 1 - kept) / 0.5, 0.0)
     return severity.max(axis=1)
+
+
+# What the user asks for comes before the face guard: a candidate that drops the focus point or cuts the
+# keep region loses to every one that keeps them, whatever faces either cuts.
+HINT_PENALTY = 1e6
+# A candidate edge within this many pixels of the keep region's counts as holding it (the region is
+# given in fractions, candidates are whole pixels).
+KEEP_TOLERANCE = 0.5
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What the crops of one photo should not cut, in pixels of the upright photo: `faces` (rows x1, y1,
+    x2, y2[, score]: the gene head's and those the photo's metadata marks), the user's `focus` point
+    (x, y) and `keep` region (x1, y1, x2, y2), and the model's `subject` (its most confident object box,
+    which only `--fit auto` reads). `size` is the photo's (W, H)."""
+
+    size: tuple[int, int]
+    faces: np.ndarray | None = None
+    focus: tuple[float, float] | None = None
+    keep: tuple[float, float, float, float] | None = None
+    subject: tuple[float, float, float, float] | None = None
+
+
+def as_guard(faces: "np.ndarray | Guard | None") -> Guard | None:
+    """A `Guard` from what callers pass as `faces`: a Guard, face rows alone, or None."""
+    if faces is None or isinstance(faces, Guard):
+        return faces
+    return Guard((0, 0), faces=faces)
+
+
+def focus_misses(boxes: np.ndarray, point: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """Severity [N]: 0 for each xyxy box that holds the point, else 1 + its distance from the box as a
+    share of the photo's diagonal (when every candidate misses it, the nearest wins)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x, y = point
+    dx = np.maximum(np.maximum(boxes[:, 0] - x, x - boxes[:, 2]), 0.0)
+    dy = np.maximum(np.maximum(boxes[:, 1] - y, y - boxes[:, 3]), 0.0)
+    diagonal = max(float(np.hypot(*size)), 1.0)
+    return np.where((dx > 0) | (dy > 0), 1.0 + np.hypot(dx, dy) / diagonal, 0.0)
+
+
+def keep_cuts(boxes: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
+    """Severity [N]: 0 for each xyxy box that holds the region whole (within KEEP_TOLERANCE pixels),
+    else 1 + the share of the region's area it leaves out (a box that trims a sliver still loses to
+    every one that holds it; when none does, the one that keeps most wins)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = region
+    t = KEEP_TOLERANCE
+    whole = (boxes[:, 0] <= x1 + t) & (boxes[:, 1] <= y1 + t) & (boxes[:, 2] >= x2 - t) & (boxes[:, 3] >= y2 - t)
+    ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
+    iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
+    area = max((x2 - x1) * (y2 - y1), 1e-9)
+    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - ix * iy / area, 0.0, 1.0))
+
+
+def hint_cuts(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
+    """Severity [N] with which each candidate goes against the user's hints (0: it keeps them)."""
+    out = np.zeros(len(np.asarray(boxes).reshape(-1, 4)))
+    if guard is None:
+        return out
+    if guard.focus is not None:
+        out += focus_misses(boxes, guard.focus, guard.size)
+    if guard.keep is not None:
+        out += keep_cuts(boxes, guard.keep)
+    return out
+
+
+def penalties_of(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
+    """What the guard subtracts from the scores of xyxy `boxes` [N, 4] (zeros without a guard)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = np.zeros(len(boxes))
+    if guard is None:
+        return out
+    if guard.faces is not None:
+        out += FACE_CUT_PENALTY * face_cuts(boxes, guard.faces, FACE_MARGIN)
+    return out + HINT_PENALTY * hint_cuts(boxes, guard)
+
+
+def subject_cuts(boxes: np.ndarray, subject: tuple[float, float, float, float]) -> np.ndarray:
+    """Bool [N]: whether each xyxy box leaves out part of the subject box: keeps less than CUT_MAX of it,
+    the face guard's tolerance for a trimmed edge. Unlike a face, a subject dropped altogether counts as
+    cut too: a crop without the photo's subject is no fit of the photo."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = subject
+    ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
+    iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
+    return ix * iy / max((x2 - x1) * (y2 - y1), 1e-9) < CUT_MAX
+
+
+def cuts_everywhere(boxes: np.ndarray, guard: Guard | None) -> bool:
+    """Whether every candidate of a group cuts a face (as the face guard measures cuts), goes against a
+    hint, or leaves out part of the model's subject (`subject_cuts`): what makes `--fit auto` pad."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if guard is None or len(boxes) == 0:
+        return False
+    cut = penalties_of(boxes, guard) > 0
+    if guard.subject is not None:
+        cut |= subject_cuts(boxes, guard.subject)
+    return bool(cut.all())
+
+
+def hold(box, guard: Guard | None, size: tuple[int, int], rounds: int = 4) -> tuple[int, int, int, int]:
+    """The smallest box (whole pixels, inside the photo) that holds `box` and everything of the guard
+    it cuts: the keep region, the focus point, each face it cuts (with the guard's margin) and the
+    subject. Growing may reach another face: repeated until nothing more is cut (`rounds` at most)."""
+    W, H = size
+    x1, y1, x2, y2 = (float(v) for v in box)
+    for _ in range(rounds):
+        current = np.array([[x1, y1, x2, y2]])
+        wanted = []
+        if guard is not None:
+            if guard.keep is not None and keep_cuts(current, guard.keep)[0] > 0:
+                wanted.append(guard.keep)
+            if guard.focus is not None and focus_misses(current, guard.focus, size)[0] > 0:
+                wanted.append((*guard.focus, *guard.focus))
+            faces = box_rows(guard.faces)[:, :4] if guard.faces is not None else np.zeros((0, 4))
+            for face in faces:
+                if face_cuts(current, face[None], FACE_MARGIN)[0] > 0:
+                    grow = FACE_MARGIN * np.array([face[0] - face[2], face[1] - face[3], face[2] - face[0], face[3] - face[1]])
+                    wanted.append(tuple(face + grow))
+            if guard.subject is not None and subject_cuts(current, guard.subject)[0]:
+                wanted.append(guard.subject)
+        if not wanted:
+            break
+        for w in wanted:
+            x1, y1, x2, y2 = min(x1, w[0]), min(y1, w[1]), max(x2, w[2]), max(y2, w[3])
+    left, top = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+    right, bottom = min(W, int(np.ceil(x2))), min(H, int(np.ceil(y2)))
+    return (left, top, max(right, left + 1), max(bottom, top + 1))
 
 
 # Score-weighted box averaging: the model's scores are trained as log-weights of how well each candidate
@@ -84,12 +216,13 @@ def best_index(scores: np.ndarray) -> int:
 APPROX_MARGIN = 0.25
 
 
-def guard_penalties(groups: Sequence[np.ndarray], faces: np.ndarray | None) -> np.ndarray:
-    """What the face guard subtracts from each candidate's score before ranking ([N] over the groups
-    in order; zeros without faces)."""
-    if faces is None:
+def guard_penalties(groups: Sequence[np.ndarray], faces: "np.ndarray | Guard | None") -> np.ndarray:
+    """What the face guard and the hints subtract from each candidate's score before ranking ([N] over
+    the groups in order; zeros without faces or hints). `faces`: face rows, or a `Guard`."""
+    guard = as_guard(faces)
+    if guard is None:
         return np.zeros(sum(len(b) for b in groups))
-    return np.concatenate([FACE_CUT_PENALTY * face_cuts(b, faces, FACE_MARGIN) for b in groups] or [np.zeros(0)])
+    return np.concatenate([penalties_of(b, guard) for b in groups] or [np.zeros(0)])
 
 
 def contenders(
@@ -114,25 +247,27 @@ def select_crops(
     ratios: Sequence[Ratio],
     groups: Sequence[np.ndarray],
     scores: np.ndarray,
-    faces: np.ndarray | None = None,
+    faces: "np.ndarray | Guard | None" = None,
     average: bool = False,
     size: tuple[int, int] | None = None,
 ) -> list[Crop]:
     """The best-scoring box of each ratio's candidate group (`scores` covers the groups in order).
-    With `faces` (boxes [F, ≥4], same pixels as the candidates), the face guard: candidates that cut
-    through a face are penalised. Reported scores are the model's own. A candidate scored -inf (one
+    With `faces` (boxes [F, ≥4], same pixels as the candidates, or a `Guard` that also holds the user's
+    hints), the face guard: candidates that cut through a face are penalised, and those that drop the
+    focus point or cut the keep region far more. Reported scores are the model's own. A candidate scored -inf (one
     that `contenders` ruled out) never wins.
 
     `average` (needs the photo's `size`): the crop is `average_box` of the best candidates by their
     guarded scores, snapped to whole pixels and to the exact ratio (`candidates.snap`), unless it cuts a
-    face more than the best candidate does; its score is then still the best candidate's (the caller
+    face or a hint more than the best candidate does; its score is then still the best candidate's (the caller
     may score the box itself)."""
     from .candidates import snap
 
     if average and size is None:
         raise ValueError("averaging needs the photo's size")
     crops, start = [], 0
-    penalties = guard_penalties(groups, faces)
+    guard = as_guard(faces)
+    penalties = guard_penalties(groups, guard)
     for ratio, boxes in zip(ratios, groups):
         s = np.asarray(scores[start : start + len(boxes)], dtype=np.float64)
         ranked = s - penalties[start : start + len(boxes)]
@@ -141,7 +276,7 @@ def select_crops(
         box = tuple(int(v) for v in boxes[i])
         if average:
             mean = snap(average_box(boxes, ranked), ratio, *size)
-            if faces is None or face_cuts(np.array([mean]), faces, FACE_MARGIN)[0] <= face_cuts(boxes[i : i + 1], faces, FACE_MARGIN)[0]:
+            if guard is None or penalties_of(np.array([mean]), guard)[0] <= penalties_of(boxes[i : i + 1], guard)[0]:
                 box = mean
         crops.append(Crop(str(ratio), box, float(s[i])))
     return crops

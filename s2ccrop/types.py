@@ -97,12 +97,15 @@ class Crop:
 
     `box` is (x1, y1, x2, y2) in pixels of the upright (EXIF-transposed) image, x2/y2 exclusive.
     `ratio` is the ratio as asked for, normalised ("any" or "W:H"). `score` is the model's score
-    (predicted normalised MOS, higher is better).
+    (predicted normalised MOS, higher is better). `fit` is "crop" (the box has the ratio and is the
+    thumbnail) or "pad" (the box is the region shown whole, scaled into a thumbnail of the ratio whose
+    rest is padding; its score is the model's for that framing).
     """
 
     ratio: str
     box: tuple[int, int, int, int]
     score: float
+    fit: str = "crop"
 
     @property
     def width(self) -> int:

@@ -28,11 +28,16 @@ def noise(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
 
 
 class FastCropper:
-    """Stands in for the model: the whole image for every ratio (the pipeline is under test, not scoring)."""
+    """Stands in for the model: the whole image for every ratio (the pipeline is under test, not scoring);
+    the hints and the fit the batch engine passes are recorded in `asked`."""
 
     device = torch.device("cpu")
 
-    def crop(self, image, ratios):
+    def __init__(self) -> None:
+        self.asked: list[dict] = []
+
+    def crop(self, image, ratios, **hints):
+        self.asked.append(hints)
         return [Crop(str(Ratio.parse(r)), (0, 0, image.width, image.height), 0.0) for r in ratios]
 
 

@@ -25,7 +25,7 @@ from s2ccrop.cli import commands
 from s2ccrop.types import Ratio
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = ["input", "ratio", "box", "width", "height", "score", "output"]
+KEYS = ["input", "ratio", "box", "width", "height", "score", "output", "fit"]
 
 
 @pytest.fixture(scope="session")
@@ -526,7 +526,7 @@ def test_crop_help_groups_its_options(argv):
     assert (code, err) == (0, "")
     assert "Usage: s2ccrop crop" in out
     panels = [line.split("─ ", 1)[1].split(" ─", 1)[0] for line in out.splitlines() if line.startswith("╭─ ")]
-    assert panels == ["Arguments", "Options", "What to crop", "Output", "Reporting", "Model", "Engine"]
+    assert panels == ["Arguments", "Options", "What to crop", "Output", "Reporting", "Model", "Hints and fit", "Engine"]
     output = out.split("─ Output ─", 1)[1].split("╰", 1)[0]
     assert "--quality" in output and "--size" in output and "--ratio" not in output
 

@@ -208,10 +208,10 @@ def test_listing_manifest_and_resume(cluster: str, photos: Path, tmp_path: Path)
     done = [r for r in records if "error" not in r]
     assert {(Path(r["input"]).name, r["ratio"]) for r in done} == {
         (n, r) for n in ("p0.png", "p1.jpg", "p2.jpg") for r in ("16:9", "1:1")}
-    assert all(Path(r["output"]).is_file() and set(r) == {"input", "ratio", "box", "width", "height", "score", "output"}
+    assert all(Path(r["output"]).is_file() and set(r) == {"input", "ratio", "box", "width", "height", "score", "output", "fit"}
                for r in done)
     (failed,) = [r for r in records if "error" in r]
-    assert failed["input"] == str(photos / "bad.jpg") and failed["error"] == BAD_REASON
+    assert failed["input"] == str(photos / "bad.jpg") and failed["error"] == BAD_REASON and failed["fit"] is None
 
     # One output lost: a re-run redoes that photo only, and appends its records to the manifest.
     lost = tmp_path / "out" / "p2_1x1.jpg"
@@ -253,3 +253,25 @@ def test_address_accepts(text: str):
 def test_address_rejects(text: str, capsys):
     assert main(["x.jpg", "--engine", "ray", "--address", text]) == 2
     assert "--address" in capsys.readouterr().err
+
+
+def test_hints_and_fit_through_ray_match_the_local_engine(cluster: str, photos: Path, tmp_path: Path):
+    """--focus, a --hints file and --fit pad give the same boxes, fits and JSON fields on Ray as locally
+    (the hints file is read on the driver; each photo's hints travel in its job)."""
+    hints = tmp_path / "hints.jsonl"
+    hints.write_text(json.dumps({"input": str(photos / "p2.jpg"), "keep": [0.0, 0.0, 0.9, 0.3]}) + "\n")
+    common = [str(photos / "p0.png"), str(photos / "p2.jpg"), "-r", "9:16", "-r", "16:9", "--json",
+              "--weights", "random", "--focus", "0.95,0.5", "--hints", str(hints), "--fit", "auto", "--width", "40"]
+    local = run_cli([*common, "-o", str(tmp_path / "local")], threads=1)
+    remote = run_cli([*common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--address", cluster])
+    assert local.returncode == remote.returncode == 0, remote.stderr
+    key = lambda r: (r["input"], r["ratio"])  # noqa: E731
+    want = sorted(json_lines(local.stdout), key=key)
+    got = sorted((dict(r, output=r["output"].replace(str(tmp_path / "ray"), str(tmp_path / "local")))
+                  for r in json_lines(remote.stdout)), key=key)
+    assert got == want and len(want) == 4
+    assert {(Path(r["input"]).name, r["ratio"]): r["fit"] for r in want} == {
+        ("p0.png", "9:16"): "crop", ("p0.png", "16:9"): "crop", ("p2.jpg", "9:16"): "pad", ("p2.jpg", "16:9"): "crop"}
+    assert all(r["focus"] == [0.95, 0.5] for r in want)
+    assert [r.get("keep") for r in want if r["input"].endswith("p2.jpg")] == [[0.0, 0.0, 0.9, 0.3]] * 2
+    assert tree(tmp_path / "ray") == tree(tmp_path / "local")

@@ -30,3 +30,14 @@ def test_ci_runs_the_quick_start_verbatim():
 
 def test_sample_photo_is_present():
     assert (ROOT / "examples" / "chelsea.png").is_file()
+
+
+def test_hints_picture_is_small_and_made_by_the_command_shown():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Hints and fitting", 1)[1].split("\n### ", 1)[0]
+    assert "](docs/hints-and-fit.jpg)" in section
+    command = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    assert command.startswith("s2ccrop preview ") and "-o docs/hints-and-fit.jpg" in command
+    assert "--hints examples/hints.jsonl" in command and "--fit auto" in command
+    picture = ROOT / "docs" / "hints-and-fit.jpg"
+    assert picture.read_bytes()[:3] == b"\xff\xd8\xff" and picture.stat().st_size < 400_000

@@ -21,6 +21,7 @@ from ..batch import DEFAULT_WORKERS, EXIT_OK, EXIT_USAGE, FORMATS, MAX_JOBS, PRO
 from ..batch import range_phrase
 from ..engines import ENGINES, check_address
 from ..errors import ConfigError
+from ..hints import FITS
 from ..io.paths import DEFAULT_TEMPLATE
 from ..presets import preset_table
 from .rules import with_default_command
@@ -85,6 +86,7 @@ class DefaultCommandGroup(TyperGroup):
 
 CROP_PANEL, MAKE_PANEL, TRAIN_PANEL = "Cropping", "Set up", "Training"
 WHAT, OUTPUT, REPORTING, MODEL, ENGINE = "What to crop", "Output", "Reporting", "Model", "Engine"
+HINTS = "Hints and fit"
 
 EXAMPLES = """\
 examples:
@@ -93,6 +95,8 @@ examples:
   s2ccrop shots/ -r square --size 512x512 --format webp --json > crops.jsonl
   find . -name '*.jpg' -print0 | s2ccrop - -0 -o out --skip-existing
   s2ccrop trip/ --dry-run --preview sheet.jpg  look at the choices, write nothing else
+  s2ccrop cat.jpg -r 9:16 --focus 0.7,0.4       the crop keeps that point
+  s2ccrop shop/ -r 1:1 --fit auto --hints hints.jsonl   pad where a crop would cut
   s2ccrop weights list; s2ccrop info"""
 
 RULES = """\
@@ -101,8 +105,8 @@ commands: crop is the default: 's2ccrop PATH...' is 's2ccrop crop PATH...' (all 
 like one, write ./NAME or -- NAME."""
 
 INPUTS_OUTPUTS = """\
-inputs: files are always tried; in folders only image files (jpg, png, webp, tif, bmp, gif, ...) are
-taken, hidden names and symlinked folders are skipped. '-' reads paths from stdin, one per line
+inputs: files are always tried; in folders only image files (jpg, png, webp, tif, bmp, gif, avif, ...;
+heic with pillow-heif) are taken, hidden names and symlinked folders are skipped. '-' reads paths from stdin, one per line
 (-0: NUL-separated).
 
 outputs: one file per (photo, ratio) named by --name (default {stem}_{ratio}.{ext}: photo_16x9.jpg,
@@ -237,6 +241,22 @@ Jobs = Annotated[Optional[int], count(
 Workers = Annotated[int, count(
     "--workers", low=0, metavar="N", rich_help_panel=MODEL,
     help="With --jobs 1 or a GPU: threads decoding and writing while the model runs (0: none).")]
+Focus = Annotated[Optional[str], typer.Option(
+    "--focus", metavar="X,Y", rich_help_panel=HINTS, show_default=False,
+    help="A point every crop must keep, as fractions of the upright photo (0.5,0.5: its centre).")]
+Keep = Annotated[Optional[str], typer.Option(
+    "--keep", metavar="X1,Y1,X2,Y2", rich_help_panel=HINTS, show_default=False,
+    help="A region kept whole wherever a crop of the ratio can hold it (fractions: left, top, right, bottom).")]
+HintsFileOption = Annotated[Optional[str], typer.Option(
+    "--hints", metavar="FILE", rich_help_panel=HINTS, show_default=False,
+    help='Hints per photo, JSON lines: {"input": PATH, "focus": \\[x, y], "keep": \\[x1, y1, x2, y2]}.')]
+Fit = Annotated[str, choice(
+    "--fit", choices=FITS, rich_help_panel=HINTS,
+    help="crop: cut to the ratio; pad: show the model's framing whole, padded to the ratio; auto: pad only "
+         "when every crop of the ratio would cut a face, a hint or the subject.")]
+PadColor = Annotated[Optional[str], typer.Option(
+    "--pad-color", metavar="COLOUR", rich_help_panel=HINTS, show_default=False,
+    help="Padding colour (#rrggbb or a name; default: a blurred copy of the photo).")]
 
 
 # ================================================================ crop
@@ -289,6 +309,11 @@ def crop(
     face_guard: FaceGuard = True,
     jobs: Jobs = None,
     workers: Workers = DEFAULT_WORKERS,
+    focus: Focus = None,
+    keep: Keep = None,
+    hints: HintsFileOption = None,
+    fit: Fit = "crop",
+    pad_color: PadColor = None,
     engine: Annotated[str, choice(
         "--engine", choices=ENGINES, rich_help_panel=ENGINE,
         help="local: this machine; ray: a Ray Data pipeline, one model per actor, sized by the cluster "
@@ -305,6 +330,7 @@ def crop(
         upscale=upscale, format=format_, quality=quality, json=json_, quiet=quiet, dry_run=dry_run,
         skip_existing=skip_existing, recursive=not no_recursive, null=null, max_pixels=max_pixels,
         weights=weights, device=device, face_guard=face_guard, jobs=jobs, workers=workers, preview=preview,
+        focus=focus, keep=keep, hints=hints, fit=fit, pad_color=pad_color,
     )
     return run_crop(ctx, settings, engine=engine, address=address)
 
@@ -343,12 +369,17 @@ def preview_command(
     face_guard: FaceGuard = True,
     jobs: Jobs = None,
     workers: Workers = DEFAULT_WORKERS,
+    focus: Focus = None,
+    keep: Keep = None,
+    hints: HintsFileOption = None,
+    fit: Fit = "crop",
+    pad_color: PadColor = None,
 ) -> int:
     settings = Settings(
         paths or [], ratios=ratio, recursive=not no_recursive, null=null, max_pixels=max_pixels, json=json_,
         quiet=quiet or not json_,  # the sheet's path is the result line
         weights=weights, device=device, face_guard=face_guard, jobs=jobs, workers=workers,
-        preview=Path(out), preview_only=True,
+        preview=Path(out), preview_only=True, focus=focus, keep=keep, hints=hints, fit=fit, pad_color=pad_color,
     )
     return run_crop(ctx, settings)
 

@@ -123,9 +123,10 @@ class RayRun(BatchRun):
             return
         if job.error:  # the schema's fields, empty, and the reason the error line gives
             records = [{"input": os.fspath(job.item.path), "ratio": None, "box": None, "width": None,
-                        "height": None, "score": None, "output": None, "error": one_line(job.error)}]
+                        "height": None, "score": None, "output": None, "fit": None,
+                        "error": one_line(job.error)}]
         else:
-            records = [crop_record(job.item.path, crop, job.image_size, written)
+            records = [crop_record(job.item.path, crop, job.image_size, written, job.hints)
                        for crop, written in zip(job.crops, job.written)]
         self._manifest.writelines(json.dumps(r, ensure_ascii=True) + "\n" for r in records)
         self._manifest.flush()

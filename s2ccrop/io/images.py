@@ -1,4 +1,5 @@
-"""Decoding photos: EXIF orientation, colour modes, first frame, pixel limit, ICC profile, fast JPEG draft.
+"""Decoding photos: EXIF orientation, colour modes, first frame, pixel limit, ICC profile, fast JPEG draft,
+HEIC/HEIF (with the optional pillow-heif), and the face regions the photo's XMP metadata marks.
 
 Everything downstream sees an upright image in one of four modes (L, LA, RGB, RGBA) and box coordinates
 refer to that upright image. The model gets `Decoded.rgb()` (alpha flattened on white); writers get
@@ -8,15 +9,17 @@ refer to that upright image. The model gets `Decoded.rgb()` (alpha flattened on 
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from .paths import HEIF_EXTENSIONS, HEIF_HELP, HEIF_MISSING
 
 # Above the largest camera sensors (~102 MP) but far below what would exhaust memory; --max-pixels changes it.
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -34,6 +37,8 @@ _TRANSPOSE = {
 _SWAPS_AXES = {5, 6, 7, 8}
 WHITE = 255
 
+HEIF_SUFFIXES = tuple(sorted(HEIF_EXTENSIONS))
+
 # check_pixels() decides with a message that names --max-pixels; Pillow's own warning would only repeat
 # it less clearly (its hard error above 2x its limit still applies unless a caller lifts MAX_IMAGE_PIXELS).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -45,7 +50,8 @@ class Decoded:
 
     `size` is the upright size at full resolution; `image` may be smaller when a JPEG draft was used
     (then `scale` = image.width / size[0] < 1). `icc_profile` is the source's profile, kept for writing
-    (None when the pixels were converted to sRGB here, e.g. from CMYK).
+    (None when the pixels were converted to sRGB here, e.g. from CMYK). `faces`: the face regions its
+    XMP metadata marks (`io.xmp`), rows x1, y1, x2, y2 in fractions of the upright photo.
     """
 
     image: Image.Image
@@ -53,6 +59,7 @@ class Decoded:
     format: str | None
     icc_profile: bytes | None
     orientation: int = 1
+    faces: object = field(default=None, repr=False)  # numpy [F, 4], or None when the photo marks none
 
     @property
     def scale(self) -> float:
@@ -74,9 +81,18 @@ def open_image(
     `draft` = (w, h) lets JPEG decode at a power-of-two reduced scale that still covers w x h (upright);
     use it only where full resolution is not needed (previews).
     """
+    heif = os.path.splitext(os.fspath(path))[1].lower() in HEIF_SUFFIXES
     try:
+        if heif and not heif_support():
+            raise InputError(HEIF_MISSING)
         with open_regular_file(path) as fh:
-            return _decode(fh, max_pixels=max_pixels, draft=draft)
+            try:
+                return _decode(fh, max_pixels=max_pixels, draft=draft)
+            except UnidentifiedImageError:
+                if heif or not heif_support():  # a HEIC under another name: pillow-heif may know it
+                    raise
+                fh.seek(0)
+                return _decode(fh, max_pixels=max_pixels, draft=draft)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -91,6 +107,19 @@ def open_image(
         raise InputError("not enough memory to decode this image") from None
     except Exception as exc:  # Pillow plugins raise SyntaxError, ValueError, struct.error... on broken files
         raise InputError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+@functools.cache
+def heif_support() -> bool:
+    """Whether HEIC/HEIF photos can be read: pillow-heif is installed (`pip install 's2ccrop[heif]'`).
+    Its Pillow plugin is registered on the first call, when the first such photo is decoded, so runs
+    without one never pay for its import."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def open_regular_file(path: "str | os.PathLike[str]"):
@@ -127,11 +156,34 @@ def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Dec
         img.draft(img.mode if img.mode in ("L", "RGB") else None, target)
     icc = img.info.get("icc_profile") or None
     img.load()  # decode now, inside the error handling, and only frame 0 of an animation
+    faces = marked_faces(img, orientation)
     img, icc = normalise_mode(img, icc)
     if orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[orientation])
         full = (full[1], full[0]) if orientation in _SWAPS_AXES else full
-    return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation)
+    return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation, faces=faces)
+
+
+def marked_faces(img: Image.Image, orientation: int):
+    """The face regions of the XMP packet of an opened image (`io.xmp.face_regions`), in fractions of
+    the upright photo; None when it has none. A packet that cannot be read is a warning, not an error.
+    pillow-heif turns HEIC photos upright as it decodes and keeps their EXIF orientation aside
+    ("original_orientation"): the stored regions still need it."""
+    from .xmp import face_regions, xmp_packet
+
+    packet = xmp_packet(img)
+    if not packet:
+        return None
+    stored = img.info.get("original_orientation", orientation)
+    size = img.size
+    if stored in _SWAPS_AXES and stored != orientation:  # pillow-heif already turned the pixels
+        size = (size[1], size[0])
+    try:
+        faces = face_regions(packet, int(stored) if stored else 1, stored_size=size)
+    except ValueError as exc:
+        warnings.warn(f"face regions in the XMP metadata ignored: {exc}", stacklevel=2)
+        return None
+    return faces if len(faces) else None
 
 
 def check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
@@ -240,9 +292,14 @@ def _os_reason(exc: OSError) -> str:
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "HEIF_HELP",
+    "HEIF_MISSING",
+    "HEIF_SUFFIXES",
     "Decoded",
     "check_pixels",
     "flatten",
+    "heif_support",
+    "marked_faces",
     "normalise_mode",
     "open_image",
     "read_orientation",

@@ -4,13 +4,16 @@ Inputs are streamed: a folder is read one directory at a time and `-` reads path
 arrive, so a library of a million photos never sits in memory as one list.
 
 Walk rules: names starting with "." are skipped (macOS `._photo.jpg` forks, `.thumbnails`); inside
-folders only files with an image extension are taken (an explicitly named file is always tried);
+folders only files with an image extension are taken (an explicitly named file is always tried;
+.heic/.heif only when pillow-heif can read them, else the walk yields them as `Skipped`);
 symlinked folders are not followed (no loops); entries come in sorted order, files of a folder before
 its subfolders, so runs are reproducible.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import string
 from dataclasses import dataclass
@@ -22,6 +25,11 @@ from ..errors import ConfigError
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .webp .bmp .dib .tif .tiff .gif .ppm .pgm .pbm .pnm .tga .jp2 .avif".split()
 )
+
+# Phone photos: read with the optional pillow-heif (the heif extra).
+HEIF_EXTENSIONS = frozenset(".heic .heif .hif".split())
+HEIF_HELP = "pip install 's2ccrop[heif]'"
+HEIF_MISSING = "a HEIC/HEIF photo, and pillow-heif is not installed (the heif extra)"
 
 DEFAULT_TEMPLATE = "{stem}_{ratio}.{ext}"
 TEMPLATE_FIELDS = frozenset({"stem", "ratio", "preset", "ext"})
@@ -43,11 +51,27 @@ class WalkError:
     reason: str
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A photo in a folder that this installation cannot read (a HEIC without pillow-heif): not
+    cropped; the batch engine says once how to read such photos."""
+
+    path: Path
+    reason: str
+
+
 SkipNames = Callable[[Path, list[str]], "set[str]"]
 
 
 def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_EXTENSIONS or (suffix in HEIF_EXTENSIONS and heif_installed())
+
+
+@functools.cache
+def heif_installed() -> bool:
+    """Whether pillow-heif is installed (found, not imported: io.images registers it when decoding)."""
+    return importlib.util.find_spec("pillow_heif") is not None
 
 
 def iter_inputs(
@@ -58,7 +82,7 @@ def iter_inputs(
     null: bool = False,
     exclude_dirs: Iterable[Path] = (),
     skip_names: SkipNames | None = None,
-) -> Iterator[InputPath | WalkError]:
+) -> Iterator[InputPath | WalkError | Skipped]:
     """Yield inputs for command-line `args` in order; `-` splices in the paths read from `stdin`.
 
     `exclude_dirs` are never entered (the output folder when it lies inside an input folder);
@@ -121,8 +145,9 @@ def walk_folder(
     recursive: bool = True,
     excluded: set[str] | None = None,
     skip_names: SkipNames | None = None,
-) -> Iterator[InputPath | WalkError]:
-    """Depth-first, sorted walk of `root` yielding image files; unreadable folders become WalkErrors."""
+) -> Iterator[InputPath | WalkError | Skipped]:
+    """Depth-first, sorted walk of `root` yielding image files; unreadable folders become WalkErrors,
+    photos this installation cannot read `Skipped`."""
     excluded = excluded or set()
     stack: list[tuple[Path, PurePosixPath]] = [(root, PurePosixPath())]
     while stack:
@@ -135,17 +160,19 @@ def walk_folder(
         except OSError as exc:
             yield WalkError(folder, _reason(exc))
             continue
-        files, subdirs = _split(entries)
+        files, subdirs, unreadable = _split(entries)
         skipped = skip_names(folder, files) if skip_names and files else set()
         for name in files:
             if name not in skipped:
                 yield InputPath(folder / name, rel / name)
+        for name in unreadable:
+            yield Skipped(folder / name, "HEIC/HEIF photos need pillow-heif")
         if recursive:
             stack.extend((folder / name, rel / name) for name in reversed(subdirs))
 
 
-def _split(entries: list[os.DirEntry]) -> tuple[list[str], list[str]]:
-    files, subdirs = [], []
+def _split(entries: list[os.DirEntry]) -> tuple[list[str], list[str], list[str]]:
+    files, subdirs, unreadable = [], [], []
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -159,7 +186,9 @@ def _split(entries: list[os.DirEntry]) -> tuple[list[str], list[str]]:
         elif not link_to_dir and is_image_name(entry.name):
             # A broken or looping symlink lands here too and fails later with a one-line error.
             files.append(entry.name)
-    return files, subdirs
+        elif not link_to_dir and os.path.splitext(entry.name)[1].lower() in HEIF_EXTENSIONS:
+            unreadable.append(entry.name)
+    return files, subdirs, unreadable
 
 
 def _real(path: Path) -> str:

@@ -45,6 +45,8 @@ _SAME_BY_SUFFIX = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
     ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
 }
+# Phone photos (HEIC/HEIF) are lossy photos that s2ccrop does not encode: their thumbnails are JPEG.
+_SAME_AS_JPEG = {".heic", ".heif", ".hif"}
 _BY_OPTION = {"jpg": ("JPEG", "jpg"), "jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP", "webp")}
 _NO_ALPHA = {"JPEG", "BMP"}
 _RGB_ONLY = {"WEBP"}
@@ -75,6 +77,8 @@ def choose_format(option: str, input_path: "str | os.PathLike[str]") -> OutputFo
     if option != "same":
         raise ConfigError(f"invalid --format {option!r}: choose from {', '.join(FORMAT_CHOICES)}")
     suffix = os.path.splitext(os.fspath(input_path))[1]
+    if suffix.lower() in _SAME_AS_JPEG:
+        return OutputFormat("JPEG", "jpg")
     pil = _SAME_BY_SUFFIX.get(suffix.lower())
     if pil is None:
         return OutputFormat("PNG", "png")
@@ -142,6 +146,70 @@ def render_crop(image: Image.Image, box: tuple[int, int, int, int], size: tuple[
     if size == (box[2] - box[0], box[3] - box[1]):
         return image.crop(box)
     return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+
+
+# ---------------------------------------------------------------- padded fits
+
+PAD_BLUR_SHRINK = 8  # the background is blurred at 1/8 of the thumbnail's size: cheap, and as smooth
+PAD_DIM = 0.8  # and a little darker, so the photo itself stands out
+
+
+def pad_canvas(region_size: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """The smallest (w, h) of `ratio` (= w / h) that holds a region of `region_size` at its own pixels."""
+    rw, rh = region_size
+    if rw >= rh * ratio:
+        return rw, max(rh, _round(rw / ratio))
+    return max(rw, _round(rh * ratio)), rh
+
+
+def pad_placement(region_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where a region of `region_size` goes in a padded thumbnail of `size`: (x, y, w, h), scaled to
+    fit whole and centred."""
+    (rw, rh), (w, h) = region_size, size
+    scale = min(w / rw, h / rh)
+    iw, ih = min(w, max(1, _round(rw * scale))), min(h, max(1, _round(rh * scale)))
+    return (w - iw) // 2, (h - ih) // 2, iw, ih
+
+
+def render_pad(image: Image.Image, region: tuple[int, int, int, int], size: tuple[int, int],
+               color: str | None = None) -> Image.Image:
+    """A thumbnail of exactly `size` that shows `region` of `image` whole (`render_crop` of it, scaled
+    to fit and centred; its pixels are exactly those of a direct resize of the region), on `color`, or
+    by default on a blurred, darkened copy of the photo scaled to cover the thumbnail."""
+    region = tuple(int(v) for v in region)
+    x, y, iw, ih = pad_placement((region[2] - region[0], region[3] - region[1]), size)
+    if color is not None:
+        from PIL import ImageColor
+
+        canvas = Image.new(image.mode, size, ImageColor.getcolor(color, image.mode))
+    else:
+        canvas = _blurred_cover(image, region, size)
+    canvas.paste(render_crop(image, region, (iw, ih)), (x, y))
+    return canvas
+
+
+def _blurred_cover(image: Image.Image, region: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
+    from PIL import ImageEnhance, ImageFilter
+
+    W, H = size
+    iw, ih = image.size
+    scale = max(W / iw, H / ih)
+    cw, ch = min(iw, W / scale), min(ih, H / scale)  # the part of the photo that covers the thumbnail
+    cx, cy = (region[0] + region[2]) / 2, (region[1] + region[3]) / 2
+    x1, y1 = min(max(cx - cw / 2, 0), iw - cw), min(max(cy - ch / 2, 0), ih - ch)
+    small = (max(1, W // PAD_BLUR_SHRINK), max(1, H // PAD_BLUR_SHRINK))
+    back = image.resize(small, Image.Resampling.BILINEAR, box=(x1, y1, x1 + cw, y1 + ch), reducing_gap=2.0)
+    back = back.filter(ImageFilter.GaussianBlur(max(1.0, max(small) / 24)))
+    if back.mode in ("L", "RGB"):
+        back = ImageEnhance.Brightness(back).enhance(PAD_DIM)
+    return back.resize(size, Image.Resampling.BILINEAR)
+
+
+def pad_size(region: tuple[int, int, int, int], ratio: float, spec: "SizeSpec") -> tuple[tuple[int, int], bool]:
+    """The size of a padded thumbnail of `ratio` for `region`, and whether it was kept smaller than
+    asked (as `output_size`: never enlarged unless `spec.upscale`)."""
+    canvas = pad_canvas((region[2] - region[0], region[3] - region[1]), ratio)
+    return output_size(canvas, ratio, spec)
 
 
 def prepare_for(image: Image.Image, pil_format: str, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
@@ -220,9 +288,13 @@ def write_crop(
     quality: int = DEFAULT_QUALITY,
     icc: bytes | None = None,
     cancel: threading.Event | None = None,
+    pad: bool = False,
+    pad_color: str | None = None,
 ) -> None:
-    """Write `box` of the upright `image` to `path` at exactly `size` pixels."""
-    write_image(path, render_crop(image, box, size), fmt.pil, quality=quality, icc=icc, cancel=cancel)
+    """Write `box` of the upright `image` to `path` at exactly `size` pixels; with `pad`, `box` shown
+    whole in a thumbnail of `size` (`render_pad`)."""
+    rendered = render_pad(image, box, size, pad_color) if pad else render_crop(image, box, size)
+    write_image(path, rendered, fmt.pil, quality=quality, icc=icc, cancel=cancel)
 
 
 # ---------------------------------------------------------------- atomic files
@@ -340,8 +412,15 @@ _PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 3
             (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128))
 
 
-def preview_tile(image: Image.Image, crops, caption: str, *, tile: int = 480) -> Image.Image:
-    """A thumbnail of the photo with each crop drawn and labelled "ratio score", captioned below."""
+PAD_INSET = 0.34  # a padded fit is shown as an inset of this share of the tile, in its lower right corner
+
+
+def preview_tile(image: Image.Image, crops, caption: str, *, tile: int = 480, hints=None,
+                 pad_color: str | None = None) -> Image.Image:
+    """A thumbnail of the photo with each crop drawn and labelled "ratio score" ("ratio pad score" for
+    a padded fit, whose thumbnail is also shown as an inset), captioned below. `hints`
+    (`s2ccrop.hints.Hints`) are drawn in white: the keep region as a rectangle, the focus point as a
+    ringed cross."""
     from PIL import ImageDraw
 
     from .images import to_rgb
@@ -360,13 +439,49 @@ def preview_tile(image: Image.Image, crops, caption: str, *, tile: int = 480) ->
         colour = _PALETTE[i % len(_PALETTE)]
         x1, y1, x2, y2 = crop.box
         rect = (ox + x1 * scale, oy + y1 * scale, ox + x2 * scale - 1, oy + y2 * scale - 1)
+        padded = getattr(crop, "fit", "crop") == "pad"
         draw.rectangle(rect, outline=colour, width=2)
-        label = f"{crop.ratio} {crop.score:.2f}"
+        label = f"{crop.ratio} {'pad ' if padded else ''}{crop.score:.2f}"
         tx, ty = rect[0] + 3, rect[1] + 3 + 14 * (i % 3)  # stagger labels of boxes sharing a corner
         draw.rectangle(draw.textbbox((tx, ty), label, font=font), fill=(0, 0, 0))
         draw.text((tx, ty), label, fill=colour, font=font)
+    if hints:
+        _draw_hints(draw, hints, (ox, oy), (tw, th))
+    for i, crop in enumerate(crops):
+        if getattr(crop, "fit", "crop") == "pad":
+            _pad_inset(canvas, image, crop, pad_color, _PALETTE[i % len(_PALETTE)], tile)
+            break  # one inset: the tile has room for one
     draw.text((4, tile + 3), caption[-70:], fill=(230, 230, 230), font=font)
     return canvas
+
+
+def _draw_hints(draw, hints, origin: tuple[int, int], size: tuple[int, int]) -> None:
+    (ox, oy), (tw, th) = origin, size
+    white, black = (255, 255, 255), (0, 0, 0)
+    if hints.keep is not None:
+        x1, y1, x2, y2 = hints.keep
+        rect = (ox + x1 * tw, oy + y1 * th, ox + x2 * tw - 1, oy + y2 * th - 1)
+        draw.rectangle(rect, outline=black, width=3)
+        draw.rectangle(rect, outline=white, width=1)
+    if hints.focus is not None:
+        x, y = ox + hints.focus[0] * tw, oy + hints.focus[1] * th
+        for colour, width in ((black, 4), (white, 2)):
+            draw.ellipse((x - 9, y - 9, x + 9, y + 9), outline=colour, width=width)
+            draw.line((x - 14, y, x + 14, y), fill=colour, width=width - 1)
+            draw.line((x, y - 14, x, y + 14), fill=colour, width=width - 1)
+
+
+def _pad_inset(canvas: Image.Image, image: Image.Image, crop, pad_color, colour, tile: int) -> None:
+    from .images import to_rgb
+
+    w, h = crop.ratio.split(":") if ":" in crop.ratio else (1, 1)
+    ratio = float(w) / float(h)
+    side = int(tile * PAD_INSET)
+    size = (side, max(1, round(side / ratio))) if ratio >= 1 else (max(1, round(side * ratio)), side)
+    inset = to_rgb(render_pad(image, crop.box, size, pad_color))
+    x, y = tile - size[0] - 6, tile - size[1] - 6
+    canvas.paste((255, 255, 255), (x - 2, y - 2, x + size[0] + 2, y + size[1] + 2))
+    canvas.paste(inset, (x, y))
 
 
 def _font(size: int):
