@@ -118,9 +118,9 @@ def test_tiny_and_extreme_images(cropper):
 
 def test_default_weights_are_the_shipped_trained_model():
     c = Cropper(device="cpu")
-    assert c.info()["weights"] == "s2ccrop-v2" and c.info()["source"] == "embedded"
+    assert c.info()["weights"] == "s2ccrop-v3" and c.info()["source"] == "embedded"
     assert c.config.num_boxes == 4 and c.config.head == "crop"
-
+    assert c.selection == "average" and c.config.free_form_grid == "full" and c.config.node_dim == 128
 
 def test_broken_default_is_an_error_not_an_untrained_model(tmp_path, monkeypatch):
     import json
