@@ -102,8 +102,9 @@ class Cropper:
     own choice (one per core).
     `bf16_ranking`: on CPU, rank all candidates with a bfloat16 copy of the graph, then score exactly
     only those within `select.APPROX_MARGIN` of their ratio's best: the same crops and scores as exact
-    scoring, faster where the CPU multiplies bfloat16 in hardware (Intel AMX). None (default): where
-    it does; True: on any CPU (slower without AMX); False: never.
+    scoring, faster where the CPU multiplies bfloat16 in hardware (Intel AMX). None (default): as
+    $S2CCROP_BF16 says (0 off, 1 on), else where the CPU does; True: on any CPU (slower without AMX);
+    False: never.
     `selection`: "best" (the best-scoring candidate) or "average" (the score-weighted mean of the best
     candidates, `select.average_box`, snapped to the ratio; its reported score is the model's score of
     that box); None (default): what the model was trained for (`S2CNetConfig.selection`).

@@ -249,6 +249,29 @@ def test_bf16_ranking_is_on_only_where_asked_or_fast():
     assert not model.approximates
 
 
+@pytest.mark.parametrize("env, fast, approximates", [
+    ({"S2CCROP_BF16": "0"}, False, False), ({"S2CCROP_BF16": "off"}, False, False),
+    ({"S2CCROP_BF16": "1"}, True, True), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False, False),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True, True),
+])
+def test_bf16_switch_in_the_environment(monkeypatch, env, fast, approximates):
+    """$S2CCROP_BF16=0 keeps bfloat16 ranking off even where AMX would turn it on, =1 forces it on,
+    and a oneDNN capped below AMX counts as a CPU without it (bench/run.py --isa avx2 sets both)."""
+    from s2ccrop.model import s2cnet
+
+    monkeypatch.delenv("S2CCROP_BF16", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # as on an AMX CPU
+    assert s2cnet.bf16_matmul_is_fast()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert s2cnet.bf16_matmul_is_fast() is fast
+    assert Cropper(weights="random", device="cpu").model.approximates is approximates
+    # the keyword still wins over the environment
+    assert not Cropper(weights="random", device="cpu", bf16_ranking=False).model.approximates
+
+
 def test_approximate_scores_track_exact(shipped_pair):
     """Approximate scores: every candidate, in order, within the error the margin was set from."""
     from s2ccrop.select import APPROX_MARGIN

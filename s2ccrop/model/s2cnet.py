@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -89,9 +90,35 @@ def _fuse(dim_red: nn.Module, f3: torch.Tensor, f4: torch.Tensor, f5: torch.Tens
     return dim_red(torch.cat([f3, f4, 0.5 * f5], dim=1))
 
 
+# Set to 0 to keep every bfloat16 path off (what a CPU without AMX runs), 1 to force bfloat16 ranking
+# on; unset: decided by the CPU. bench/run.py's `--isa avx2` sets it to 0.
+BF16_ENV = "S2CCROP_BF16"
+
+
+def bf16_env() -> bool | None:
+    """$S2CCROP_BF16 as a choice: False for 0/false/no/off, True for 1/true/yes/on, None when unset
+    (or anything else: decided by the CPU)."""
+    text = os.environ.get(BF16_ENV, "").strip().lower()
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    return None
+
+
+def _onednn_caps_amx() -> bool:
+    """Whether $ONEDNN_MAX_CPU_ISA (or the older DNNL_MAX_CPU_ISA) keeps oneDNN below AMX: then its
+    bfloat16 matmuls are emulated, whatever the CPU has."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return bool(cap.strip()) and "AMX" not in cap.upper() and cap.strip().upper() != "ALL"
+
+
 def bf16_matmul_is_fast() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): there a bfloat16 copy of
-    the graph scores ~4x faster per GEMM. Without AMX bfloat16 is emulated and slower than float32."""
+    the graph scores ~4x faster per GEMM. Without AMX bfloat16 is emulated and slower than float32.
+    False too when $S2CCROP_BF16=0 or $ONEDNN_MAX_CPU_ISA caps oneDNN below AMX."""
+    if bf16_env() is False or _onednn_caps_amx():
+        return False
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
         return bool(probe()) if probe is not None else False
@@ -213,8 +240,11 @@ class S2CNet(nn.Module):
         gradients while the weights stay those of this call: any change to them (training,
         load_state_dict, .to()) switches back to the plain modules; after replacing parameter objects
         themselves, call this again. `approximate`: also keep a bfloat16 copy of the graph for
-        `score_boxes(approximate=True)`; None (default) does so on CPUs with bfloat16 matrix hardware
-        (`bf16_matmul_is_fast`), True anywhere on CPU (tests), False never. Returns self."""
+        `score_boxes(approximate=True)`; None (default) does so where $S2CCROP_BF16 says so (`bf16_env`),
+        else on CPUs with bfloat16 matrix hardware (`bf16_matmul_is_fast`); True anywhere on CPU (tests),
+        False never. Returns self."""
+        if approximate is None:
+            approximate = bf16_env()
         fused = nn.Module()
         fused.Feat_ext = _fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
         fused.DimRed = copy.deepcopy(self.DimRed)
