@@ -186,6 +186,7 @@ class Settings:
     weights: str | None = None
     device: str = "auto"
     face_guard: bool = True
+    search: bool | None = None  # Cropper(search=): None its default, False every candidate scored
     jobs: int | None = None
     workers: int = DEFAULT_WORKERS
     preview: "str | os.PathLike[str] | None" = None
@@ -641,7 +642,7 @@ class BatchRun:
         """The run's `Cropper`, loaded on first use (`make_cropper`: its warnings become warning lines)."""
         if self.cropper is None:
             s = self.settings
-            self.cropper = make_cropper(s.weights, s.device, self.report, s.face_guard)
+            self.cropper = make_cropper(s.weights, s.device, self.report, s.face_guard, s.search)
         return self.cropper
 
     # -- step 3: write ---------------------------------------------------------------------------
@@ -851,7 +852,8 @@ def warnings_noted(notes: list[str]):
 # ================================================================ the model
 
 
-def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True):
+def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True,
+                 search: bool | None = None):
     """Import torch and load the model once; its warnings become one warning line each. A stop signal
     (Ctrl-C, SIGTERM) waits for both to end (about 2 s from a cold start): raised inside torch's C++
     while it builds tensors, it would come out as a TypeError and be reported as an unreadable weights
@@ -865,7 +867,7 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
         import_torch(freeze=True)  # a batch process: freeze what torch's import made
         from .api import Cropper
 
-        cropper = Cropper(weights=weights, device=device, face_guard=face_guard)
+        cropper = Cropper(weights=weights, device=device, face_guard=face_guard, search=search)
     for w in caught:
         if issubclass(w.category, UserWarning):
             report.warn(str(w.message))

@@ -230,14 +230,15 @@ def contenders(
 ) -> np.ndarray:
     """Indices (ascending, over the groups in order) of the candidates that could win their group
     given approximate scores within `margin` / 2 of the exact ones: those whose ranked approximate
-    score is within `margin` of the group's best. Every candidate when a score is not finite."""
+    score is within `margin` of the group's best. A candidate scored -inf (left unscored by
+    `search.searched_scores`) is never one. Every candidate when a score is NaN or +inf."""
     ranked = np.asarray(approx, dtype=np.float64) - penalties
-    if not np.isfinite(ranked).all():
+    if np.isnan(ranked).any() or np.isposinf(ranked).any():
         return np.arange(len(ranked))
     keep, start = [], 0
     for boxes in groups:
         r = ranked[start : start + len(boxes)]
-        if len(r):
+        if len(r) and np.isfinite(r.max()):
             keep.append(start + np.flatnonzero(r >= r.max() - margin))
         start += len(boxes)
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)

@@ -195,6 +195,9 @@ class S2CNet(nn.Module):
     def __init__(self, config: S2CNetConfig = GAICV1) -> None:
         super().__init__()
         self.config = config
+        # True when loaded from one of our own checkpoints (`load_checkpoint`): what the Cropper's
+        # defaults for our models (coarse-to-fine search) key on. Reference checkpoints keep False.
+        self.own_checkpoint = False
         self.Feat_ext = FeatureExtractor()
         self.DimRed = nn.Conv2d(448, config.reduced_dim, kernel_size=1)
         self.node_emb = nn.Sequential(
