@@ -867,7 +867,10 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
         import_torch(freeze=True)  # a batch process: freeze what torch's import made
         from .api import Cropper
 
-        cropper = Cropper(weights=weights, device=device, face_guard=face_guard, search=search)
+        # --exhaustive (search=False): every candidate scored in float32, as before the search and int8
+        # ranking (bfloat16 ranking on AMX keeps its exact rescoring, as before)
+        cropper = Cropper(weights=weights, device=device, face_guard=face_guard, search=search,
+                          int8_ranking=False if search is False else None)
     for w in caught:
         if issubclass(w.category, UserWarning):
             report.warn(str(w.message))

@@ -214,6 +214,10 @@ def best_index(scores: np.ndarray) -> int:
 # within this margin of its group's best approximate score is scored again exactly before choosing: 5x
 # that error, ~2 candidates per ratio on average.
 APPROX_MARGIN = 0.25
+# int8 ranking (dynamically quantised graph) errs more and less evenly: within one ratio's candidates
+# the error spread up to 0.177 (FCDB train photos 200-349 x 5 ratios, 750 groups; median 0.117), so
+# its contenders are those within this margin, 2.3x the worst spread seen.
+INT8_MARGIN = 0.4
 
 
 def guard_penalties(groups: Sequence[np.ndarray], faces: "np.ndarray | Guard | None") -> np.ndarray:

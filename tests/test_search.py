@@ -115,7 +115,8 @@ def test_contenders_skip_unscored_candidates():
 
 @pytest.fixture(scope="module")
 def shipped():
-    return Cropper(device="cpu", bf16_ranking=False), Cropper(device="cpu", bf16_ranking=False, search=False)
+    return (Cropper(device="cpu", bf16_ranking=False),
+            Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=False))
 
 
 def test_search_is_the_default_for_our_checkpoints_only(monkeypatch):

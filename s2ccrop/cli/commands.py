@@ -120,7 +120,7 @@ exit status: 0 all done, 1 some inputs failed, 2 usage/configuration/weights err
 128 + its number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (no worker, temporary file or partial output left).
 environment: S2CCROP_CACHE (cache dir), S2CCROP_OFFLINE=1 (never download), S2CCROP_MANIFEST (extra
 weights registry), S2CCROP_THREADS (torch threads), S2CCROP_SEARCH=0 (score every candidate), S2CCROP_BF16=0|1
-(bfloat16 ranking off/on), S2CCROP_DEBUG=1 (the traceback of an internal error)."""
+and S2CCROP_INT8=0|1 (bfloat16 / int8 ranking off/on), S2CCROP_DEBUG=1 (the traceback of an internal error)."""
 
 
 # Typer before 0.28 joins the lines of each epilog paragraph into one.
@@ -237,8 +237,8 @@ FaceGuard = Annotated[bool, typer.Option(
     help="Allow crops that cut through a detected face (by default they lose to any crop that does not).")]
 Exhaustive = Annotated[bool, typer.Option(
     "--exhaustive", rich_help_panel=MODEL,
-    help="Score every candidate instead of searching coarse-to-fine (slower; the reference's way; "
-         "also $S2CCROP_SEARCH=0).")]
+    help="Score every candidate in float32 instead of searching coarse-to-fine with int8 ranking (slower; "
+         "the reference's way; also $S2CCROP_SEARCH=0 and $S2CCROP_INT8=0).")]
 Jobs = Annotated[Optional[int], count(
     "-j", "--jobs", low=1, high=MAX_JOBS, metavar="N", rich_help_panel=MODEL, show_default=False,
     help="Processes cropping photos in parallel on CPU, one model thread each "
