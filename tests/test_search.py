@@ -213,3 +213,35 @@ def test_search_keeps_the_face_guard_and_hints(shipped):
         pen_a = guard_penalties([np.array([c.box]) for c in a], guard)
         pen_b = guard_penalties([np.array([c.box]) for c in b], guard)
         assert np.all(pen_a <= pen_b + 1e-9)  # never cuts more than the exhaustive choice
+
+
+def test_search_and_int8_ranking_work_for_a_v3_shaped_checkpoint(tmp_path):
+    """The next default (configs/s2ccrop-v3.toml): the full free-form grid, a half-width graph, averaged
+    selection. Everything is read from the checkpoint's config; nothing is keyed on a model's name."""
+    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
+    from s2ccrop.model.s2cnet import int8_linear_is_available
+
+    config = S2CNetConfig(align_size=9, num_boxes=4, head="crop", node_dim=128, mlp_dim=512, genes_head=True,
+                          graph_uses_head=False, free_form_grid="full", selection="average")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = S2CNet(config).eval()
+    path = tmp_path / "v3-shaped.safetensors"
+    save_checkpoint(model, path, half=False)
+    fast = Cropper(weights=str(path), device="cpu", bf16_ranking=False)
+    exact = Cropper(weights=str(path), device="cpu", bf16_ranking=False, int8_ranking=False, search=False)
+    assert fast.search and fast.averages and not exact.search
+    assert fast.model.ranking == ("int8" if int8_linear_is_available() else None)
+    photo = _photo(40, (400, 300))
+    p = fast.prepare(photo)
+    groups = fast.candidates(p, [Ratio.parse("any")])
+    assert len(groups[0]) > 150  # the full grid
+    for cropper in (fast, exact):
+        crops = cropper.crop(photo, RATIOS)
+        assert [c.ratio for c in crops] == RATIOS
+        for c in crops:
+            x1, y1, x2, y2 = c.box
+            assert 0 <= x1 < x2 <= 400 and 0 <= y1 < y2 <= 300
+            with torch.inference_mode():
+                want = cropper.score_features(cropper.features([p]), 0, p, np.array([c.box], dtype=np.float64))[0]
+            assert abs(want - c.score) < 1e-4
