@@ -122,6 +122,7 @@ def shipped():
 def test_search_is_the_default_for_our_checkpoints_only(monkeypatch):
     monkeypatch.delenv("S2CCROP_SEARCH", raising=False)
     assert Cropper(device="cpu").search and Cropper(device="cpu").info()["search"]
+    assert Cropper(device="cpu").info()["ranking"] == Cropper(device="cpu").model.ranking
     assert not Cropper(weights="random", device="cpu").search  # the reference's shape and scoring
     monkeypatch.setenv("S2CCROP_SEARCH", "0")
     assert not Cropper(device="cpu").search
