@@ -124,8 +124,9 @@ class Cropper:
     False: never.
     `int8_ranking`: the same with a copy of the graph whose Linear layers are dynamically quantised to
     int8 (x86 fbgemm: AVX2 CPUs too), its candidates within `select.INT8_MARGIN` rescored; ~2x faster
-    than float32 ranking without AMX. None (default): on for our own checkpoints where bfloat16
-    ranking is off, unless $S2CCROP_INT8=0 ($S2CCROP_INT8=1: for any checkpoint); False: never.
+    than float32 ranking without AMX. None (default): on for our own checkpoints that choose the best
+    candidate (not with averaging, whose exact window covers most candidates) where bfloat16 ranking
+    is off, unless $S2CCROP_INT8=0 ($S2CCROP_INT8=1: for any checkpoint); False: never.
     `selection`: "best" (the best-scoring candidate) or "average" (the score-weighted mean of the best
     candidates, `select.average_box`, snapped to the ratio; its reported score is the model's score of
     that box); None (default): what the model was trained for (`S2CNetConfig.selection`).
@@ -159,8 +160,11 @@ class Cropper:
         try:
             self.model, self.weights_info = _load_model(weights)
             self.model.to(self.device).eval()
+            # int8 ranking by default for our checkpoints, unless they average: averaging needs exact
+            # scores for everything within AVERAGE_WINDOW of the best, which is most of what is ranked
             own = getattr(self.model, "own_checkpoint", False)
-            self.model.prepare_for_inference(approximate=_ranking_kind(bf16_ranking, int8_ranking, own))
+            averaging = (selection or self.model.config.selection) == "average"
+            self.model.prepare_for_inference(approximate=_ranking_kind(bf16_ranking, int8_ranking, own and not averaging))
         finally:
             torch.set_num_threads(inference_threads)
         has_head = self.model.config.genes_head
