@@ -1,9 +1,11 @@
 """smartcrop.py over photos × ratios, with crops written as s2ccrop writes them (the comparison run).
 
-    python bench/smartcrop_batch.py OUT_DIR RATIO[,RATIO...] < paths.txt
+    python bench/smartcrop_batch.py OUT_DIR RATIO[,RATIO...] [WIDTH] < paths.txt
 
 Does what smartcrop.py's own CLI does per (photo, ratio) — analyse at its prescaled size, take the top
-crop — minus one Python start per crop, and writes each crop at full resolution as JPEG quality 90.
+crop — minus one Python start per crop, and writes each crop as JPEG quality 90: at full resolution,
+or with WIDTH as a thumbnail that wide, resampled as s2ccrop resamples (Lanczos from the crop's box,
+never upscaled, the height from the ratio).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from smartcrop import SmartCrop
 
 def main() -> None:
     out_dir, ratios = sys.argv[1], [Fraction(*map(int, r.split(":"))) for r in sys.argv[2].split(",")]
+    width = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     cropper = SmartCrop()
     for line in sys.stdin:
         path = line.rstrip("\n")
@@ -28,7 +31,12 @@ def main() -> None:
             top = cropper.crop(image, width=100, height=int(100 / ratio))["top_crop"]
             box = (top["x"], top["y"], top["x"] + top["width"], top["y"] + top["height"])
             name = f"{stem}_{ratio.numerator}x{ratio.denominator}.jpg"
-            image.crop(box).save(os.path.join(out_dir, name), "JPEG", quality=90)
+            path_out = os.path.join(out_dir, name)
+            if width and width <= top["width"] and round(width / ratio) <= top["height"]:
+                size = (width, round(width / ratio))
+                image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0).save(path_out, "JPEG", quality=90)
+            else:
+                image.crop(box).save(path_out, "JPEG", quality=90)
 
 
 if __name__ == "__main__":

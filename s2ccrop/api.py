@@ -21,8 +21,9 @@ from .hints import FITS, parse_focus, parse_keep
 from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
 from .preprocess import image_tensor, model_size, scale_boxes
-from .select import APPROX_MARGIN, AVERAGE_WINDOW, Guard, contenders, cuts_everywhere, guard_penalties, hold
+from .select import APPROX_MARGIN, AVERAGE_WINDOW, INT8_MARGIN, Guard, contenders, cuts_everywhere, guard_penalties, hold
 from .select import select_crops
+from .search import AVERAGE_REFINE_TOP, REFINE_TOP, searched_scores
 from .types import Crop, Ratio
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
@@ -32,6 +33,9 @@ ImageLike = Union[str, "os.PathLike[str]", Image.Image]
 # ratios) needed it, exact scoring alone is faster.
 RANKING_GIVES_UP = 0.25
 RANKING_TRIAL = 2000
+# 0 scores every candidate (as the reference does), 1 searches coarse-to-fine with any checkpoint;
+# unset: `Cropper(search=None)` searches with our own checkpoints only.
+SEARCH_ENV = "S2CCROP_SEARCH"
 
 
 @dataclass
@@ -63,6 +67,19 @@ def env_threads() -> int | None:
         return int(text)
     except ValueError:
         raise ConfigError(f"S2CCROP_THREADS={text!r} is not a whole number") from None
+
+
+def env_search() -> bool | None:
+    """$S2CCROP_SEARCH as a choice: False for 0/false/no/off, True for 1/true/yes/on, None when unset;
+    ConfigError for anything else."""
+    text = os.environ.get(SEARCH_ENV, "").strip().lower()
+    if not text:
+        return None
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{SEARCH_ENV}={text!r}: use 0 (score every candidate) or 1 (coarse-to-fine search)")
 
 
 def set_threads(threads: int | None = None) -> None:
@@ -102,11 +119,22 @@ class Cropper:
     own choice (one per core).
     `bf16_ranking`: on CPU, rank all candidates with a bfloat16 copy of the graph, then score exactly
     only those within `select.APPROX_MARGIN` of their ratio's best: the same crops and scores as exact
-    scoring, faster where the CPU multiplies bfloat16 in hardware (Intel AMX). None (default): where
-    it does; True: on any CPU (slower without AMX); False: never.
+    scoring, faster where the CPU multiplies bfloat16 in hardware (Intel AMX). None (default): as
+    $S2CCROP_BF16 says (0 off, 1 on), else where the CPU does; True: on any CPU (slower without AMX);
+    False: never.
+    `int8_ranking`: the same with a copy of the graph whose Linear layers are dynamically quantised to
+    int8 (x86 fbgemm: AVX2 CPUs too), its candidates within `select.INT8_MARGIN` rescored; ~2x faster
+    than float32 ranking without AMX. None (default): on for our own checkpoints that choose the best
+    candidate (not with averaging, whose exact window covers most candidates) where bfloat16 ranking
+    is off, unless $S2CCROP_INT8=0 ($S2CCROP_INT8=1: for any checkpoint); False: never.
     `selection`: "best" (the best-scoring candidate) or "average" (the score-weighted mean of the best
     candidates, `select.average_box`, snapped to the ratio; its reported score is the model's score of
     that box); None (default): what the model was trained for (`S2CNetConfig.selection`).
+    `search`: choose each crop by coarse-to-fine search (`s2ccrop.search`): score a cover of each
+    ratio's candidates, then those around the best two; 40-60 % of the candidates scored, nearly
+    always the same choice (README, Speed). False scores every candidate, as the reference does. None
+    (default): as $S2CCROP_SEARCH says (0 off, 1 on), else on for our own checkpoints (the shipped
+    weights) and off for reference ones. `score` and `score_features` always score every box asked.
     """
 
     def __init__(
@@ -119,6 +147,8 @@ class Cropper:
         face_guard: bool = True,
         bf16_ranking: bool | None = None,
         selection: str | None = None,
+        search: bool | None = None,
+        int8_ranking: bool | None = None,
     ) -> None:
         set_threads(threads)
         self.device = resolve_device(device)
@@ -130,7 +160,11 @@ class Cropper:
         try:
             self.model, self.weights_info = _load_model(weights)
             self.model.to(self.device).eval()
-            self.model.prepare_for_inference(approximate=bf16_ranking)
+            # int8 ranking by default for our checkpoints, unless they average: averaging needs exact
+            # scores for everything within AVERAGE_WINDOW of the best, which is most of what is ranked
+            own = getattr(self.model, "own_checkpoint", False)
+            averaging = (selection or self.model.config.selection) == "average"
+            self.model.prepare_for_inference(approximate=_ranking_kind(bf16_ranking, int8_ranking, own and not averaging))
         finally:
             torch.set_num_threads(inference_threads)
         has_head = self.model.config.genes_head
@@ -143,6 +177,9 @@ class Cropper:
         if self.selection not in ("best", "average"):
             raise ConfigError(f"selection must be 'best' or 'average', got {self.selection!r}")
         self.draft = draft
+        if search is None:
+            search = env_search()
+        self.search = bool(getattr(self.model, "own_checkpoint", False) if search is None else search)
         self._ranking = {"on": True, "ranked": 0, "rescored": 0}  # bfloat16 ranking's tally (selection_scores)
 
     @property
@@ -154,6 +191,7 @@ class Cropper:
             "device": str(self.device), "config": self.model.config.to_json(),
             "genes": getattr(self.genes, "name", type(self.genes).__name__),
             "face_guard": self.face_guard and self.model.config.genes_head, "selection": self.selection,
+            "search": self.search, "ranking": self.model.ranking,
             **self.weights_info,
         }
 
@@ -295,24 +333,34 @@ class Cropper:
         self, fmap: torch.Tensor, index: int, p: Prepared, groups: Sequence[np.ndarray], faces: np.ndarray | None
     ) -> np.ndarray:
         """Scores of the candidate groups (all ratios at once) as `select_crops` needs them: exact for
-        every candidate that can win its group, -inf for the rest. With bfloat16 ranking
-        (`self.model.approximates`), every candidate is ranked in bfloat16 and only those within
-        `select.APPROX_MARGIN` of their group's best (after the face guard) are scored exactly: the
-        same crops and scores as exact scoring throughout, in less time. Otherwise all exactly.
-        Ranking stops paying when a checkpoint's scores are so flat that many candidates are close to
-        the best: once more than RANKING_GIVES_UP of RANKING_TRIAL candidates needed rescoring, this
-        Cropper scores exactly from then on (the same crops either way)."""
+        every candidate that can win its group, -inf for the rest. With the search (`self.search`),
+        only the candidates `search.searched_scores` picks are scored. With bfloat16 ranking
+        (`self.model.approximates`), those candidates (all, without the search) are ranked in bfloat16
+        and only those within `select.APPROX_MARGIN` of their group's best (after the face guard) are
+        scored exactly: the same crops and scores as exact scoring of the same candidates, in less
+        time. Ranking stops paying when a checkpoint's scores are so flat that many candidates are
+        close to the best: once more than RANKING_GIVES_UP of RANKING_TRIAL candidates needed
+        rescoring, this Cropper scores exactly from then on (the same crops either way)."""
         boxes = np.concatenate(groups, axis=0)
         tally = self._ranking
-        if not self.model.approximates or not tally["on"]:
+        ranking = self.model.approximates and tally["on"]
+        if not ranking and not self.search:
             return self.score_features(fmap, index, p, boxes)
-        approx = self.score_features(fmap, index, p, boxes, approximate=True)
+        penalties = guard_penalties(groups, faces)
+        if self.search:
+            first = searched_scores(
+                groups, penalties, lambda pick: self.score_features(fmap, index, p, boxes[pick], approximate=ranking),
+                refine_top=AVERAGE_REFINE_TOP if self.averages else REFINE_TOP)
+            if not ranking:
+                return first
+        else:
+            first = self.score_features(fmap, index, p, boxes, approximate=True)
         # averaging weighs every candidate within AVERAGE_WINDOW of the best: those need exact scores too
-        margin = APPROX_MARGIN + (AVERAGE_WINDOW if self.averages else 0.0)
-        pick = contenders(groups, approx, guard_penalties(groups, faces), margin)
+        margin = (INT8_MARGIN if self.model.ranking == "int8" else APPROX_MARGIN) + (AVERAGE_WINDOW if self.averages else 0.0)
+        pick = contenders(groups, first, penalties, margin)
         scores = np.full(len(boxes), -np.inf)
         scores[pick] = self.score_features(fmap, index, p, boxes[pick])
-        tally["ranked"] += len(boxes)
+        tally["ranked"] += int(np.isfinite(first).sum())
         tally["rescored"] += len(pick)
         if tally["ranked"] >= RANKING_TRIAL and tally["rescored"] > RANKING_GIVES_UP * tally["ranked"]:
             tally["on"] = False  # exact scoring from now on
@@ -383,6 +431,28 @@ class Cropper:
             for b, i in enumerate(members):
                 out[i] = self._crops(chunk[i], ratios, fmap, b)
         return out  # type: ignore[return-value]
+
+
+def _ranking_kind(bf16: bool | None, int8: bool | None, own: bool = False) -> "str | bool":
+    """What `S2CNet.prepare_for_inference(approximate=)` gets from the Cropper's two keywords: True for
+    either forces that ranking (bfloat16 first), False turns it off, None leaves it to
+    `model.s2cnet.ranking_kind` (bfloat16 where $S2CCROP_BF16=1 or the CPU has AMX, int8 where
+    $S2CCROP_INT8=1) and, for int8, to $S2CCROP_INT8 and whether the checkpoint is one of ours (`own`:
+    int8 ranking is on by default for ours where bfloat16 ranking is not)."""
+    from .model.s2cnet import int8_env, ranking_kind
+
+    if bf16 is True:
+        return "bf16"
+    if int8 is None and own and int8_env() is not False:
+        int8 = True
+    kind = ranking_kind(None)
+    if bf16 is False and kind == "bf16":
+        kind = None
+    if int8 is True and kind is None:
+        kind = "int8"
+    if int8 is False and kind == "int8":
+        kind = None
+    return kind or False
 
 
 def _parse_ratios(ratios) -> list[Ratio]:

@@ -186,6 +186,7 @@ class Settings:
     weights: str | None = None
     device: str = "auto"
     face_guard: bool = True
+    search: bool | None = None  # Cropper(search=): None its default, False every candidate scored
     jobs: int | None = None
     workers: int = DEFAULT_WORKERS
     preview: "str | os.PathLike[str] | None" = None
@@ -641,22 +642,49 @@ class BatchRun:
         """The run's `Cropper`, loaded on first use (`make_cropper`: its warnings become warning lines)."""
         if self.cropper is None:
             s = self.settings
-            self.cropper = make_cropper(s.weights, s.device, self.report, s.face_guard)
+            self.cropper = make_cropper(s.weights, s.device, self.report, s.face_guard, s.search)
         return self.cropper
 
     # -- step 3: write ---------------------------------------------------------------------------
     def write(self, job: Job) -> Job:
         """Write each target's crop (atomically; nothing in a dry run) and draw the preview tile; the
-        photo's pixels are freed."""
-        from .io.writers import Cancelled, output_size, pad_size, preview_tile, write_crop
+        photo's pixels are freed. A photo's outputs are written as temporary files, then made durable
+        together and renamed into place (`io.writers.WriteBatch`: one filesystem sync per photo
+        instead of one fsync per file). When one cannot be written, those before it still are."""
+        from .io.writers import Cancelled, WriteBatch, preview_tile
 
         if job.error or not job.crops:
             return job
         s = self.settings
+        if s.dry_run:
+            job.written.extend([None] * len(job.crops))
+        else:
+            with WriteBatch() as batch:  # leaving it deletes whatever was not committed
+                self._stage_outputs(job, batch)
+                if job.error != "interrupted":
+                    try:
+                        batch.commit()
+                    except Cancelled:
+                        job.error = "interrupted"
+                    except (OSError, ValueError) as exc:
+                        failing = job.targets[len(batch.committed)].output
+                        job.error = f"cannot write {display(failing)}: {getattr(exc, 'strerror', None) or exc}"
+                    job.written.extend(batch.committed)
+        if s.preview_path is not None and job.error is None:
+            try:
+                job.tile = preview_tile(job.decoded.image, job.crops, display(job.item.path), hints=job.hints,
+                                        pad_color=s.pad_color)
+            except Exception as exc:
+                job.notes.append(f"{display(job.item.path)}: left out of the preview ({type(exc).__name__}: {exc})")
+        job.decoded = None  # free the pixels as soon as the photo is done
+        return job
+
+    def _stage_outputs(self, job: Job, batch) -> None:
+        """Render and stage each target's output in `batch`, in order, until one fails (job.error)."""
+        from .io.writers import Cancelled, output_size, pad_size, write_crop
+
+        s = self.settings
         for target, crop in zip(job.targets, job.crops):
-            if s.dry_run:
-                job.written.append(None)
-                continue
             ratio = Ratio.parse(target.request.ratio)
             padded = crop.fit == "pad"
             if padded:
@@ -670,25 +698,16 @@ class BatchRun:
                 with warnings_noted(job.warned):
                     write_crop(target.output, job.decoded.image, crop.box, size, job.fmt, quality=s.quality,
                                icc=job.decoded.icc_profile, cancel=self.cancel_event, pad=padded,
-                               pad_color=s.pad_color)
+                               pad_color=s.pad_color, batch=batch)
             except Cancelled:
                 job.error = "interrupted"
-                break
+                return
             except (OSError, ValueError) as exc:
                 job.error = f"cannot write {display(target.output)}: {getattr(exc, 'strerror', None) or exc}"
-                break
+                return
             except Exception as exc:  # an encoder bug on one photo must not end the batch with a traceback
                 job.error = f"cannot write {display(target.output)}: {type(exc).__name__}: {exc}"
-                break
-            job.written.append(target.output)
-        if s.preview_path is not None and job.error is None:
-            try:
-                job.tile = preview_tile(job.decoded.image, job.crops, display(job.item.path), hints=job.hints,
-                                        pad_color=s.pad_color)
-            except Exception as exc:
-                job.notes.append(f"{display(job.item.path)}: left out of the preview ({type(exc).__name__}: {exc})")
-        job.decoded = None  # free the pixels as soon as the photo is done
-        return job
+                return
 
     # -- step 4: report (the process that plans, input order) ------------------------------------
     def finish(self, job: Job) -> None:
@@ -851,7 +870,8 @@ def warnings_noted(notes: list[str]):
 # ================================================================ the model
 
 
-def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True):
+def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True,
+                 search: bool | None = None):
     """Import torch and load the model once; its warnings become one warning line each. A stop signal
     (Ctrl-C, SIGTERM) waits for both to end (about 2 s from a cold start): raised inside torch's C++
     while it builds tensors, it would come out as a TypeError and be reported as an unreadable weights
@@ -865,7 +885,10 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
         import_torch(freeze=True)  # a batch process: freeze what torch's import made
         from .api import Cropper
 
-        cropper = Cropper(weights=weights, device=device, face_guard=face_guard)
+        # --exhaustive (search=False): every candidate scored in float32, as before the search and int8
+        # ranking (bfloat16 ranking on AMX keeps its exact rescoring, as before)
+        cropper = Cropper(weights=weights, device=device, face_guard=face_guard, search=search,
+                          int8_ranking=False if search is False else None)
     for w in caught:
         if issubclass(w.category, UserWarning):
             report.warn(str(w.message))

@@ -443,3 +443,83 @@ def test_library_warnings_are_one_line_per_photo_and_quiet_under_q(tmp_path: Pat
     proc = subprocess.run([*argv, "-q"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env=subprocess_env(tmp_path))
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+# ------------------------------------------------------------------ one sync per photo (issue 18)
+
+
+def _writer(data: bytes):
+    return lambda fh: fh.write(data)
+
+
+def test_a_write_batch_puts_files_in_place_only_when_committed(tmp_path: Path, monkeypatch):
+    from s2ccrop import interrupts
+    from s2ccrop.io import writers
+
+    synced, fsynced = [], []
+    real_sync = writers._sync_files
+    monkeypatch.setattr(writers, "_sync_files", lambda paths: synced.append(list(paths)) or real_sync(paths))
+    real_fsync = os.fsync
+    monkeypatch.setattr(writers.os, "fsync", lambda fd: fsynced.append(fd) or real_fsync(fd))
+    names = [tmp_path / "out" / f"{i}.bin" for i in range(4)]
+    with writers.WriteBatch() as batch:
+        for i, name in enumerate(names):
+            writers.atomic_write(name, _writer(bytes([i]) * 1000), batch=batch)
+        assert not any(n.exists() for n in names)  # staged: nothing in place yet
+        temps = sorted(p for p in (tmp_path / "out").iterdir())
+        assert len(temps) == 4 and all(p.name.endswith(".tmp") for p in temps)
+        assert {os.fspath(p) for p in temps} <= set(interrupts._temp_files)  # a stop signal would delete them
+        assert batch.commit() == names
+    assert [n.read_bytes() for n in names] == [bytes([i]) * 1000 for i in range(4)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i}.bin" for i in range(4)]  # no temp file
+    assert len(synced) == 1 and len(synced[0]) == 4  # the four files made durable together
+    if writers._syncfs() is not None:
+        assert len(fsynced) == 1  # no fsync per file: only the folder's, after the renames
+    assert not any(n.endswith(".tmp") for n in interrupts._temp_files)
+
+
+def test_a_write_batch_stops_at_a_file_it_may_not_replace_and_leaves_no_temporary_file(tmp_path: Path):
+    from s2ccrop.io import writers
+
+    names = [tmp_path / f"{i}.bin" for i in range(3)]
+    names[1].write_bytes(b"someone else's")
+    with writers.WriteBatch() as batch:
+        for name in names:
+            writers.atomic_write(name, _writer(b"new"), batch=batch, may_replace=lambda p: False)
+        with pytest.raises(writers.Occupied):
+            batch.commit()
+        assert batch.committed == names[:1]
+    assert names[0].read_bytes() == b"new" and names[1].read_bytes() == b"someone else's" and not names[2].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.bin", "1.bin"]
+
+
+def test_a_cancelled_or_abandoned_write_batch_writes_nothing(tmp_path: Path):
+    import threading
+
+    from s2ccrop.io import writers
+
+    cancel = threading.Event()
+    with writers.WriteBatch() as batch:
+        writers.atomic_write(tmp_path / "a.bin", _writer(b"a"), batch=batch, cancel=cancel)
+        cancel.set()
+        with pytest.raises(writers.Cancelled):
+            batch.commit()
+    with writers.WriteBatch() as batch:  # left without a commit (an exception, a signal)
+        writers.atomic_write(tmp_path / "b.bin", _writer(b"b"), batch=batch)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_syncs_once_per_photo(here: Path, monkeypatch):
+    from s2ccrop.io import writers
+
+    synced = []
+    real_sync = writers._sync_files
+    monkeypatch.setattr(writers, "_sync_files", lambda paths: synced.append(len(paths)) or real_sync(paths))
+    photo(here / "a.jpg")
+    photo(here / "b.jpg", seed=1)
+    code, out, err = run_in_process("a.jpg", "b.jpg", "-o", "o", "-r", "1:1", "-r", "16:9", "-r", "any", "--json",
+                                    "-j", "1", *RANDOM)
+    assert code == 0, err
+    assert synced == [3, 3]
+    for record in records(out):
+        check_complete(record)

@@ -234,7 +234,7 @@ def test_bf16_ranking_is_on_only_where_asked_or_fast():
 
     assert Cropper(weights="random", device="cpu", bf16_ranking=True).model.approximates
     assert not Cropper(weights="random", device="cpu", bf16_ranking=False).model.approximates
-    assert Cropper(weights="random", device="cpu").model.approximates == bf16_matmul_is_fast()
+    assert Cropper(weights="random", device="cpu").model.approximates == bf16_matmul_is_fast()  # int8: ours only
     model = _model(S2CNetConfig(9, 4, "crop"), 8).prepare_for_inference(approximate=True)
     assert model.approximates
     model.train()
@@ -247,6 +247,30 @@ def test_bf16_ranking_is_on_only_where_asked_or_fast():
     with torch.no_grad():
         model.GraphTransformer.fc_gcn.weight.mul_(0.5)  # the graph is copied too
     assert not model.approximates
+
+
+@pytest.mark.parametrize("env, fast, approximates", [
+    ({"S2CCROP_BF16": "0"}, False, False), ({"S2CCROP_BF16": "off"}, False, False),
+    ({"S2CCROP_BF16": "1"}, True, True), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False, False),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True, True),
+])
+def test_bf16_switch_in_the_environment(monkeypatch, env, fast, approximates):
+    """$S2CCROP_BF16=0 keeps bfloat16 ranking off even where AMX would turn it on, =1 forces it on,
+    and a oneDNN capped below AMX counts as a CPU without it (bench/run.py --isa avx2 sets both)."""
+    from s2ccrop.model import s2cnet
+
+    monkeypatch.delenv("S2CCROP_BF16", raising=False)
+    monkeypatch.delenv("S2CCROP_INT8", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # as on an AMX CPU
+    assert s2cnet.bf16_matmul_is_fast()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert s2cnet.bf16_matmul_is_fast() is fast
+    assert Cropper(weights="random", device="cpu").model.approximates is approximates
+    # the keyword still wins over the environment
+    assert not Cropper(weights="random", device="cpu", bf16_ranking=False).model.approximates
 
 
 def test_approximate_scores_track_exact(shipped_pair):
@@ -411,3 +435,71 @@ def test_bf16_ranking_averages_what_exact_scoring_averages():
         a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
         assert [c.box for c in a] == [c.box for c in b]
         assert all(abs(x.score - y.score) < SCORE_TOL for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------- int8 ranking (CPUs without AMX)
+
+int8 = pytest.mark.skipif(not __import__("s2ccrop.model.s2cnet", fromlist=["x"]).int8_linear_is_available(),
+                          reason="this torch has no x86/fbgemm quantised engine")
+
+
+@int8
+def test_int8_ranking_is_the_default_for_our_weights_where_bf16_is_not(monkeypatch):
+    from s2ccrop.model.s2cnet import bf16_matmul_is_fast
+
+    for key in ("S2CCROP_INT8", "S2CCROP_BF16"):
+        monkeypatch.delenv(key, raising=False)
+    want = "bf16" if bf16_matmul_is_fast() else "int8"
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert Cropper(device="cpu").model.ranking == want
+    assert not caught  # torch's deprecation notices of eager quantisation would reach the CLI's stderr
+    assert Cropper(device="cpu", bf16_ranking=False).model.ranking == "int8"
+    assert Cropper(device="cpu", bf16_ranking=False, int8_ranking=False).model.ranking is None
+    assert Cropper(weights="random", device="cpu", bf16_ranking=False).model.ranking is None  # reference shape
+    assert Cropper(weights="random", device="cpu", bf16_ranking=False, int8_ranking=True).model.ranking == "int8"
+    monkeypatch.setenv("S2CCROP_INT8", "0")
+    assert Cropper(device="cpu", bf16_ranking=False).model.ranking is None
+    monkeypatch.setenv("S2CCROP_INT8", "1")
+    assert Cropper(weights="random", device="cpu", bf16_ranking=False).model.ranking == "int8"
+
+
+@int8
+def test_int8_scores_track_exact_within_the_margin():
+    from s2ccrop.select import INT8_MARGIN
+
+    fast = Cropper(device="cpu", bf16_ranking=False, int8_ranking=True)
+    assert fast.model.ranking == "int8"
+    for seed, size in enumerate(SIZES):
+        p = fast.prepare(_photo(size, 80 + seed))
+        groups = fast.candidates(p, [Ratio.parse(r) for r in RATIOS])
+        boxes = np.concatenate(groups)
+        with torch.inference_mode():
+            fmap = fast.features([p])
+            exact = fast.score_features(fmap, 0, p, boxes)
+            approx = fast.score_features(fmap, 0, p, boxes, approximate=True)
+        assert not np.array_equal(approx, exact)  # it did take the int8 path
+        start = 0
+        for g in groups:  # what decides a contender: the error's spread within one ratio
+            err = approx[start : start + len(g)] - exact[start : start + len(g)]
+            start += len(g)
+            assert err.max() - err.min() < INT8_MARGIN / 1.5
+
+
+@int8
+@pytest.mark.parametrize("search", [False, True])
+def test_int8_ranking_chooses_what_float32_scoring_chooses(search):
+    fast = Cropper(device="cpu", bf16_ranking=False, int8_ranking=True, search=search)
+    exact = Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=search)
+    for photo in [Image.open(p) for p in EXAMPLES] + [_photo(size, 90 + seed) for seed, size in enumerate(SIZES)]:
+        a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
+        if not search:  # every candidate ranked: the exact winner is always among the contenders
+            assert [c.box for c in a] == [c.box for c in b]
+        p = fast.prepare(photo)
+        with torch.inference_mode():
+            fmap = fast.features([p])
+            for c in a:  # whatever is chosen, its score is the exact one
+                assert abs(fast.score_features(fmap, 0, p, np.array([c.box], dtype=np.float64))[0] - c.score) < SCORE_TOL
+    assert fast._ranking["on"] and fast._ranking["rescored"] < 0.2 * fast._ranking["ranked"]

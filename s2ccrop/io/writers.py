@@ -270,12 +270,13 @@ def write_image(
     quality: int = DEFAULT_QUALITY,
     icc: bytes | None = None,
     cancel: threading.Event | None = None,
+    batch: "WriteBatch | None" = None,
 ) -> None:
     """Write `image` to `path` (atomically, tagged as ours); a file already there is replaced only if
-    s2ccrop wrote it (else `Occupied`)."""
+    s2ccrop wrote it (else `Occupied`). With `batch`, staged: in place once the batch commits."""
     image, icc = prepare_for(image, pil_format, icc)
     atomic_write(path, lambda fh: save_image(fh, image, pil_format, quality, icc), cancel=cancel,
-                 may_replace=written_by_s2ccrop)
+                 may_replace=written_by_s2ccrop, batch=batch)
 
 
 def write_crop(
@@ -290,11 +291,12 @@ def write_crop(
     cancel: threading.Event | None = None,
     pad: bool = False,
     pad_color: str | None = None,
+    batch: "WriteBatch | None" = None,
 ) -> None:
     """Write `box` of the upright `image` to `path` at exactly `size` pixels; with `pad`, `box` shown
-    whole in a thumbnail of `size` (`render_pad`)."""
+    whole in a thumbnail of `size` (`render_pad`). With `batch`, staged (`WriteBatch`)."""
     rendered = render_pad(image, box, size, pad_color) if pad else render_crop(image, box, size)
-    write_image(path, rendered, fmt.pil, quality=quality, icc=icc, cancel=cancel)
+    write_image(path, rendered, fmt.pil, quality=quality, icc=icc, cancel=cancel, batch=batch)
 
 
 # ---------------------------------------------------------------- atomic files
@@ -306,9 +308,12 @@ def atomic_write(
     *,
     cancel: threading.Event | None = None,
     may_replace: Callable[[Path], bool] | None = None,
+    batch: "WriteBatch | None" = None,
 ) -> None:
     """Create or replace `path` with what `write(fh)` produces, all or nothing. With `may_replace`, an
     existing `path` is replaced only if `may_replace(path)` (else `Occupied`), checked just before.
+    With `batch`, the complete temporary file is staged instead: `batch.commit()` makes it durable and
+    renames it into place, with the batch's other files (one sync for all of them).
 
     `fh` is a `CheckedFile`: every byte given to it reaches the file or an OSError says why (a full
     disk, a file size limit); the file's size is checked against what was written before it is put
@@ -320,6 +325,9 @@ def atomic_write(
     except FileExistsError:  # a file where the folder should be: say so, not "File exists"
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(path.parent)) from None
     tmp = temp_path_for(path)
+    if batch is not None:
+        batch.stage(tmp, path, write, cancel, may_replace)
+        return
     with temp_file(tmp):  # registered while it exists: a signal that ends the process deletes it
         # os.open rather than tempfile: the final file gets the usual 0666 & ~umask, not tempfile's 0600.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -339,6 +347,129 @@ def atomic_write(
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+class WriteBatch:
+    """Outputs written as complete temporary files, then made durable together and renamed into place:
+    one sync of their filesystem (Linux `syncfs`; elsewhere one fsync per file) instead of one fsync per
+    file, then the renames, then one fsync per folder so that the renames last too. The guarantees of
+    `atomic_write` hold for each file: only complete files are renamed, a file s2ccrop did not write is
+    never replaced (checked just before its rename), a cancelled batch renames nothing more, and every
+    temporary file is registered for deletion on a stop signal until it is renamed or deleted.
+
+        with WriteBatch() as batch:
+            atomic_write(a, write_a, batch=batch); atomic_write(b, write_b, batch=batch)
+            batch.commit()        # a and b in place; leaving the block deletes what was not committed
+
+    `committed`: the paths put in place, in order.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path, threading.Event | None, Callable[[Path], bool] | None]] = []
+        self._stack = contextlib.ExitStack()
+        self.committed: list[Path] = []
+
+    def __enter__(self) -> "WriteBatch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+    def stage(self, tmp: Path, path: Path, write: Callable[[BinaryIO], None], cancel, may_replace) -> None:
+        """Write `tmp` completely (as `atomic_write` does, without its fsync) and keep it for `commit`."""
+        self._stack.enter_context(temp_file(tmp))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            with os.fdopen(fd, "wb") as fh:
+                checked = CheckedFile(fh, os.fspath(tmp))
+                write(checked)
+                fh.flush()
+                checked.verify()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._staged.append((tmp, path, cancel, may_replace))
+
+    def commit(self) -> list[Path]:
+        """Sync the staged files, rename them into place in order, sync their folders; the paths put
+        in place. On an error (`Cancelled`, `Occupied`, OSError) the files before it stay in place
+        (`committed`) and the rest are deleted."""
+        staged, self._staged = self._staged, []
+        try:
+            _sync_files([tmp for tmp, *_ in staged])
+            for i, (tmp, path, cancel, may_replace) in enumerate(staged):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(str(path))
+                if may_replace is not None and os.path.lexists(path) and not may_replace(path):
+                    raise Occupied(path)
+                os.replace(tmp, path)
+                self.committed.append(path)
+            _sync_folders({path.parent for path in self.committed})
+        except BaseException:
+            for tmp, *_ in staged:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
+        finally:
+            self._stack.close()
+            self._stack = contextlib.ExitStack()
+        return list(self.committed)
+
+    def discard(self) -> None:
+        """Delete every staged file not yet committed."""
+        staged, self._staged = self._staged, []
+        for tmp, *_ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._stack.close()
+        self._stack = contextlib.ExitStack()
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(fd) on Linux (flushes one filesystem), else None."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+def _sync_files(paths: list[Path]) -> None:
+    """Make the data of `paths` durable: one syncfs per filesystem they are on, or an fsync each."""
+    syncfs = _syncfs()
+    seen: set[int] = set()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            device = os.fstat(fd).st_dev
+            if syncfs is not None:
+                if device in seen:
+                    continue
+                if syncfs(fd) == 0:
+                    seen.add(device)
+                    continue
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sync_folders(folders: set[Path]) -> None:
+    """fsync each folder, so that renames into it survive a crash (where folders can be opened)."""
+    for folder in folders:
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            with contextlib.suppress(OSError):  # some filesystems refuse fsync on a directory
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class CheckedFile:

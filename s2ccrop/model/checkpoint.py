@@ -118,7 +118,9 @@ def read_state_dict(path: "str | os.PathLike[str]") -> tuple[dict[str, torch.Ten
 def load_checkpoint(path: "str | os.PathLike[str]") -> S2CNet:
     """Load ours or a reference checkpoint; strict; returns the model in eval mode."""
     sd, config, _ = read_state_dict(path)
-    return model_from_state_dict(sd, config)
+    model = model_from_state_dict(sd, config)
+    model.own_checkpoint = config is not None  # ours carry their config; the reference's are bare
+    return model
 
 
 def save_checkpoint(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -89,14 +91,80 @@ def _fuse(dim_red: nn.Module, f3: torch.Tensor, f4: torch.Tensor, f5: torch.Tens
     return dim_red(torch.cat([f3, f4, 0.5 * f5], dim=1))
 
 
+# Set to 0 to keep every bfloat16 path off (what a CPU without AMX runs), 1 to force bfloat16 ranking
+# on; unset: decided by the CPU. bench/run.py's `--isa avx2` sets it to 0.
+BF16_ENV = "S2CCROP_BF16"
+
+
+def bf16_env() -> bool | None:
+    """$S2CCROP_BF16 as a choice: False for 0/false/no/off, True for 1/true/yes/on, None when unset
+    (or anything else: decided by the CPU)."""
+    text = os.environ.get(BF16_ENV, "").strip().lower()
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    return None
+
+
+def _onednn_caps_amx() -> bool:
+    """Whether $ONEDNN_MAX_CPU_ISA (or the older DNNL_MAX_CPU_ISA) keeps oneDNN below AMX: then its
+    bfloat16 matmuls are emulated, whatever the CPU has."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return bool(cap.strip()) and "AMX" not in cap.upper() and cap.strip().upper() != "ALL"
+
+
 def bf16_matmul_is_fast() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): there a bfloat16 copy of
-    the graph scores ~4x faster per GEMM. Without AMX bfloat16 is emulated and slower than float32."""
+    the graph scores ~4x faster per GEMM. Without AMX bfloat16 is emulated and slower than float32.
+    False too when $S2CCROP_BF16=0 or $ONEDNN_MAX_CPU_ISA caps oneDNN below AMX."""
+    if bf16_env() is False or _onednn_caps_amx():
+        return False
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
         return bool(probe()) if probe is not None else False
     except RuntimeError:
         return False
+
+
+# int8 ranking quantises only the graph's Linear layers at least this wide: the 1- and 2-input ones
+# (box centres, biases per head) would lose too much and cost nothing in float32.
+INT8_MIN_FEATURES = 64
+INT8_ENV = "S2CCROP_INT8"
+
+
+def int8_env() -> bool | None:
+    """$S2CCROP_INT8 as a choice, as `bf16_env` reads $S2CCROP_BF16."""
+    text = os.environ.get(INT8_ENV, "").strip().lower()
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    return None
+
+
+def int8_linear_is_available() -> bool:
+    """Whether torch has an x86 quantised engine (fbgemm): dynamic int8 Linear layers, on AVX2 CPUs too."""
+    return any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm"))
+
+
+def ranking_kind(approximate: "bool | str | None") -> str | None:
+    """Which low-precision copy of the graph `prepare_for_inference(approximate)` keeps: "bf16", "int8"
+    or None. True means "bf16" (tests); None decides: bfloat16 where $S2CCROP_BF16=1 or the CPU has
+    AMX (`bf16_matmul_is_fast`), else int8 where $S2CCROP_INT8=1 (`int8_env`)."""
+    if approximate is False:
+        return None
+    if approximate is True or approximate == "bf16":
+        return "bf16"
+    if approximate == "int8":
+        return "int8" if int8_linear_is_available() else None
+    if approximate is not None:
+        raise ValueError(f"approximate must be True, False, None, 'bf16' or 'int8', got {approximate!r}")
+    if bf16_env() is True or bf16_matmul_is_fast():
+        return "bf16"
+    if int8_env() is True and int8_linear_is_available():
+        return "int8"
+    return None
 
 
 def _signature(tensors: list[torch.Tensor]) -> tuple:
@@ -168,6 +236,9 @@ class S2CNet(nn.Module):
     def __init__(self, config: S2CNetConfig = GAICV1) -> None:
         super().__init__()
         self.config = config
+        # True when loaded from one of our own checkpoints (`load_checkpoint`): what the Cropper's
+        # defaults for our models (coarse-to-fine search) key on. Reference checkpoints keep False.
+        self.own_checkpoint = False
         self.Feat_ext = FeatureExtractor()
         self.DimRed = nn.Conv2d(448, config.reduced_dim, kernel_size=1)
         self.node_emb = nn.Sequential(
@@ -212,9 +283,12 @@ class S2CNet(nn.Module):
         [C, (a+1)², D] for `rod_table` (see `embed_boxes`). Used in eval mode without
         gradients while the weights stay those of this call: any change to them (training,
         load_state_dict, .to()) switches back to the plain modules; after replacing parameter objects
-        themselves, call this again. `approximate`: also keep a bfloat16 copy of the graph for
-        `score_boxes(approximate=True)`; None (default) does so on CPUs with bfloat16 matrix hardware
-        (`bf16_matmul_is_fast`), True anywhere on CPU (tests), False never. Returns self."""
+        themselves, call this again. `approximate`: also keep a low-precision copy of the graph for
+        `score_boxes(approximate=True)`: "bf16" (a bfloat16 copy; also True) or "int8" (its Linear
+        layers dynamically quantised, `_int8_graph`); None (default) decides (`ranking_kind`: bfloat16
+        where $S2CCROP_BF16=1 or the CPU has bfloat16 matrix hardware, int8 where $S2CCROP_INT8=1);
+        False never. Returns self."""
+        kind = ranking_kind(approximate)
         fused = nn.Module()
         fused.Feat_ext = _fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
         fused.DimRed = copy.deepcopy(self.DimRed)
@@ -234,8 +308,14 @@ class S2CNet(nn.Module):
         rod_w = rod_w.t().reshape(channels, (a + 1) ** 2, -1).contiguous()  # [C, (a+1)², D]
         bias = linear.bias.detach().clone()
         low = None
-        if on_cpu and bias.dtype == torch.float32 and approximate is not False and (approximate or bf16_matmul_is_fast()):
-            low = self._bfloat16_graph(roi_w.t(), bias)
+        if on_cpu and bias.dtype == torch.float32 and kind is not None:
+            if kind == "bf16":
+                low = self._bfloat16_graph(roi_w.t(), bias)
+            else:
+                try:
+                    low = self._int8_graph(roi_w.t(), bias)
+                except (ImportError, AttributeError, RuntimeError):  # a torch without eager quantisation
+                    low = None
             copied = (self.node_emb, self.GraphConstructor, self.GraphTransformer, self.FC_layers, *self._geometry())
             sources += [t for m in copied for t in (*m.parameters(), *m.buffers())]
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
@@ -255,7 +335,37 @@ class S2CNet(nn.Module):
         for geo in self._geometry():
             graph.GeoEmb = copy.deepcopy(geo)
         graph = graph.to(torch.bfloat16).eval().requires_grad_(False)
-        return {"graph": graph, "roi_w": roi_w.to(torch.bfloat16).contiguous(), "bias": bias.to(torch.bfloat16)}
+        return {"kind": "bf16", "dtype": torch.bfloat16, "graph": graph, "roi_w": roi_w.to(torch.bfloat16).contiguous(),
+                "bias": bias.to(torch.bfloat16)}
+
+    def _int8_graph(self, roi_w: torch.Tensor, bias: torch.Tensor) -> dict:
+        """What `_bfloat16_graph` keeps, with float32 activations and int8 weights instead: the node
+        embedding's RoI part and the graph's Linear layers at least INT8_MIN_FEATURES wide, dynamically
+        quantised (per-tensor int8 activations, per-channel weights; fbgemm, AVX2 or better). Ranks
+        ~2x faster than float32 without AMX; scores off by up to ~0.08 (FCDB, shipped weights)."""
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        graph = nn.Module()
+        embed = nn.Linear(roi_w.shape[0], roi_w.shape[1])
+        with torch.no_grad():
+            embed.weight.copy_(roi_w.t())
+            embed.bias.copy_(bias)
+        graph.embed = embed
+        graph.node_norm = copy.deepcopy(self.node_emb[1])
+        graph.GraphConstructor = copy.deepcopy(self.GraphConstructor)
+        graph.GraphTransformer = copy.deepcopy(self.GraphTransformer)
+        graph.FC_layers = copy.deepcopy(self.FC_layers)
+        for geo in self._geometry():
+            graph.GeoEmb = copy.deepcopy(geo)
+        graph = graph.float().eval().requires_grad_(False)
+        wide = {name: per_channel_dynamic_qconfig for name, m in graph.named_modules()
+                if isinstance(m, nn.Linear) and m.in_features >= INT8_MIN_FEATURES}
+        if "x86" in torch.backends.quantized.supported_engines:
+            torch.backends.quantized.engine = "x86"
+        with warnings.catch_warnings():  # torch marks eager quantisation deprecated (moving to torchao)
+            warnings.simplefilter("ignore")
+            graph = quantize_dynamic(graph, wide, dtype=torch.qint8)
+        return {"kind": "int8", "dtype": torch.float32, "graph": graph, "embed": graph.embed}
 
     def _geometry(self) -> tuple[nn.Module, ...]:
         return (self.GeoEmb,) if self.config.box_geometry else ()
@@ -266,6 +376,11 @@ class S2CNet(nn.Module):
             return x
         height, width = fmap.shape[2] / SPATIAL_SCALE, fmap.shape[3] / SPATIAL_SCALE
         return x + geo(box_geometry(boxes.to(x.dtype), width, height))
+
+    @property
+    def ranking(self) -> str | None:
+        """"bf16" or "int8" where `approximates`, else None."""
+        return self.__dict__["_inference"]["low"]["kind"] if self.approximates else None
 
     @property
     def approximates(self) -> bool:
@@ -306,6 +421,10 @@ class S2CNet(nn.Module):
             roi = roi_align(fmap, rois, a + 1, SPATIAL_SCALE).flatten(1)
             table = self._rod_table(fmap, batch_index, fast)  # [(a+1)², D]
             keep = rod_keep_mask(rois, fmap.shape[2], fmap.shape[3], a + 1, SPATIAL_SCALE)
+            if low is not None and low["kind"] == "int8":
+                x = torch.addmm(low["embed"](roi), keep.to(table.dtype), table)
+                x = self._add_geometry(x, boxes, fmap, getattr(low["graph"], "GeoEmb", None))
+                return F.relu(low["graph"].node_norm(x))
             if low is not None:
                 half = torch.bfloat16
                 x = torch.addmm(torch.addmm(low["bias"], roi.to(half), low["roi_w"]), keep.to(half), table.to(half))
@@ -361,7 +480,7 @@ class S2CNet(nn.Module):
             low = fast["low"] if fast is not None and fmap.dtype == torch.float32 else None
             if low is None:
                 return self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
-            rows = -(-n // ROW_BUCKET) * ROW_BUCKET
+            rows = -(-n // ROW_BUCKET) * ROW_BUCKET if low["kind"] == "bf16" else n
             padded = torch.cat([crop_boxes, crop_boxes[-1:].expand(rows - n, 4)]) if rows > n else crop_boxes
             return self._score_shared(fmap, padded, gene_boxes, image_size, batch_index, low)[:n].float()
         return self._score_literal(fmap, crop_boxes, gene_boxes, image_size, batch_index)
