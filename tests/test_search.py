@@ -115,8 +115,10 @@ def test_contenders_skip_unscored_candidates():
 
 @pytest.fixture(scope="module")
 def shipped():
-    return (Cropper(device="cpu", bf16_ranking=False),
-            Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=False))
+    # choosing the best candidate, where the search's boxes can be compared with exhaustive argmax;
+    # averaging is tested with the search below
+    return (Cropper(device="cpu", bf16_ranking=False, selection="best"),
+            Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=False, selection="best"))
 
 
 def test_search_is_the_default_for_our_checkpoints_only(monkeypatch):

@@ -225,8 +225,10 @@ EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.
 
 @pytest.fixture(scope="module")
 def shipped_pair():
-    """The shipped weights twice: ranking in bfloat16 (forced, so CPUs without AMX test it too) and exact."""
-    return Cropper(device="cpu", bf16_ranking=True), Cropper(device="cpu", bf16_ranking=False)
+    """The shipped weights twice, choosing the best candidate (the choice ranking must not change):
+    ranking in bfloat16 (forced, so CPUs without AMX test it too) and exact."""
+    return (Cropper(device="cpu", bf16_ranking=True, selection="best"),
+            Cropper(device="cpu", bf16_ranking=False, selection="best"))
 
 
 def test_bf16_ranking_is_on_only_where_asked_or_fast():
@@ -454,14 +456,18 @@ def test_int8_ranking_is_the_default_for_our_weights_where_bf16_is_not(monkeypat
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert Cropper(device="cpu").model.ranking == want
+        assert Cropper(device="cpu", selection="best").model.ranking == want
     assert not caught  # torch's deprecation notices of eager quantisation would reach the CLI's stderr
-    assert Cropper(device="cpu", bf16_ranking=False).model.ranking == "int8"
-    assert Cropper(device="cpu", bf16_ranking=False, int8_ranking=False).model.ranking is None
+    assert Cropper(device="cpu", bf16_ranking=False, selection="best").model.ranking == "int8"
+    # the shipped model averages: its exact window covers most candidates, so no int8 ranking by default
+    assert Cropper(device="cpu").selection == "average"
+    assert Cropper(device="cpu", bf16_ranking=False).model.ranking is None
+    assert Cropper(device="cpu", bf16_ranking=False, int8_ranking=True).model.ranking == "int8"
+    assert Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, selection="best").model.ranking is None
     assert Cropper(weights="random", device="cpu", bf16_ranking=False).model.ranking is None  # reference shape
     assert Cropper(weights="random", device="cpu", bf16_ranking=False, int8_ranking=True).model.ranking == "int8"
     monkeypatch.setenv("S2CCROP_INT8", "0")
-    assert Cropper(device="cpu", bf16_ranking=False).model.ranking is None
+    assert Cropper(device="cpu", bf16_ranking=False, selection="best").model.ranking is None
     monkeypatch.setenv("S2CCROP_INT8", "1")
     assert Cropper(weights="random", device="cpu", bf16_ranking=False).model.ranking == "int8"
 
@@ -491,8 +497,8 @@ def test_int8_scores_track_exact_within_the_margin():
 @int8
 @pytest.mark.parametrize("search", [False, True])
 def test_int8_ranking_chooses_what_float32_scoring_chooses(search):
-    fast = Cropper(device="cpu", bf16_ranking=False, int8_ranking=True, search=search)
-    exact = Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=search)
+    fast = Cropper(device="cpu", bf16_ranking=False, int8_ranking=True, search=search, selection="best")
+    exact = Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=search, selection="best")
     for photo in [Image.open(p) for p in EXAMPLES] + [_photo(size, 90 + seed) for seed, size in enumerate(SIZES)]:
         a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
         if not search:  # every candidate ranked: the exact winner is always among the contenders
