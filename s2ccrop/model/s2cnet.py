@@ -96,15 +96,20 @@ def _fuse(dim_red: nn.Module, f3: torch.Tensor, f4: torch.Tensor, f5: torch.Tens
 BF16_ENV = "S2CCROP_BF16"
 
 
-def bf16_env() -> bool | None:
-    """$S2CCROP_BF16 as a choice: False for 0/false/no/off, True for 1/true/yes/on, None when unset
-    (or anything else: decided by the CPU)."""
-    text = os.environ.get(BF16_ENV, "").strip().lower()
+def _env_choice(name: str) -> bool | None:
+    """An on/off environment switch: False for 0/false/no/off, True for 1/true/yes/on, None when unset
+    (or anything else: the code decides)."""
+    text = os.environ.get(name, "").strip().lower()
     if text in ("0", "false", "no", "off"):
         return False
     if text in ("1", "true", "yes", "on"):
         return True
     return None
+
+
+def bf16_env() -> bool | None:
+    """$S2CCROP_BF16 as a choice (`_env_choice`; None: decided by the CPU)."""
+    return _env_choice(BF16_ENV)
 
 
 def _onednn_caps_amx() -> bool:
@@ -134,13 +139,8 @@ INT8_ENV = "S2CCROP_INT8"
 
 
 def int8_env() -> bool | None:
-    """$S2CCROP_INT8 as a choice, as `bf16_env` reads $S2CCROP_BF16."""
-    text = os.environ.get(INT8_ENV, "").strip().lower()
-    if text in ("0", "false", "no", "off"):
-        return False
-    if text in ("1", "true", "yes", "on"):
-        return True
-    return None
+    """$S2CCROP_INT8 as a choice (`_env_choice`)."""
+    return _env_choice(INT8_ENV)
 
 
 def int8_linear_is_available() -> bool:
