@@ -327,14 +327,7 @@ class S2CNet(nn.Module):
 
     def _bfloat16_graph(self, roi_w: torch.Tensor, bias: torch.Tensor) -> dict:
         """bfloat16 copies of what scores a box once its RoI samples are taken (`score_boxes(approximate=True)`)."""
-        graph = nn.Module()
-        graph.node_norm = copy.deepcopy(self.node_emb[1])
-        graph.GraphConstructor = copy.deepcopy(self.GraphConstructor)
-        graph.GraphTransformer = copy.deepcopy(self.GraphTransformer)
-        graph.FC_layers = copy.deepcopy(self.FC_layers)
-        for geo in self._geometry():
-            graph.GeoEmb = copy.deepcopy(geo)
-        graph = graph.to(torch.bfloat16).eval().requires_grad_(False)
+        graph = self._graph_copy().to(torch.bfloat16).eval().requires_grad_(False)
         return {"kind": "bf16", "dtype": torch.bfloat16, "graph": graph, "roi_w": roi_w.to(torch.bfloat16).contiguous(),
                 "bias": bias.to(torch.bfloat16)}
 
@@ -345,18 +338,12 @@ class S2CNet(nn.Module):
         ~2x faster than float32 without AMX; scores off by up to ~0.08 (FCDB, shipped weights)."""
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        graph = nn.Module()
+        graph = self._graph_copy()
         embed = nn.Linear(roi_w.shape[0], roi_w.shape[1])
         with torch.no_grad():
             embed.weight.copy_(roi_w.t())
             embed.bias.copy_(bias)
         graph.embed = embed
-        graph.node_norm = copy.deepcopy(self.node_emb[1])
-        graph.GraphConstructor = copy.deepcopy(self.GraphConstructor)
-        graph.GraphTransformer = copy.deepcopy(self.GraphTransformer)
-        graph.FC_layers = copy.deepcopy(self.FC_layers)
-        for geo in self._geometry():
-            graph.GeoEmb = copy.deepcopy(geo)
         graph = graph.float().eval().requires_grad_(False)
         wide = {name: per_channel_dynamic_qconfig for name, m in graph.named_modules()
                 if isinstance(m, nn.Linear) and m.in_features >= INT8_MIN_FEATURES}
@@ -366,6 +353,18 @@ class S2CNet(nn.Module):
             warnings.simplefilter("ignore")
             graph = quantize_dynamic(graph, wide, dtype=torch.qint8)
         return {"kind": "int8", "dtype": torch.float32, "graph": graph, "embed": graph.embed}
+
+    def _graph_copy(self) -> nn.Module:
+        """A detached copy of what scores a box after its node embedding's linear part (the ranking
+        copies of `_bfloat16_graph` and `_int8_graph` are made from it)."""
+        graph = nn.Module()
+        graph.node_norm = copy.deepcopy(self.node_emb[1])
+        graph.GraphConstructor = copy.deepcopy(self.GraphConstructor)
+        graph.GraphTransformer = copy.deepcopy(self.GraphTransformer)
+        graph.FC_layers = copy.deepcopy(self.FC_layers)
+        for geo in self._geometry():
+            graph.GeoEmb = copy.deepcopy(geo)
+        return graph
 
     def _geometry(self) -> tuple[nn.Module, ...]:
         return (self.GeoEmb,) if self.config.box_geometry else ()
