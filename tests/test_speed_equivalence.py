@@ -340,12 +340,12 @@ def test_select_crops_never_picks_a_ruled_out_candidate():
 
 def test_fused_relu6_backbone_equals_the_modules():
     from s2ccrop.model.backbone import FusedFeatureExtractor, _onednn_pointwise_available, fuse_relu6
-    from s2ccrop.model.s2cnet import _fold_batchnorm
+    from s2ccrop.model.backbone import fold_batchnorm
 
     if not _onednn_pointwise_available():
         pytest.skip("this torch has no oneDNN fused convolution (mkldnn._convolution_pointwise)")
     model = _model(S2CNetConfig(9, 4, "crop"), 9)
-    folded = _fold_batchnorm(model.Feat_ext).to(memory_format=torch.channels_last)
+    folded = fold_batchnorm(model.Feat_ext).to(memory_format=torch.channels_last)
     fused = fuse_relu6(folded)
     assert isinstance(fused, FusedFeatureExtractor) and not list(fused.parameters())
     image = torch.randn(2, 3, 96, 160).contiguous(memory_format=torch.channels_last)

@@ -17,6 +17,7 @@ from typing import Mapping
 import torch
 
 from ..errors import WeightsError
+from . import int8_backbone
 from .s2cnet import GAICV1, S2CNet, S2CNetConfig
 
 SAFETENSORS_MAGIC_OFFSET = 8  # safetensors files start with a little-endian u64 header length, then '{'
@@ -117,9 +118,14 @@ def read_state_dict(path: "str | os.PathLike[str]") -> tuple[dict[str, torch.Ten
 
 def load_checkpoint(path: "str | os.PathLike[str]") -> S2CNet:
     """Load ours or a reference checkpoint; strict; returns the model in eval mode."""
-    sd, config, _ = read_state_dict(path)
+    sd, config, meta = read_state_dict(path)
     model = model_from_state_dict(sd, config)
     model.own_checkpoint = config is not None  # ours carry their config; the reference's are bare
+    if config is not None and int8_backbone.CALIBRATION_KEY in meta:
+        try:
+            model.int8_calibration = int8_backbone.from_metadata(meta[int8_backbone.CALIBRATION_KEY])
+        except ValueError as exc:
+            raise WeightsError(f"{path}: unreadable int8 backbone calibration ({exc})") from None
     return model
 
 
@@ -136,6 +142,8 @@ def save_checkpoint(
             v = v.half()
         tensors[k] = v.contiguous()
     meta = {"s2ccrop_config": model.config.to_json(), "format": "s2ccrop-s2cnet-v1"}
+    if getattr(model, "int8_calibration", None) is not None:
+        meta[int8_backbone.CALIBRATION_KEY] = int8_backbone.to_metadata(model.int8_calibration)
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

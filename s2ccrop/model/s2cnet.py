@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import rod_align_avg, roi_align, roi_align_avg
-from .backbone import FeatureExtractor, backbone_spec, efficientnet_lite_to_extractor, fuse_relu6, torchvision_to_reference
+from . import int8_backbone
+from .backbone import (
+    FeatureExtractor,
+    backbone_spec,
+    efficientnet_lite_to_extractor,
+    fold_batchnorm,
+    fuse_relu6,
+    torchvision_to_reference,
+)
 from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
 from .graph import GraphConstructor, GraphTransformer
@@ -184,22 +192,6 @@ def _fold_avg_pool(weight: torch.Tensor, channels: int, a: int) -> tuple[torch.T
     return spread[:, :, 0].flatten(1).contiguous(), spread[:, :, 1].flatten(1).contiguous()
 
 
-def _fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in a Sequential into that conv."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for child in module.children():
-        _fold_batchnorm(child)
-    if isinstance(module, nn.Sequential):
-        names = list(module._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = module._modules[a], module._modules[b]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                module._modules[a] = fuse_conv_bn_eval(conv, bn)
-                module._modules[b] = nn.Identity()
-    return module
-
-
 GAICV1 = S2CNetConfig(align_size=9, num_boxes=10, head="crop")
 GAICV2 = S2CNetConfig(align_size=15, num_boxes=5, head="graph")
 CONFIGS = {"GAICv1": GAICV1, "GAICv2": GAICV2}
@@ -242,6 +234,9 @@ class S2CNet(nn.Module):
         # True when loaded from one of our own checkpoints (`load_checkpoint`): what the Cropper's
         # defaults for our models (coarse-to-fine search) key on. Reference checkpoints keep False.
         self.own_checkpoint = False
+        # Our checkpoints may carry the activation ranges of an int8 copy of the backbone
+        # (int8_backbone.calibrate, stored in their metadata): then CPU inference runs that copy.
+        self.int8_calibration: dict | None = None
         channels = backbone_spec(config.backbone).channels
         self.Feat_ext = FeatureExtractor(config.backbone)
         self.DimRed = nn.Conv2d(sum(channels), config.reduced_dim, kernel_size=1)
@@ -294,7 +289,7 @@ class S2CNet(nn.Module):
         False never. Returns self."""
         kind = ranking_kind(approximate)
         fused = nn.Module()
-        fused.Feat_ext = _fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
+        fused.Feat_ext = fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
         fused.DimRed = copy.deepcopy(self.DimRed)
         # Channels-last convolutions are ~2x faster on CPU; on CUDA, cuDNN 9 compiles a channels-last
         # depthwise engine for every new input shape (~2 s each on an H100, so a folder of mixed photo
@@ -302,7 +297,14 @@ class S2CNet(nn.Module):
         on_cpu = all(p.device.type == "cpu" for p in self.Feat_ext.parameters())
         memory_format = torch.channels_last if on_cpu else torch.contiguous_format
         fused = fused.to(memory_format=memory_format).requires_grad_(False)
-        if on_cpu and all(p.dtype == torch.float32 for p in fused.parameters()):
+        int8 = on_cpu and self._int8_backbone_wanted()
+        if int8:
+            try:
+                fused.Feat_ext = int8_backbone.quantised_extractor(fused.Feat_ext, self.int8_calibration)
+            except (ImportError, AttributeError, RuntimeError):  # a torch without eager quantisation
+                int8 = False
+                fused.Feat_ext = fold_batchnorm(copy.deepcopy(self.Feat_ext).eval()).to(memory_format=memory_format).requires_grad_(False)
+        if not int8 and on_cpu and all(p.dtype == torch.float32 for p in fused.parameters()):
             fused.Feat_ext = fuse_relu6(fused.Feat_ext)  # conv + ReLU6 as one oneDNN primitive
         linear = self.node_emb[0]
         channels, a = self.config.reduced_dim, self.config.align_size
@@ -325,9 +327,22 @@ class S2CNet(nn.Module):
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
         self.__dict__["_inference"] = {
             "backbone": fused, "memory_format": memory_format, "roi_w": roi_w.t(), "bias": bias, "rod_w": rod_w,
-            "low": low, "sources": sources, "signature": _signature(sources),
+            "low": low, "sources": sources, "signature": _signature(sources), "int8_backbone": int8,
         }
         return self
+
+    def _int8_backbone_wanted(self) -> bool:
+        """Whether `prepare_for_inference` runs the int8 copy of the backbone: the model carries a
+        calibration, its weights are float32, $S2CCROP_INT8_BACKBONE is not off and torch has an x86
+        quantised engine."""
+        return (self.int8_calibration is not None and int8_backbone.enabled_by_env() and int8_backbone.engine() is not None
+                and all(p.dtype == torch.float32 for p in self.Feat_ext.parameters()))
+
+    @property
+    def int8_backbone_active(self) -> bool:
+        """Whether the prepared inference path runs the int8 backbone."""
+        cache = self.__dict__.get("_inference")
+        return bool(cache and cache.get("int8_backbone"))
 
     def _bfloat16_graph(self, roi_w: torch.Tensor, bias: torch.Tensor) -> dict:
         """bfloat16 copies of what scores a box once its RoI samples are taken (`score_boxes(approximate=True)`)."""

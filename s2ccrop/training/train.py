@@ -29,6 +29,7 @@ from ..model.gene_head import decode
 from ..preprocess import model_size
 from ..select import AVERAGE_TAU, AVERAGE_TOP, average_box
 from .augment import AugmentConfig, Sample, augment
+from .calibrate import calibrate_checkpoint
 from .datasets import FCDBRecord, cv_split, load_fcdb, split_fcdb
 from .gene_loss import GeneTargets, gene_loss, gene_targets
 from .losses import averaged_box_loss, box_iou, listwise_loss, vote_loss
@@ -49,6 +50,8 @@ class TrainConfig:
     dropout: float = 0.1
     reduced_dim: int = 8  # channels of the fused map that RoI/RoD sample (the reference's 8)
     backbone: str = "mobilenet_v2"  # model.backbone.BACKBONES; --imagenet must hold that backbone's weights
+    # training photos the saved model's int8 backbone is calibrated on (model.int8_backbone); 0: none
+    int8_calibration: int = 32
     node_dim: int = 256  # the graph's width (the reference's 256); ours may be narrower
     mlp_dim: int = 1024
     box_geometry: bool = False  # nodes also see their box's edges, size and aspect (S2CNetConfig.box_geometry)
@@ -560,6 +563,8 @@ def run(
         meta.update(_head_meta(result["head_stage"]))
     model.cpu()
     save_checkpoint(model.eval(), out, meta, half=True)
+    if cfg.int8_calibration:
+        calibrate_checkpoint(out, train_recs, cfg.int8_calibration, log=log)
     log(f"saved {out} ({cfg.keep} epoch {best['epoch']}: any {best['val_iou_any']:.4f}, ratio {best['val_iou_ratio']:.4f})")
     return result
 
