@@ -191,7 +191,7 @@ class Cropper:
             "device": str(self.device), "config": self.model.config.to_json(),
             "genes": getattr(self.genes, "name", type(self.genes).__name__),
             "face_guard": self.face_guard and self.model.config.genes_head, "selection": self.selection,
-            "search": self.search, "ranking": self.model.ranking, "backbone": self.model.backbone_kind,
+            "search": self.search, "ranking": self.model.ranking, "backbone": "int8" if self.model.int8_backbone_active else "float",
             **self.weights_info,
         }
 

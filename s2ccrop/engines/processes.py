@@ -109,10 +109,6 @@ class ProcessRun(BatchRun):
         # Workers see Ctrl-C through this: an interrupted write is abandoned, as in the local engine.
         self.cancel_event = mp.get_context("fork").Event()
         _RUN = self
-        # Built here, once, so that the workers share it (else each would build it on its second photo).
-        build = getattr(getattr(self.load_cropper(), "model", None), "use_int8_backbone", None)
-        if build is not None:
-            build()
         # What the parent has made so far (torch, the model) goes to the permanent generation: the
         # workers' collections then never walk it, so they do not copy its pages (copy-on-write).
         gc.freeze()

@@ -73,8 +73,8 @@ class S2CNetConfig:
             raise ValueError("align_size and num_boxes must be positive")
         if self.selection not in ("best", "average"):
             raise ValueError(f"selection must be 'best' or 'average', got {self.selection!r}")
-        if self.free_form_grid not in ("gaic", "full"):
-            raise ValueError(f"free_form_grid must be 'gaic' or 'full', got {self.free_form_grid!r}")
+        if self.free_form_grid not in ("gaic", "full", "deep"):
+            raise ValueError(f"free_form_grid must be 'gaic', 'full' or 'deep', got {self.free_form_grid!r}")
         if self.head == "graph" and self.node_dim != 256:
             raise ValueError("the graph head views each node as 16×16: node_dim must be 256")
 
@@ -264,10 +264,6 @@ class S2CNet(nn.Module):
         [B, 8, h/8, w/8] or None when the model has no gene head or `genes` is False)."""
         fast = self._inference_cache()
         if fast is not None:
-            if fast["int8_pending"]:
-                fast["passes"] += 1
-                if fast["passes"] > 1:
-                    self.use_int8_backbone()
             images = images.contiguous(memory_format=fast["memory_format"])
             feat_ext, dim_red = fast["backbone"].Feat_ext, fast["backbone"].DimRed
         else:
@@ -301,7 +297,16 @@ class S2CNet(nn.Module):
         on_cpu = all(p.device.type == "cpu" for p in self.Feat_ext.parameters())
         memory_format = torch.channels_last if on_cpu else torch.contiguous_format
         fused = fused.to(memory_format=memory_format).requires_grad_(False)
-        if on_cpu and all(p.dtype == torch.float32 for p in fused.parameters()):
+        # The int8 copy is built here, not on demand, so that a photo scores the same on every call
+        # (building it, quantising the weights, takes ~0.2 s).
+        int8 = on_cpu and self._int8_backbone_wanted()
+        if int8:
+            try:
+                fused.Feat_ext = int8_backbone.quantised_extractor(fused.Feat_ext, self.int8_calibration)
+            except (ImportError, AttributeError, RuntimeError):  # a torch without eager quantisation
+                int8 = False
+                fused.Feat_ext = fold_batchnorm(copy.deepcopy(self.Feat_ext).eval()).to(memory_format=memory_format).requires_grad_(False)
+        if not int8 and on_cpu and all(p.dtype == torch.float32 for p in fused.parameters()):
             fused.Feat_ext = fuse_relu6(fused.Feat_ext)  # conv + ReLU6 as one oneDNN primitive
         linear = self.node_emb[0]
         channels, a = self.config.reduced_dim, self.config.align_size
@@ -324,27 +329,9 @@ class S2CNet(nn.Module):
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
         self.__dict__["_inference"] = {
             "backbone": fused, "memory_format": memory_format, "roi_w": roi_w.t(), "bias": bias, "rod_w": rod_w,
-            "low": low, "sources": sources, "signature": _signature(sources),
-            # The int8 backbone costs ~0.2 s to build (its weights are quantised then) and saves ~5 ms
-            # per photo: built on the second backbone pass (`use_int8_backbone`), so a single photo never pays.
-            "int8_backbone": False, "int8_pending": on_cpu and self._int8_backbone_wanted(), "passes": 0,
+            "low": low, "sources": sources, "signature": _signature(sources), "int8_backbone": int8,
         }
         return self
-
-    def use_int8_backbone(self) -> bool:
-        """Build the int8 backbone of a prepared model now if it is to have one (see
-        `prepare_for_inference`; otherwise it is built on the second backbone pass). True when it runs."""
-        cache = self.__dict__.get("_inference")
-        if cache is None or not cache.get("int8_pending"):
-            return self.int8_backbone_active
-        cache["int8_pending"] = False
-        try:
-            folded = fold_batchnorm(copy.deepcopy(self.Feat_ext).eval()).to(memory_format=cache["memory_format"])
-            cache["backbone"].Feat_ext = int8_backbone.quantised_extractor(folded.requires_grad_(False), self.int8_calibration)
-            cache["int8_backbone"] = True
-        except (ImportError, AttributeError, RuntimeError):  # a torch without eager quantisation
-            pass
-        return cache["int8_backbone"]
 
     def _int8_backbone_wanted(self) -> bool:
         """Whether `prepare_for_inference` runs the int8 copy of the backbone: the model carries a
@@ -355,15 +342,10 @@ class S2CNet(nn.Module):
 
     @property
     def int8_backbone_active(self) -> bool:
-        """Whether the prepared inference path runs the int8 backbone now."""
+        """Whether the prepared inference path runs the int8 backbone."""
         cache = self.__dict__.get("_inference")
         return bool(cache and cache.get("int8_backbone"))
 
-    @property
-    def backbone_kind(self) -> str:
-        """"int8", "int8 from the second photo" (to be built on the second backbone pass) or "float"."""
-        cache = self.__dict__.get("_inference") or {}
-        return "int8" if cache.get("int8_backbone") else "int8 from the second photo" if cache.get("int8_pending") else "float"
 
     def _bfloat16_graph(self, roi_w: torch.Tensor, bias: torch.Tensor) -> dict:
         """bfloat16 copies of what scores a box once its RoI samples are taken (`score_boxes(approximate=True)`)."""
