@@ -148,3 +148,16 @@ def test_full_grid_reaches_the_edges_and_keeps_the_reference_rules():
                           cand.for_ratio(1024, 768, Ratio.parse("any"), model_size(1024, 768), "full"))
     with pytest.raises(ValueError, match="free-form grid"):
         cand.gaic_grid(240, 240, "dense")
+
+
+def test_deep_grid_reaches_half_way_in_and_keeps_more_than_30_percent():
+    deep, full = cand.gaic_grid(240, 240, "deep"), cand.gaic_grid(240, 240, "full")
+    assert len(deep) == 613 and len(full) == 224  # square photo (the aspect rule keeps more boxes than on 4:3)
+    assert set(map(tuple, full.tolist())) <= set(map(tuple, deep.tolist()))  # every full-grid box is still there
+    w, h = deep[:, 2] - deep[:, 0], deep[:, 3] - deep[:, 1]
+    share = w * h / 240**2
+    assert share.min() > 0.3 and (share < 0.5).sum() > 100  # tighter crops than any other grid has
+    assert np.all((w / h > 0.5) & (w / h < 2))
+    corners = deep / 20
+    assert np.allclose(corners, np.round(corners))
+    assert corners[:, :2].max() == 5 and corners[:, 2:].min() == 7
