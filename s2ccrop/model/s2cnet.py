@@ -73,8 +73,8 @@ class S2CNetConfig:
             raise ValueError("align_size and num_boxes must be positive")
         if self.selection not in ("best", "average"):
             raise ValueError(f"selection must be 'best' or 'average', got {self.selection!r}")
-        if self.free_form_grid not in ("gaic", "full", "deep"):
-            raise ValueError(f"free_form_grid must be 'gaic', 'full' or 'deep', got {self.free_form_grid!r}")
+        if self.free_form_grid not in ("gaic", "full", "wide", "deep"):
+            raise ValueError(f"free_form_grid must be 'gaic', 'full', 'wide' or 'deep', got {self.free_form_grid!r}")
         if self.head == "graph" and self.node_dim != 256:
             raise ValueError("the graph head views each node as 16×16: node_dim must be 256")
 
