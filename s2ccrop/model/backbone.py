@@ -123,12 +123,16 @@ def torchvision_to_reference(state_dict: "OrderedDict[str, torch.Tensor] | dict[
     (``features.1.conv.0.0.weight`` ↔ ``feature3.0.1.conv.0.weight``). Its final 1×1 conv
     (``features.18``) and the classifier have no counterpart and are dropped.
     """
-    target = FeatureExtractor().state_dict()
     source = [(k, v) for k, v in state_dict.items() if k.startswith("features.") and int(k.split(".")[1]) < 18]
+    return _by_position(source, FeatureExtractor().state_dict(), "a torchvision MobileNetV2 state_dict", "tensors in features[0:18]")
+
+
+def _by_position(
+    source: "list[tuple[str, torch.Tensor]]", target: "dict[str, torch.Tensor]", what: str, counted: str
+) -> "OrderedDict[str, torch.Tensor]":
+    """`source`'s tensors under `target`'s names, in order; a count or shape that differs is an error."""
     if len(source) != len(target):
-        raise ValueError(
-            f"not a torchvision MobileNetV2 state_dict: {len(source)} tensors in features[0:18], expected {len(target)}"
-        )
+        raise ValueError(f"not {what}: {len(source)} {counted}, expected {len(target)}")
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for (src_name, tensor), (dst_name, ref) in zip(source, target.items()):
         if tuple(tensor.shape) != tuple(ref.shape):
@@ -153,17 +157,8 @@ def efficientnet_lite_to_extractor(
     a = 255 std / 128 and b = (255 mean - 127) / 128; the stem conv's weights are scaled by a and the
     constant W·b it would add is taken off its BatchNorm's running mean (exact but at the padded border)."""
     target = FeatureExtractor(backbone).state_dict()
-    source = [(k, v) for k, v in state_dict.items()
-              if k.startswith(("_conv_stem.", "_bn0.", "_blocks."))]
-    if len(source) != len(target):
-        raise ValueError(
-            f"not an EfficientNet-Lite state_dict for {backbone}: {len(source)} stem and block tensors, expected {len(target)}"
-        )
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    for (src_name, tensor), (dst_name, ref) in zip(source, target.items()):
-        if tuple(tensor.shape) != tuple(ref.shape):
-            raise ValueError(f"shape mismatch mapping {src_name} {tuple(tensor.shape)} -> {dst_name} {tuple(ref.shape)}")
-        out[dst_name] = tensor.clone()
+    source = [(k, v) for k, v in state_dict.items() if k.startswith(("_conv_stem.", "_bn0.", "_blocks."))]
+    out = _by_position(source, target, f"an EfficientNet-Lite state_dict for {backbone}", "stem and block tensors")
     names = list(target)
     conv, bn_mean = names[0], names[3]  # stem conv weight; its BatchNorm: weight, bias, running_mean, ...
     a = 255.0 * torch.tensor(std, dtype=torch.float64) / LITE_STD
