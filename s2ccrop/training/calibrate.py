@@ -39,8 +39,8 @@ def calibrate_checkpoint(path: "str | Path", records: Sequence[FCDBRecord], phot
     model = load_checkpoint(path)
     if not model.own_checkpoint:
         raise ValueError(f"{path}: not one of our checkpoints (reference checkpoints keep the float backbone)")
-    _, _, meta = read_state_dict(path)
-    half = any(v.dtype == torch.float16 for v in read_state_dict(path)[0].values())
+    tensors, _, meta = read_state_dict(path)
+    half = any(v.dtype == torch.float16 for v in tensors.values())
     t0 = time.perf_counter()
     calibration = int8_backbone.calibrate(model.Feat_ext, model_inputs(records[:photos]))
     model.int8_calibration = calibration
