@@ -12,6 +12,8 @@ from PIL import Image
 from s2ccrop.model import load_checkpoint
 from s2ccrop.preprocess import MEAN, STD
 from s2ccrop.training.augment import AugmentConfig, augment
+from s2ccrop.training.calibrate import main as calibrate_main
+from s2ccrop.training.datasets import load_fcdb, split_fcdb
 from s2ccrop.training.losses import box_iou, listwise_loss, vote_loss
 from s2ccrop.training.train import TrainConfig, run, training_candidates
 
@@ -155,6 +157,17 @@ def test_tiny_training_run_writes_a_loadable_checkpoint(tmp_path):
     assert result["best"]["epoch"] == 1
     assert 0.0 < result["best"]["val_iou_any"] <= 1.0
     assert (tmp_path / "w.log.jsonl").read_text().count("\n") == 1
+    # calibrated for the int8 backbone on the training photos (the rest of the 4 went to validation)
+    from s2ccrop.model.int8_backbone import engine
+
+    if engine() is not None:
+        assert model.int8_calibration["images"] == len(split_fcdb(load_fcdb(data)[0], 0.5, cfg.split_seed)[0])
+        assert len(model.int8_calibration["points"]) == 28
+    calibrated = tmp_path / "again.safetensors"
+    calibrate_main(["--data", str(data), "--weights", str(out), "--out", str(calibrated), "--photos", "1", "--val-fraction", "0.5"])
+    again = load_checkpoint(calibrated)
+    assert again.int8_calibration["images"] == 1
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in again.state_dict().items())  # tensors untouched
 
 
 def test_cross_validation_run_holds_out_its_fold_and_keeps_the_last_epoch(tmp_path):
