@@ -359,3 +359,73 @@ def test_remeasure_adds_the_averaged_crop_to_a_run_from_before_it(tmp_path):
     r = fold_logs(run)
     assert r["any_avg"] == pytest.approx(measured["val_iou_any_avg"]) and 0 < r["ratio_avg"] <= 1
     assert r["any"] == 0.5  # the log's own argmax numbers stay what training measured
+
+
+def _random_fcdb(root, n=12):
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    crops = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(root / "images" / f"{i}000_a_c.jpg")
+        crops.append({"file": f"{i}000_a_c.jpg", "width": 160, "height": 120, "crop_xyxy": [20, 10, 140, 100]})
+    (root / "crops.json").write_text(json.dumps(crops))
+    return root
+
+
+def test_validate_scores_an_ensemble_by_the_mean_of_its_members_scores(tmp_path, monkeypatch):
+    """Member A scores every candidate by its IoU with the human crop (it always finds the best), member
+    B by -2 x IoU (the worst): their mean, -IoU / 2, chooses what B alone chooses, never what A does, and
+    averages crops as a model scoring -IoU / 2 does."""
+    from types import SimpleNamespace
+
+    from s2ccrop.training import train
+    from s2ccrop.training.datasets import load_fcdb
+    from s2ccrop.training.losses import box_iou
+
+    records, _ = load_fcdb(_random_fcdb(tmp_path / "fcdb", n=3))
+    photos = [train.cache_photo(r, 96) for r in records]
+    config = SimpleNamespace(free_form_grid="full")
+    a = SimpleNamespace(config=config, eval=lambda: None, weight=1.0)
+    b = SimpleNamespace(config=config, eval=lambda: None, weight=-2.0)
+    monkeypatch.setattr(train, "_scores_of", lambda m, s, boxes, n: m.weight * box_iou(boxes, s.crop))
+    half = SimpleNamespace(config=config, eval=lambda: None, weight=-0.5)  # what the mean of a and b is
+    best, worst, mean = train.validate(a, photos, 4), train.validate(b, photos, 4), train.validate([a, b], photos, 4)
+    assert best["val_iou_any"] > worst["val_iou_any"] + 0.2
+    assert (mean["val_iou_any"], mean["val_iou_ratio"]) == (worst["val_iou_any"], worst["val_iou_ratio"])
+    assert mean == train.validate(half, photos, 4)  # the averaged crops too, which depend on the scores' scale
+    assert train.validate([a, a], photos, 4) == best
+
+
+def test_measure_ensemble_is_read_by_eval_folds_like_a_run(tmp_path, capsys):
+    import torch
+
+    from s2ccrop.model import S2CNet, S2CNetConfig, load_checkpoint, save_checkpoint
+    from s2ccrop.training.run_eval import fold_logs, main, measure_ensemble
+    from s2ccrop.training.datasets import cv_split, load_fcdb, split_fcdb
+    from s2ccrop.training.train import cache_photo, validate
+
+    data = _random_fcdb(tmp_path / "fcdb")
+    runs = []
+    for seed, name in ((0, "a"), (1, "b")):
+        run = tmp_path / name
+        run.mkdir()
+        torch.manual_seed(seed)
+        save_checkpoint(S2CNet(S2CNetConfig(align_size=9, num_boxes=4, node_dim=32, mlp_dim=64)).eval(), run / "fold1.safetensors", half=False)
+        runs.append(run)
+    (runs[1] / "fold2.safetensors").write_bytes((runs[1] / "fold1.safetensors").read_bytes())  # a has no fold 2
+    out = measure_ensemble(runs, tmp_path / "ens", data, folds=3, log=lambda m: None)
+    assert list(out) == ["fold1"]  # only the fold every member finished
+    photos = [cache_photo(r, 320) for r in cv_split(split_fcdb(load_fcdb(data)[0])[0], 3, 1)[1]]
+    with torch.inference_mode():
+        expected = validate([load_checkpoint(r / "fold1.safetensors") for r in runs], photos, 4)
+    assert out["fold1"] == pytest.approx(expected)
+    summary = fold_logs(tmp_path / "ens")
+    assert [f["fold"] for f in summary["folds"]] == ["fold1"] and summary["ratio_avg"] == pytest.approx(expected["val_iou_ratio_avg"])
+    assert (tmp_path / "ens" / "members.txt").read_text().splitlines() == [str(r) for r in runs]
+    with pytest.raises(SystemExit, match="no fold that all of"):
+        measure_ensemble([runs[0], tmp_path / "empty"], tmp_path / "none", data, folds=3, log=lambda m: None)
+    with pytest.raises(SystemExit):
+        main(["ensemble", str(runs[0]), "--data", str(data), "--out", str(tmp_path / "one")])
+    assert "at least two runs" in capsys.readouterr().err

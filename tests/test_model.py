@@ -315,6 +315,23 @@ def test_efficientnet_lite0_backbone_shapes_and_channels():
         S2CNetConfig(backbone="resnet50")
 
 
+def test_efficientnet_lite2_layout_matches_the_published_port():
+    """Lite2's blocks, (depthwise kernel, output channels) each, as the PyPI port's 21 ``_blocks`` hold
+    them (read off efficientnet-lite2-9656183e.pth), cut at strides 8, 16 and 32."""
+    from s2ccrop.model.backbone import FeatureExtractor
+
+    port = [(3, 16)] + [(3, 24)] * 3 + [(5, 48)] * 3 + [(3, 88)] * 4 + [(5, 120)] * 4 + [(5, 208)] * 5 + [(3, 352)]
+    extractor = FeatureExtractor("efficientnet_lite2").eval()
+    blocks = [b for stage in (extractor.feature3, extractor.feature4, extractor.feature5) for b in stage[0]][1:]
+    ours = [(b.conv[-5].kernel_size[0] if len(b.conv) > 5 else b.conv[0].kernel_size[0], b.conv[-2].out_channels) for b in blocks]
+    assert ours == port
+    with torch.no_grad():
+        f3, f4, f5 = extractor(torch.randn(1, 3, 64, 96))
+    assert (f3.shape, f4.shape, f5.shape) == ((1, 48, 8, 12), (1, 120, 4, 6), (1, 352, 2, 3))
+    model = S2CNet(S2CNetConfig(backbone="efficientnet_lite2", genes_head=True))
+    assert model.DimRed.weight.shape == (8, 48 + 120 + 352, 1, 1)
+
+
 def test_efficientnet_lite_mapping_folds_the_input_normalisation():
     """The port's weights see x' = (255 p - 127) / 128; after the mapping the stem sees our
     x = (p - mean) / std and gives the same outputs (exactly, but at the zero-padded border); every

@@ -4,7 +4,7 @@ The reference wraps slices of a MobileNetV2 ``features`` Sequential; slicing an 
 keeps the original child indices, which is why its keys read ``feature4.0.7.conv.0.weight``. We build
 the same module tree so that reference checkpoints load strictly.
 
-Our own configs may instead use EfficientNet-Lite0 (issue 19's "stronger ImageNet features" lever): the
+Our own configs may instead use EfficientNet-Lite0 or -Lite2 (issue 19's "stronger ImageNet features" lever): the
 same inverted-residual blocks with 5x5 depthwise kernels in some stages, ReLU6, no squeeze-excitation,
 so it is built from the same modules and runs through the same fused inference path.
 """
@@ -43,7 +43,14 @@ EFFICIENTNET_LITE0 = BackboneSpec(
               (6, 192, 4, 2, 5), (6, 320, 1, 1, 3)),
     splits=(6, 12, 17), channels=(40, 112, 320), bn_eps=1e-3,
 )
-BACKBONES = {"mobilenet_v2": MOBILENET_V2, "efficientnet_lite0": EFFICIENTNET_LITE0}
+# EfficientNet-Lite2: Lite0's stages 1.1x as wide (rounded to 8 channels) and 1.2x as deep, the first and
+# last stage's repeats and the stem kept (the Lite variants fix them); 3.2x Lite0's multiply-adds.
+EFFICIENTNET_LITE2 = BackboneSpec(
+    settings=((1, 16, 1, 1, 3), (6, 24, 3, 2, 3), (6, 48, 3, 2, 5), (6, 88, 4, 2, 3), (6, 120, 4, 1, 5),
+              (6, 208, 5, 2, 5), (6, 352, 1, 1, 3)),
+    splits=(8, 16, 22), channels=(48, 120, 352), bn_eps=1e-3,
+)
+BACKBONES = {"mobilenet_v2": MOBILENET_V2, "efficientnet_lite0": EFFICIENTNET_LITE0, "efficientnet_lite2": EFFICIENTNET_LITE2}
 
 
 def backbone_spec(name: str) -> BackboneSpec:
@@ -97,7 +104,7 @@ def mobilenet_v2_blocks() -> nn.Sequential:
 
 class FeatureExtractor(nn.Module):
     """Returns (f3, f4, f5) at strides 8, 16 and 32: 32/96/320 channels for MobileNetV2 (the
-    reference's), 40/112/320 for EfficientNet-Lite0."""
+    reference's), 40/112/320 for EfficientNet-Lite0, 48/120/352 for -Lite2."""
 
     def __init__(self, backbone: str = "mobilenet_v2") -> None:
         super().__init__()

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -150,15 +151,20 @@ def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
     side 320), their mean and the standard deviation of the fold means."""
     # a fold counts once its run has saved the checkpoint (a run in progress has a log but no choice yet)
     logs = sorted(p for p in run_dir.glob("fold*.log.jsonl") if p.with_name(p.name.replace(".log.jsonl", ".safetensors")).is_file())
-    if not logs:
-        raise SystemExit(f"s2ccrop eval folds: {run_dir}: no finished fold (fold<I>.log.jsonl beside fold<I>.safetensors)")
-    folds = []
     remeasured_path = run_dir / "remeasured.json"
     remeasured = json.loads(remeasured_path.read_text()) if remeasured_path.is_file() else {}
-    for path in logs:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        row = rows[-1] if keep == "last" else kept_row(rows)
-        name = path.name.split(".")[0]
+    if not logs and (run_dir / "members.txt").is_file():  # an ensemble (measure_ensemble): no training logs
+        rows_of = {name: [{"epoch": "–"}] for name in sorted(remeasured)}
+    else:
+        rows_of = {p.name.split(".")[0]: [json.loads(line) for line in p.read_text().splitlines() if line.strip()] for p in logs}
+    if not rows_of:
+        raise SystemExit(f"s2ccrop eval folds: {run_dir}: no finished fold (fold<I>.log.jsonl beside fold<I>.safetensors)")
+    folds = []
+    for name, rows in rows_of.items():
+        if rows == [{"epoch": "–"}]:
+            row = {"epoch": "–"}
+        else:
+            row = rows[-1] if keep == "last" else kept_row(rows)
         row = {**{"fold_" + k[4:]: v for k, v in remeasured.get(name, {}).items()}, **row}
         fold = {"fold": name, "epoch": row["epoch"], "any": row["fold_iou_any"], "ratio": row["fold_iou_ratio"]}
         if "fold_iou_any_avg" in row:  # measured in training since select.average_box, or remeasured
@@ -206,6 +212,35 @@ def remeasure(run_dir: Path, data: Path, folds: int = 3) -> None:
                 out[f"fold{fold}"] = validate(model, photos, model.config.num_boxes)
             print(f"{run_dir.name} fold {fold}: {out[f'fold{fold}']}", file=sys.stderr)
     (run_dir / "remeasured.json").write_text(json.dumps(out, indent=1))
+
+
+def measure_ensemble(members: Sequence[Path], out_dir: Path, data: Path, folds: int = 3, log=print) -> dict:
+    """Cross-validate the ensemble of several runs: on each fold that every member finished, the mean
+    score of their fold models (each trained without that fold) chooses the crop (`train.validate`).
+    Written as <out_dir>/remeasured.json, which `fold_logs` reads like a run's own, so that
+    `s2ccrop eval folds <out_dir> --against <run>` compares it fold by fold."""
+    import torch
+
+    from ..model import load_checkpoint
+    from .train import cache_photo, validate
+
+    train, _ = split_fcdb(load_fcdb(data)[0])
+    out: dict = {}
+    for fold in range(folds):
+        paths = [m / f"fold{fold}.safetensors" for m in members]
+        if not all(p.is_file() for p in paths):
+            continue
+        with torch.inference_mode():
+            models = [load_checkpoint(p) for p in paths]
+            photos = [cache_photo(r, 320) for r in cv_split(train, folds, fold)[1]]
+            out[f"fold{fold}"] = validate(models, photos, models[0].config.num_boxes)
+        log(f"ensemble fold {fold}: {out[f'fold{fold}']}")
+    if not out:
+        raise SystemExit(f"s2ccrop eval ensemble: no fold that all of {', '.join(map(str, members))} finished")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "members.txt").write_text("".join(f"{m}\n" for m in members))
+    (out_dir / "remeasured.json").write_text(json.dumps(out, indent=1))
+    return out
 
 
 def eval_folds(args: argparse.Namespace) -> None:
@@ -264,6 +299,11 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     genes.add_argument("--json", dest="json_out", type=Path, help="also write the results as JSON")
     genes.add_argument("--split", choices=["val", "train", "all"], default="val")
     genes.add_argument("--limit", type=int, default=0, help="only the first N photos")
+    ens = sub.add_parser("ensemble", help="cross-validate the ensemble (mean score) of several runs' fold models")
+    ens.add_argument("runs", type=Path, nargs="+", help="run folders, each with fold<I>.safetensors of s2ccrop train --folds")
+    ens.add_argument("--data", type=Path, required=True, metavar="FCDB_DIR", help="the FCDB training folder the runs were trained on")
+    ens.add_argument("--out", type=Path, required=True, help="folder for the result (then: s2ccrop eval folds OUT --against RUN)")
+    ens.add_argument("--folds", type=int, default=3, help="K of the runs' --folds K (default 3)")
     folds = sub.add_parser("folds", help="summarise cross-validation training runs (their fold*.log.jsonl)")
     folds.add_argument("runs", type=Path, nargs="+", help="run folders, each with fold<I>.log.jsonl of s2ccrop train --folds")
     folds.add_argument("--against", type=Path, help="a baseline run folder: also print each run's gain over it, fold by fold")
@@ -281,7 +321,7 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "s2ccrop eval") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if getattr(args, "folds", 0):
+    if args.benchmark == "fcdb" and args.folds:
         if args.folds < 2:
             parser.error(f"--folds needs K >= 2, got {args.folds}")
         if args.fold != "all" and not (args.fold.isdigit() and int(args.fold) < args.folds):
@@ -290,6 +330,13 @@ def main(argv: list[str] | None = None, prog: str = "s2ccrop eval") -> int:
             parser.error("--fold all measures each fold with its own model: put {fold} in --weights")
     if args.benchmark == "folds":
         eval_folds(args)
+        return 0
+    if args.benchmark == "ensemble":
+        if args.folds < 2:
+            parser.error(f"--folds needs K >= 2, got {args.folds}")
+        if len(args.runs) < 2:
+            parser.error("an ensemble needs at least two runs")
+        measure_ensemble(args.runs, args.out, args.data, args.folds, log=lambda m: print(m, file=sys.stderr))
         return 0
     results = {"fcdb": eval_fcdb, "gaicd": eval_gaicd, "genes": eval_genes}[args.benchmark](args)
     print(format_table(results))

