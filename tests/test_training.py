@@ -126,6 +126,31 @@ def test_training_candidates_include_the_crop_and_stay_inside():
     assert 40 <= len(boxes) <= 70
 
 
+def test_one_edge_boxes_move_exactly_one_edge_by_the_given_share_of_its_side():
+    from s2ccrop.training.train import _one_edge
+
+    crop = np.array([100.0, 80.0, 200.0, 130.0])  # 100 x 50 in a 352 x 256 image: no edge clips
+    boxes = _one_edge(crop, 400, (0.05, 0.25), (352, 256), np.random.default_rng(0))
+    assert len(boxes) == 400
+    moved = np.abs(boxes - crop) > 1e-9
+    assert (moved.sum(1) == 1).all()
+    assert set(np.flatnonzero(moved.any(0))) == {0, 1, 2, 3}  # every edge is moved by some box
+    edge = moved.argmax(1)
+    share = np.abs(boxes - crop)[np.arange(400), edge] / np.where(edge % 2 == 0, 100.0, 50.0)
+    assert share.min() >= 0.05 and share.max() <= 0.25
+    grows = ((edge < 2) & (boxes[np.arange(400), edge] < crop[edge])) | ((edge >= 2) & (boxes[np.arange(400), edge] > crop[edge]))
+    assert 0.4 < grows.mean() < 0.6  # in and out about equally
+    at_border = np.array([0.0, 0.0, 352.0, 256.0])  # the whole image: only inward moves survive clipping
+    inside = _one_edge(at_border, 200, (0.05, 0.25), (352, 256), np.random.default_rng(1))
+    assert 60 < len(inside) < 140 and (inside[:, :2] >= 0).all() and (inside[:, 2] <= 352).all() and (inside[:, 3] <= 256).all()
+    assert (np.abs(inside - at_border).max(1) > 0).all()
+    assert _one_edge(crop, 0, (0.05, 0.25), (352, 256), np.random.default_rng(0)).shape == (0, 4)
+    cfg = TrainConfig(n_edge=12)
+    with_edges, _ = training_candidates(crop, (352, 256), cfg, np.random.default_rng(0))
+    without, _ = training_candidates(crop, (352, 256), TrainConfig(), np.random.default_rng(0))
+    assert len(with_edges) == len(without) + 12
+
+
 def test_rescaled_boxes_keep_centre_and_aspect_and_stay_inside():
     from s2ccrop.training.train import _rescaled
 

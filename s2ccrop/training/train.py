@@ -85,6 +85,10 @@ class TrainConfig:
     # from it in size only, which is what the model gets wrong most (it keeps ~70 % whatever the photo)
     n_scale: int = 0
     scale_range: tuple = (0.5, 1.5)
+    # boxes that differ from the human crop by one edge, moved in or out by U(edge_range) of its side:
+    # each asks whether that strip of the photo belongs in the crop
+    n_edge: int = 0
+    edge_range: tuple = (0.05, 0.25)
     # losses
     temperature: float = 0.05
     group_weight: float = 0.0  # > 0: also rank within the grid and within the ratio boxes
@@ -222,6 +226,24 @@ def _rescaled(crop: np.ndarray, n: int, area_range, size: tuple[int, int], rng: 
     return np.stack([x1, y1, x1 + bw, y1 + bh], axis=1)
 
 
+def _one_edge(crop: np.ndarray, n: int, move_range, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """`n` copies of the crop, each with one random edge moved in or out by U(move_range) of the crop's
+    side along that edge's axis, clipped to the image; copies that clipping leaves equal to the crop or
+    thinner than 4 px are dropped."""
+    if n <= 0:
+        return np.zeros((0, 4))
+    edge = rng.integers(0, 4, size=n)
+    side = np.where(edge % 2 == 0, crop[2] - crop[0], crop[3] - crop[1])
+    outward = np.where(edge < 2, -1.0, 1.0)  # x0, y0 grow towards 0; x1, y1 away from it
+    move = side * rng.uniform(*move_range, size=n) * np.where(rng.random(n) < 0.5, outward, -outward)
+    boxes = np.repeat(crop[None].astype(np.float64), n, axis=0)
+    boxes[np.arange(n), edge] += move
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, size[0])
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, size[1])
+    ok = (boxes[:, 2] - boxes[:, 0] > 4) & (boxes[:, 3] - boxes[:, 1] > 4) & (np.abs(boxes - crop).max(1) > 1e-6)
+    return boxes[ok]
+
+
 def _subset(boxes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     if len(boxes) <= n:
         return boxes
@@ -239,7 +261,8 @@ def training_candidates(
     grid = _subset(cand.gaic_grid(w, h, cfg.free_form_grid), cfg.n_grid, rng)
     fixed = _subset(cand.fixed_ratio(w, h, ratio).astype(np.float64), cfg.n_ratio, rng) if ratio > 0 else np.zeros((0, 4))
     parts = [grid, fixed, _jitter(crop, cfg.n_jitter, cfg.jitter_sigma, size, rng),
-             _rescaled(crop, cfg.n_scale, cfg.scale_range, size, rng), crop[None]]
+             _rescaled(crop, cfg.n_scale, cfg.scale_range, size, rng),
+             _one_edge(crop, cfg.n_edge, cfg.edge_range, size, rng), crop[None]]
     groups = {"grid": slice(0, len(grid)), "ratio": slice(len(grid), len(grid) + len(fixed))}
     return np.concatenate(parts, axis=0), groups
 
