@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -377,3 +378,53 @@ def test_efficientnet_lite0_fast_path_and_checkpoint_agree(tmp_path):
     assert loaded.config.backbone == "efficientnet_lite0"
     with torch.no_grad():
         assert torch.allclose(loaded(image, crops, genes), literal, atol=1e-5)
+
+
+SIZE_PRIOR = S2CNetConfig(align_size=9, num_boxes=4, size_prior=True)
+
+
+def test_size_prior_is_ours_only_adds_its_hand_computed_term_on_every_path(tmp_path):
+    """Reference configs have no SizePrior; with one, every scoring path adds
+    -weight * (log(box area / image area) - mu)² to the graph's score, and a checkpoint keeps it."""
+    assert not any(k.startswith("SizePrior") for k in S2CNet(GAICV1).state_dict())
+    torch.manual_seed(6)
+    model = S2CNet(SIZE_PRIOR).eval()
+    plain = S2CNet(dataclasses.replace(SIZE_PRIOR, size_prior=False)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("SizePrior")})
+    # a prior that predicts a quarter of the photo with weight 2, whatever the photo shows
+    with torch.no_grad():
+        model.SizePrior.out.weight.zero_()
+        model.SizePrior.out.bias.copy_(torch.tensor([math.log(0.25), math.log(math.expm1(2.0))]))
+    image = torch.randn(1, 3, 64, 96)
+    crops = torch.tensor([[0.0, 0.0, 96.0, 64.0], [0.0, 0.0, 48.0, 32.0], [10.0, 5.0, 34.0, 21.0]])
+    genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
+    expected_term = torch.tensor([-2 * math.log(4) ** 2, 0.0, -2 * math.log(0.25 / 0.0625) ** 2])
+    with torch.no_grad():
+        literal = model(image, crops, genes)
+        assert torch.allclose(literal - plain(image, crops, genes), expected_term, atol=1e-4)
+        model.prepare_for_inference(approximate=True)
+        fmap = model.features(image)
+        shared = model.score_boxes(fmap, crops, genes, (96, 64))
+        low = model.score_boxes(fmap, crops, genes, (96, 64), approximate=True)
+    assert torch.allclose(literal, shared, atol=1e-5)
+    assert torch.allclose(low, shared, atol=0.05)
+    save_checkpoint(model, tmp_path / "p.safetensors", half=False)
+    again = load_checkpoint(tmp_path / "p.safetensors")
+    assert again.config.size_prior
+    with torch.no_grad():
+        assert torch.allclose(again.eval()(image, crops, genes), literal, atol=1e-5)
+
+
+def test_size_prior_reads_the_photo():
+    """Before training the prior is mild (a share of 0.6 at weight 0.25) and its prediction depends on
+    the feature map, so training can make it follow the photo."""
+    from s2ccrop.model.size_prior import INITIAL_SHARE, INITIAL_WEIGHT, SizePrior, log_share
+
+    torch.manual_seed(7)
+    prior = SizePrior(8)
+    mu, weight = prior.predict(torch.zeros(1, 8, 4, 6))
+    assert abs(mu.item() - math.log(INITIAL_SHARE)) < 0.05 and abs(weight.item() - INITIAL_WEIGHT) < 0.05
+    mu2, _ = prior.predict(torch.randn(2, 8, 4, 6) * 5)
+    assert mu2.shape == (2,) and not torch.isclose(mu2[0], mu2[1])
+    assert torch.allclose(log_share(torch.tensor([[0.0, 0.0, 50.0, 20.0], [3.0, 3.0, 3.0, 4.0]]), 100, 40),
+                          torch.tensor([math.log(0.25), math.log(1 / 4000)]))

@@ -29,6 +29,7 @@ from .backbone import (
 from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
 from .graph import GraphConstructor, GraphTransformer
+from .size_prior import SizePrior
 
 SPATIAL_SCALE = 1.0 / 16.0
 # Approximate scoring pads the candidate rows to a multiple of this: oneDNN builds a bfloat16 matmul
@@ -64,6 +65,8 @@ class S2CNetConfig:
     selection: str = "best"
     # ours only: the feature extractor (backbone.BACKBONES); reference checkpoints use MobileNetV2
     backbone: str = "mobilenet_v2"
+    # ours only: a per-photo prior on how much of the photo to keep, added to every score (size_prior.py)
+    size_prior: bool = False
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)
@@ -253,6 +256,8 @@ class S2CNet(nn.Module):
             self.GeneHead = GeneHead(channels=channels)
         if config.box_geometry:
             self.GeoEmb = nn.Linear(GEOMETRY_FEATURES, config.node_dim)
+        if config.size_prior:
+            self.SizePrior = SizePrior(config.reduced_dim)
 
     # -- stages -------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -489,7 +494,8 @@ class S2CNet(nn.Module):
         `approximate`: where `self.approximates` (a CPU with bfloat16 matrix hardware), embed and score
         the boxes in bfloat16 (about 1.4x faster for 663 boxes on the project's CPU) from the same RoI
         samples, with scores off by up to ~0.05 (FCDB, shipped weights): good to rank, not to report.
-        Otherwise the exact path."""
+        Otherwise the exact path. Models with a size prior (`S2CNetConfig.size_prior`) add its term
+        to every score, on every path."""
         d = self.config.num_boxes
         if gene_boxes.shape != (d, 4):
             raise ValueError(f"expected {d} gene boxes of 4 coordinates, got shape {tuple(gene_boxes.shape)}")
@@ -500,11 +506,16 @@ class S2CNet(nn.Module):
             fast = self._inference_cache() if approximate else None
             low = fast["low"] if fast is not None and fmap.dtype == torch.float32 else None
             if low is None:
-                return self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
-            rows = -(-n // ROW_BUCKET) * ROW_BUCKET if low["kind"] == "bf16" else n
-            padded = torch.cat([crop_boxes, crop_boxes[-1:].expand(rows - n, 4)]) if rows > n else crop_boxes
-            return self._score_shared(fmap, padded, gene_boxes, image_size, batch_index, low)[:n].float()
-        return self._score_literal(fmap, crop_boxes, gene_boxes, image_size, batch_index)
+                scores = self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
+            else:
+                rows = -(-n // ROW_BUCKET) * ROW_BUCKET if low["kind"] == "bf16" else n
+                padded = torch.cat([crop_boxes, crop_boxes[-1:].expand(rows - n, 4)]) if rows > n else crop_boxes
+                scores = self._score_shared(fmap, padded, gene_boxes, image_size, batch_index, low)[:n].float()
+        else:
+            scores = self._score_literal(fmap, crop_boxes, gene_boxes, image_size, batch_index)
+        if self.config.size_prior:
+            scores = scores + self.SizePrior(fmap, crop_boxes, image_size, batch_index).to(scores.dtype)
+        return scores
 
     def _score_literal(self, fmap, crop_boxes, gene_boxes, image_size, batch_index: int = 0) -> torch.Tensor:
         """Every candidate with its own full node set, as SPEC §2 reads (training: dropout per node)."""
