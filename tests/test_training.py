@@ -353,3 +353,21 @@ def test_averaged_box_loss_matches_select_and_pulls_weight_to_the_better_box():
     assert loss.item() == pytest.approx(1 - box_iou(avg[None], gt.numpy())[0])
     loss.backward()
     assert scores.grad[0] < 0 < scores.grad[1] and scores.grad[2] == 0  # raise the matching box, lower the other
+
+
+def test_size_prior_trains_on_the_human_crops_share(tmp_path):
+    data = tmp_path / "fcdb"
+    (data / "images").mkdir(parents=True)
+    crops = []
+    for i in range(4):
+        px, crop = _photo_with_red_crop(crop=(40 + 10 * i, 30, 250, 200))
+        Image.fromarray(px).save(data / "images" / f"{i}000_a_c.jpg")
+        crops.append({"file": f"{i}000_a_c.jpg", "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
+    (data / "crops.json").write_text(json.dumps(crops))
+    cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, size_prior=True, size_weight=0.5)
+    run(data, cfg, tmp_path / "w.safetensors", None, log=lambda m: None)
+    row = json.loads((tmp_path / "w.log.jsonl").read_text().splitlines()[-1])
+    assert row["size"] > 0  # the squared error of the predicted log share was trained on
+    assert load_checkpoint(tmp_path / "w.safetensors").config.size_prior
+    with pytest.raises(ValueError, match="needs size_prior"):
+        TrainConfig(size_weight=0.5)

@@ -27,6 +27,7 @@ from .. import candidates as cand
 from ..genes import pad_boxes
 from ..model import S2CNet, S2CNetConfig, save_checkpoint
 from ..model.gene_head import decode
+from ..model.size_prior import log_share
 from ..preprocess import model_size
 from ..select import AVERAGE_TAU, AVERAGE_TOP, average_box
 from .augment import AugmentConfig, Sample, augment
@@ -56,6 +57,11 @@ class TrainConfig:
     node_dim: int = 256  # the graph's width (the reference's 256); ours may be narrower
     mlp_dim: int = 1024
     box_geometry: bool = False  # nodes also see their box's edges, size and aspect (S2CNetConfig.box_geometry)
+    # a per-photo prior on how much of the photo to keep, added to every score (model/size_prior.py);
+    # size_weight > 0 also trains its prediction on the human crop's share of each framing (squared error
+    # of the log share)
+    size_prior: bool = False
+    size_weight: float = 0.0
     free_form_grid: str = "gaic"  # the free-form candidates trained on and chosen among (candidates.FREE_FORM_GRIDS)
     selection: str = "best"  # how the shipped model chooses (S2CNetConfig.selection): "best" or "average"
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
@@ -136,6 +142,8 @@ class TrainConfig:
             raise ValueError(f"genes must be 'whole' or 'learned', got {self.genes!r}")
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
+        if self.size_weight and not self.size_prior:
+            raise ValueError("size_weight trains the size prior: it needs size_prior = true")
         if self.head_epochs and not (self.gene_head and self.genes == "whole"):
             raise ValueError("head_epochs needs gene_head = true with genes = 'whole' (a head stage must not move the graph's genes)")
 
@@ -143,7 +151,7 @@ class TrainConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
             reduced_dim=self.reduced_dim, node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
-            selection=self.selection, backbone=self.backbone,
+            selection=self.selection, backbone=self.backbone, size_prior=self.size_prior,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
@@ -333,7 +341,13 @@ def train_step(
                 l_rank = l_rank + cfg.group_weight * listwise_loss(scores[part], targets[part], cfg.temperature)
     l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float().to(device), cfg.vote_margin)
     loss = l_rank + cfg.vote_weight * l_vote
-    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0, "distill": 0.0, "avg": 0.0}
+    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0, "distill": 0.0, "avg": 0.0, "size": 0.0}
+    if cfg.size_weight > 0:
+        mu, _ = model.SizePrior.predict(fmap)
+        crop_t = torch.from_numpy(s.crop[None]).float().to(device)
+        l_size = ((mu[0] - log_share(crop_t, *s.size)[0]) ** 2)
+        loss = loss + cfg.size_weight * l_size
+        parts["size"] = l_size.item()
     if cfg.avg_weight > 0:
         boxes_t = torch.from_numpy(boxes).float().to(device)
         crop_t = torch.from_numpy(s.crop).float().to(device)
@@ -533,7 +547,7 @@ def run(
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
         order = rng.permutation(len(train_photos))
-        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0, "distill": 0.0, "avg": 0.0}
+        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0, "distill": 0.0, "avg": 0.0, "size": 0.0}
         with Progress(
             TextColumn(f"epoch {epoch}/{cfg.epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"), transient=True, disable=not sys.stderr.isatty(),
