@@ -580,7 +580,7 @@ def run(
             measured += f" fold IoU any {metrics['fold_iou_any']:.4f} ratio {metrics['fold_iou_ratio']:.4f}"
         log(
             f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f}, "
-            f"distill {row['distill']:.4f}, avg {row['avg']:.4f})"
+            f"distill {row['distill']:.4f}, avg {row['avg']:.4f}, size {row['size']:.4f})"
             f"{measured} [{row['minutes']:.1f} min]{' *kept*' if improved else ''}"
         )
         if cfg.keep == "best" and epoch - best["epoch"] >= cfg.patience:
