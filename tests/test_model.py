@@ -245,6 +245,20 @@ def test_gradients_reach_the_backbone():
     assert model.DimRed.weight.grad.abs().sum() > 0
 
 
+def _scores_on_every_path(model, image, crops, genes):
+    """(literal, shared) scores of an eval model, after checking that the eval fast path matches the
+    literal one and the bfloat16 copy stays close."""
+    with torch.no_grad():
+        literal = model(image, crops, genes)
+        model.prepare_for_inference(approximate=True)
+        fmap = model.features(image)
+        shared = model.score_boxes(fmap, crops, genes, (96, 64))
+        low = model.score_boxes(fmap, crops, genes, (96, 64), approximate=True)
+    assert torch.allclose(literal, shared, atol=1e-5)
+    assert torch.allclose(low, shared, atol=0.05)
+    return literal, shared
+
+
 def test_box_geometry_is_ours_only_and_every_path_agrees(tmp_path):
     """Reference configs have no GeoEmb (their state_dicts stay the reference's); with it, the eval fast
     path and the bfloat16 copy read it too, and a checkpoint keeps the setting."""
@@ -255,14 +269,7 @@ def test_box_geometry_is_ours_only_and_every_path_agrees(tmp_path):
     image = torch.randn(1, 3, 64, 96)
     crops = torch.tensor([[0.0, 0.0, 95.0, 63.0], [10.0, 5.0, 70.0, 50.0], [10.0, 5.0, 40.0, 27.5]])
     genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
-    with torch.no_grad():
-        literal = model(image, crops, genes)
-        model.prepare_for_inference(approximate=True)
-        fmap = model.features(image)
-        shared = model.score_boxes(fmap, crops, genes, (96, 64))
-        low = model.score_boxes(fmap, crops, genes, (96, 64), approximate=True)
-    assert torch.allclose(literal, shared, atol=1e-5)
-    assert torch.allclose(low, shared, atol=0.05)
+    literal, shared = _scores_on_every_path(model, image, crops, genes)
     with torch.no_grad():
         model.GeoEmb.weight.zero_()
         model.GeoEmb.bias.zero_()
@@ -399,15 +406,9 @@ def test_size_prior_is_ours_only_adds_its_hand_computed_term_on_every_path(tmp_p
     crops = torch.tensor([[0.0, 0.0, 96.0, 64.0], [0.0, 0.0, 48.0, 32.0], [10.0, 5.0, 34.0, 21.0]])
     genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
     expected_term = torch.tensor([-2 * math.log(4) ** 2, 0.0, -2 * math.log(0.25 / 0.0625) ** 2])
+    literal, _ = _scores_on_every_path(model, image, crops, genes)
     with torch.no_grad():
-        literal = model(image, crops, genes)
         assert torch.allclose(literal - plain(image, crops, genes), expected_term, atol=1e-4)
-        model.prepare_for_inference(approximate=True)
-        fmap = model.features(image)
-        shared = model.score_boxes(fmap, crops, genes, (96, 64))
-        low = model.score_boxes(fmap, crops, genes, (96, 64), approximate=True)
-    assert torch.allclose(literal, shared, atol=1e-5)
-    assert torch.allclose(low, shared, atol=0.05)
     save_checkpoint(model, tmp_path / "p.safetensors", half=False)
     again = load_checkpoint(tmp_path / "p.safetensors")
     assert again.config.size_prior

@@ -356,14 +356,7 @@ def test_averaged_box_loss_matches_select_and_pulls_weight_to_the_better_box():
 
 
 def test_size_prior_trains_on_the_human_crops_share(tmp_path):
-    data = tmp_path / "fcdb"
-    (data / "images").mkdir(parents=True)
-    crops = []
-    for i in range(4):
-        px, crop = _photo_with_red_crop(crop=(40 + 10 * i, 30, 250, 200))
-        Image.fromarray(px).save(data / "images" / f"{i}000_a_c.jpg")
-        crops.append({"file": f"{i}000_a_c.jpg", "width": 320, "height": 240, "crop_xyxy": [int(v) for v in crop]})
-    (data / "crops.json").write_text(json.dumps(crops))
+    data, _ = _tiny_fcdb_with_labels(tmp_path)
     cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, size_prior=True, size_weight=0.5)
     run(data, cfg, tmp_path / "w.safetensors", None, log=lambda m: None)
     row = json.loads((tmp_path / "w.log.jsonl").read_text().splitlines()[-1])
