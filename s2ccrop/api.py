@@ -22,7 +22,7 @@ from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
 from .preprocess import image_tensor, model_size, scale_boxes
 from .select import APPROX_MARGIN, AVERAGE_WINDOW, INT8_MARGIN, Guard, contenders, cuts_everywhere, guard_penalties, hold
-from .select import select_crops
+from .select import penalties_of, refine_box, select_crops
 from .search import AVERAGE_REFINE_TOP, REFINE_TOP, searched_scores
 from .types import Crop, Ratio
 
@@ -279,11 +279,32 @@ class Cropper:
         guard = self.guard(p)
         crops = select_crops(ratios, groups, self.selection_scores(fmap, index, p, groups, guard), guard,
                              average=self.averages, size=p.size)
-        if self.averages:
-            # an averaged box is not a candidate: report the model's score of the box itself
+        refines = self.model.config.box_refiner
+        if refines:
+            crops = self._refined(p, ratios, crops, guard, fmap, index)
+        if self.averages or refines:
+            # an averaged or refined box is not a candidate: report the model's score of the box itself
             scores = self.score_features(fmap, index, p, np.array([c.box for c in crops], dtype=np.float64))
             crops = [Crop(c.ratio, c.box, float(v)) for c, v in zip(crops, scores)]
         return self._fit(p, ratios, groups, guard, crops, fmap, index)
+
+    @torch.inference_mode()
+    def _refined(self, p: Prepared, ratios: Sequence[Ratio], crops: list[Crop], guard: Guard | None,
+                 fmap: torch.Tensor, index: int) -> list[Crop]:
+        """The chosen crops with their edges moved by the model's box refiner (`S2CNet.refine_boxes`),
+        snapped to each ratio (`select.refine_box`); a crop stays where it was when the move would cut a
+        face or a hint more than it does."""
+        boxes = np.array([c.box for c in crops], dtype=np.float64)
+        moved = self.model.refine_boxes(fmap, scale_boxes(boxes, p.size, p.model_size).to(self.device), p.model_size, index)
+        (W, H), (w, h) = p.size, p.model_size
+        moved_px = moved.float().cpu().numpy().astype(np.float64) * [W / w, H / h, W / w, H / h]
+        out = []
+        for i, (ratio, crop, box) in enumerate(zip(ratios, crops, moved_px)):
+            new = refine_box(box, ratio, W, H)
+            if guard is not None and penalties_of(np.array([new], dtype=np.float64), guard)[0] > penalties_of(boxes[i : i + 1], guard)[0]:
+                new = tuple(crop.box)
+            out.append(Crop(crop.ratio, new, crop.score, fit=crop.fit))
+        return out
 
     def guard(self, p: Prepared) -> Guard | None:
         """What the crops of `p` must not cut, in its pixels: the faces (the gene head's and those its

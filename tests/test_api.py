@@ -187,3 +187,61 @@ def test_snap_keeps_the_ratio_the_centre_and_the_image():
     assert (x2 - x1, y2 - y1) == (160, 90) and ((x1 + x2) / 2, (y1 + y2) / 2) == (180.0, 95.0)
     assert snap([250.0, 200.0, 410.0, 290.0], Ratio.parse("16:9"), 320, 240) == (160, 150, 320, 240)  # moved inside
     assert snap([0.0, 0.0, 500.0, 500.0], Ratio.parse("1:1"), 320, 240) == (80, 0, 320, 240)  # no larger than the largest
+
+
+def test_refine_box_keeps_centre_and_area_at_the_ratio_and_stays_inside():
+    from s2ccrop.select import refine_box
+    from s2ccrop.types import Ratio
+
+    # free-form: clipped to the image, whole pixels
+    assert refine_box([-5.2, 10.4, 200.6, 260.0], Ratio.parse("any"), 320, 240) == (0, 10, 201, 240)
+    # 16:9 from a 120 x 120 box centred at (160, 120): area 14400 -> 160 x 90, same centre
+    assert refine_box([100.0, 60.0, 220.0, 180.0], Ratio.parse("16:9"), 320, 240) == (80, 75, 240, 165)
+    # too big and off the edge: the ratio's largest box, moved inside
+    assert refine_box([100.0, 100.0, 600.0, 400.0], Ratio.parse("1:1"), 320, 240) == (80, 0, 320, 240)
+
+
+def _refining_cropper(offsets, seed=2):
+    torch.manual_seed(seed)
+    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True, selection="average")).eval()
+    with torch.no_grad():
+        model.BoxRefiner.mlp[2].weight.zero_()
+        model.BoxRefiner.mlp[2].bias.copy_(torch.atanh(torch.tensor(offsets) / 0.4))
+    plain = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, selection="average")).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("BoxRefiner")})
+    return Cropper(weights=model, device="cpu"), Cropper(weights=plain, device="cpu")
+
+
+def test_a_refining_model_moves_each_chosen_crop_and_scores_the_moved_box():
+    """A refiner that grows every box by 10 % of its side on the left and 5 % at the bottom: each crop
+    is the plain model's choice moved so (`select.refine_box`), and its score is the model's of that box."""
+    from s2ccrop.select import refine_box
+    from s2ccrop.types import Ratio
+
+    refining, plain = _refining_cropper([-0.1, 0.0, 0.0, 0.05])
+    img = _photo(seed=9)
+    ratios = ["any", "4:5", "16:9"]
+    before, after = plain.crop(img, ratios), refining.crop(img, ratios)
+    p = refining.prepare(img)
+    for r, b, a in zip(ratios, before, after):
+        x1, y1, x2, y2 = b.box
+        w, h = x2 - x1, y2 - y1
+        assert a.box == refine_box([x1 - 0.1 * w, y1, x2, y2 + 0.05 * h], Ratio.parse(r), 320, 240), r
+        assert a.box != b.box
+        assert a.score == pytest.approx(float(refining.score(p, np.array([a.box], dtype=float))[0]), abs=1e-5)
+
+
+def test_the_refiner_never_moves_a_crop_into_a_face():
+    """A face just right of the chosen free-form crop: the refiner's move to the right would cut it, so
+    the crop stays where the plain model put it; a move away from the face is kept."""
+    towards, plain = _refining_cropper([0.0, 0.0, 0.06, 0.0])  # x2 + ~13 px: into the face, not past it
+    away, _ = _refining_cropper([-0.05, 0.0, 0.0, 0.0])
+    img = _photo(seed=9)
+    x1, y1, x2, y2 = plain.crop(img, ["any"])[0].box
+    assert x1 >= 10 and x2 <= 300  # room on both sides (the random model's choice is fixed by its seed)
+    face = [[(x2 + 6) / 320, (y1 + 5) / 240, (x2 + 20) / 320, (y1 + 25) / 240]]
+    guarded = plain.crop(img, ["any"], faces=face)[0].box  # the face may move the average a little
+    assert guarded[2] <= x2 + 2
+    assert towards.crop(img, ["any"], faces=face)[0].box == guarded
+    assert towards.crop(img, ["any"])[0].box[2] > x2  # without the face it moves
+    assert away.crop(img, ["any"], faces=face)[0].box[0] < guarded[0]

@@ -429,3 +429,74 @@ def test_size_prior_reads_the_photo():
     assert mu2.shape == (2,) and not torch.isclose(mu2[0], mu2[1])
     assert torch.allclose(log_share(torch.tensor([[0.0, 0.0, 50.0, 20.0], [3.0, 3.0, 3.0, 4.0]]), 100, 40),
                           torch.tensor([math.log(0.25), math.log(1 / 4000)]))
+
+
+REFINER = S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True)
+
+
+def _refiner_moving_by(model, offsets):
+    """Make `model`'s refiner move every box by `offsets` (x1, y1, x2, y2, units of its side), whatever it sees."""
+    with torch.no_grad():
+        model.BoxRefiner.mlp[2].weight.zero_()
+        model.BoxRefiner.mlp[2].bias.copy_(torch.atanh(torch.tensor(offsets) / 0.4))
+
+
+def test_box_refiner_is_ours_only_moves_nothing_untrained_and_survives_a_checkpoint(tmp_path):
+    from s2ccrop.model.box_refiner import MAX_OFFSET
+
+    assert MAX_OFFSET == 0.4  # _refiner_moving_by inverts the tanh with it
+    assert not any(k.startswith("BoxRefiner") for k in S2CNet(GAICV1).state_dict())
+    torch.manual_seed(8)
+    model = S2CNet(REFINER).eval()
+    image = torch.randn(1, 3, 64, 96)
+    boxes = torch.tensor([[0.0, 0.0, 96.0, 64.0], [10.0, 5.0, 34.0, 21.0]])
+    with torch.no_grad():
+        fmap = model.features(image)
+        assert torch.equal(model.refine_boxes(fmap, boxes, (96, 64)), boxes)
+        assert torch.equal(S2CNet(GAICV1).eval().refine_boxes(fmap, boxes, (96, 64)), boxes)  # no refiner: unchanged
+        _refiner_moving_by(model, [-0.1, 0.05, 0.2, -0.25])
+        moved = model.refine_boxes(fmap, boxes, (96, 64))
+    # box 1 is 24 x 16: x1 - 2.4, y1 + 0.8, x2 + 4.8, y2 - 4
+    assert torch.allclose(moved[1], torch.tensor([7.6, 5.8, 38.8, 17.0]), atol=1e-4)
+    assert torch.allclose(moved[0], torch.tensor([-9.6, 3.2, 115.2, 48.0]), atol=1e-4)
+    save_checkpoint(model, tmp_path / "r.safetensors", half=False)
+    again = load_checkpoint(tmp_path / "r.safetensors").eval()
+    assert again.config.box_refiner
+    with torch.no_grad():
+        assert torch.allclose(again.refine_boxes(again.features(image), boxes, (96, 64)), moved, atol=1e-5)
+        # the refiner moves boxes, it never changes a score
+        assert torch.allclose(again(image, boxes, torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)),
+                              model(image, boxes, torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)), atol=1e-5)
+
+
+def test_box_refiner_sees_the_box_and_a_context_window_twice_its_size():
+    """The offsets depend on the feature map inside the box and just outside each edge (the context
+    window grows it by half its side on every side), never on what lies beyond that window; and they
+    stay within ±MAX_OFFSET."""
+    from s2ccrop.model.box_refiner import MAX_OFFSET, BoxRefiner
+
+    torch.manual_seed(9)
+    refiner = BoxRefiner(4)
+    with torch.no_grad():
+        refiner.mlp[2].weight.normal_(std=1.0)
+    fmap = torch.randn(1, 4, 16, 16)  # 256 x 256 pixels at stride 16
+    box = torch.tensor([[96.0, 96.0, 160.0, 160.0]])  # map cells 6..10; context window cells 4..12
+    base = refiner(fmap, box, (256, 256))
+    assert base.shape == (1, 4) and base.abs().max() <= MAX_OFFSET
+    for cells, changes in (((8, 8), True), ((4, 8), True), ((12, 5), True), ((0, 0), False), ((15, 14), False)):
+        edited = fmap.clone()
+        edited[0, :, cells[0], cells[1]] += 10.0
+        assert (not torch.equal(refiner(edited, box, (256, 256)), base)) is changes, cells
+    big = refiner(fmap * 100, box, (256, 256))
+    assert big.abs().max() <= MAX_OFFSET
+
+
+def test_refine_targets_are_the_human_crops_edges_in_units_of_the_box():
+    from s2ccrop.model.box_refiner import apply_offsets, refine_targets
+
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 50.0], [10.0, 10.0, 20.0, 20.0]])
+    crop = torch.tensor([10.0, 5.0, 90.0, 50.0])
+    t = refine_targets(boxes, crop)
+    assert torch.allclose(t[0], torch.tensor([0.1, 0.1, -0.1, 0.0]))
+    assert torch.allclose(t[1], torch.full((4,), 0.38).mul(torch.tensor([0.0, -1.0, 1.0, 1.0])))  # clipped at 0.95 x 0.4
+    assert torch.allclose(apply_offsets(boxes[:1], t[:1]), crop[None])

@@ -28,7 +28,9 @@ from .backbone import (
 )
 from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
+from .geometry import GEOMETRY_FEATURES, box_geometry
 from .graph import GraphConstructor, GraphTransformer
+from .box_refiner import BoxRefiner, apply_offsets
 from .size_prior import SizePrior
 
 SPATIAL_SCALE = 1.0 / 16.0
@@ -67,6 +69,8 @@ class S2CNetConfig:
     backbone: str = "mobilenet_v2"
     # ours only: a per-photo prior on how much of the photo to keep, added to every score (size_prior.py)
     size_prior: bool = False
+    # ours only: a head that moves the chosen crop's edges (box_refiner.py; `S2CNet.refine_boxes`)
+    box_refiner: bool = False
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)
@@ -209,20 +213,6 @@ def _graph_head(num_nodes: int, dropout: float = 0.5) -> nn.Sequential:
     )
 
 
-GEOMETRY_FEATURES = 6
-
-
-def box_geometry(boxes: torch.Tensor, width: float, height: float) -> torch.Tensor:
-    """[K, 4] xyxy (image pixels) → [K, 6]: the edges as fractions of the image, log of the share of the
-    image the box keeps, and log of its aspect (w / h)."""
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    w = (x2 - x1).clamp_min(1.0)
-    h = (y2 - y1).clamp_min(1.0)
-    return torch.stack(
-        [x1 / width, y1 / height, x2 / width, y2 / height, torch.log(w * h / (width * height)), torch.log(w / h)], dim=-1
-    )
-
-
 def box_centres(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """[..., 4] xyxy → [..., 2] centres normalised by the resized image size."""
     cx = (boxes[..., 0] + boxes[..., 2]) / (2.0 * width)
@@ -258,6 +248,8 @@ class S2CNet(nn.Module):
             self.GeoEmb = nn.Linear(GEOMETRY_FEATURES, config.node_dim)
         if config.size_prior:
             self.SizePrior = SizePrior(config.reduced_dim)
+        if config.box_refiner:
+            self.BoxRefiner = BoxRefiner(config.reduced_dim)
 
     # -- stages -------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -516,6 +508,17 @@ class S2CNet(nn.Module):
         if self.config.size_prior:
             scores = scores + self.SizePrior(fmap, crop_boxes, image_size, batch_index).to(scores.dtype)
         return scores
+
+    def refine_boxes(
+        self, fmap: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], batch_index: int = 0
+    ) -> torch.Tensor:
+        """xyxy boxes [N, 4] (resized-image pixels, image `batch_index` of `fmap`) with their edges moved
+        by the box refiner (`S2CNetConfig.box_refiner`); unchanged for models without one. Not clipped
+        to the image and not snapped to a ratio: `select.refine_box` does that."""
+        if not self.config.box_refiner or boxes.shape[0] == 0:
+            return boxes
+        offsets = self.BoxRefiner(fmap.float(), boxes.float(), image_size, batch_index)
+        return apply_offsets(boxes.float(), offsets).to(boxes.dtype)
 
     def _score_literal(self, fmap, crop_boxes, gene_boxes, image_size, batch_index: int = 0) -> torch.Tensor:
         """Every candidate with its own full node set, as SPEC §2 reads (training: dropout per node)."""
