@@ -386,10 +386,10 @@ def test_validate_scores_an_ensemble_by_the_mean_of_its_members_scores(tmp_path,
 
     records, _ = load_fcdb(_random_fcdb(tmp_path / "fcdb", n=3))
     photos = [train.cache_photo(r, 96) for r in records]
-    config = SimpleNamespace(free_form_grid="full")
+    config = SimpleNamespace(free_form_grid="full", box_refiner=False)
     a = SimpleNamespace(config=config, eval=lambda: None, weight=1.0)
     b = SimpleNamespace(config=config, eval=lambda: None, weight=-2.0)
-    monkeypatch.setattr(train, "_scores_of", lambda m, s, boxes, n: m.weight * box_iou(boxes, s.crop))
+    monkeypatch.setattr(train, "_scores_of", lambda m, s, boxes, n: (m.weight * box_iou(boxes, s.crop), None))
     half = SimpleNamespace(config=config, eval=lambda: None, weight=-0.5)  # what the mean of a and b is
     best, worst, mean = train.validate(a, photos, 4), train.validate(b, photos, 4), train.validate([a, b], photos, 4)
     assert best["val_iou_any"] > worst["val_iou_any"] + 0.2

@@ -364,3 +364,39 @@ def test_size_prior_trains_on_the_human_crops_share(tmp_path):
     assert load_checkpoint(tmp_path / "w.safetensors").config.size_prior
     with pytest.raises(ValueError, match="needs size_prior"):
         TrainConfig(size_weight=0.5)
+
+
+def test_box_refiner_trains_towards_the_human_crops_and_validate_measures_its_moves(tmp_path):
+    data, _ = _tiny_fcdb_with_labels(tmp_path)
+    cfg = TrainConfig(epochs=2, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=6, box_refiner=True,
+                      refine_weight=1.0, selection="average")
+    result = run(data, cfg, tmp_path / "w.safetensors", None, log=lambda m: None)
+    first, last = result["history"]
+    assert first["refine"] > 0  # the smooth L1 towards the human crop's edges was trained on
+    for row in (first, last):
+        assert {"val_iou_any_avg_unrefined", "val_iou_ratio_avg_unrefined"} <= set(row)
+    model = load_checkpoint(tmp_path / "w.safetensors")
+    assert model.config.box_refiner and any(v.abs().sum() > 0 for k, v in model.state_dict().items() if k.startswith("BoxRefiner.mlp.2"))
+    with pytest.raises(ValueError, match="box_refiner and refine_weight"):
+        TrainConfig(box_refiner=True)
+    with pytest.raises(ValueError, match="box_refiner and refine_weight"):
+        TrainConfig(refine_weight=1.0)
+
+
+def test_validate_moves_the_averaged_crops_with_the_refiner():
+    """validate's refined boxes: the free-form one clipped to the image, the ratio-given one at its own
+    aspect with the moved box's centre and area, inside the image."""
+    from s2ccrop.model import S2CNet, S2CNetConfig
+    from s2ccrop.training.train import _refined
+
+    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True)).eval()
+    with torch.no_grad():
+        model.BoxRefiner.mlp[2].weight.zero_()
+        model.BoxRefiner.mlp[2].bias.copy_(torch.atanh(torch.tensor([-0.25, 0.0, 0.25, 0.0]) / 0.4))
+        fmap = torch.randn(1, 8, 4, 6)
+        free, fixed = _refined(model, fmap, np.array([[10.0, 8.0, 50.0, 40.0], [20.0, 10.0, 60.0, 40.0]]), (96, 64))
+    assert np.allclose(free, [0.0, 8.0, 60.0, 40.0])  # 0 - 10 clipped to 0, 50 + 10
+    # 4:3 box 40 x 30 grown to 60 x 30 (area 1800) at centre (40, 25): 4:3 of area 1800 is 48.99 x 36.74
+    w, h = fixed[2] - fixed[0], fixed[3] - fixed[1]
+    assert w / h == pytest.approx(4 / 3) and w * h == pytest.approx(1800)
+    assert ((fixed[0] + fixed[2]) / 2, (fixed[1] + fixed[3]) / 2) == pytest.approx((40.0, 25.0))

@@ -27,6 +27,7 @@ from .. import candidates as cand
 from ..genes import pad_boxes
 from ..model import S2CNet, S2CNetConfig, save_checkpoint
 from ..model.gene_head import decode
+from ..model.box_refiner import refine_targets
 from ..model.size_prior import log_share
 from ..preprocess import model_size
 from ..select import AVERAGE_TAU, AVERAGE_TOP, average_box
@@ -40,6 +41,10 @@ try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
+
+# The refiner's smooth L1 is quadratic below this offset (a share of the box's side): a few pixels
+# either way are within what two people framing one photo differ by.
+REFINE_BETA = 0.05
 
 
 @dataclass
@@ -62,6 +67,13 @@ class TrainConfig:
     # of the log share)
     size_prior: bool = False
     size_weight: float = 0.0
+    # a head that moves the chosen crop's edges (model/box_refiner.py), trained with weight refine_weight on
+    # up to n_refine boxes per framing whose IoU with the human crop is at least refine_min_iou (smooth L1
+    # towards the human crop's edges, in units of each box's side)
+    box_refiner: bool = False
+    refine_weight: float = 0.0
+    n_refine: int = 32
+    refine_min_iou: float = 0.5
     free_form_grid: str = "gaic"  # the free-form candidates trained on and chosen among (candidates.FREE_FORM_GRIDS)
     selection: str = "best"  # how the shipped model chooses (S2CNetConfig.selection): "best" or "average"
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
@@ -144,6 +156,8 @@ class TrainConfig:
             raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.size_weight and not self.size_prior:
             raise ValueError("size_weight trains the size prior: it needs size_prior = true")
+        if self.box_refiner != (self.refine_weight > 0):
+            raise ValueError("box_refiner and refine_weight go together: the ranking losses never train the refiner")
         if self.head_epochs and not (self.gene_head and self.genes == "whole"):
             raise ValueError("head_epochs needs gene_head = true with genes = 'whole' (a head stage must not move the graph's genes)")
 
@@ -151,7 +165,7 @@ class TrainConfig:
         return S2CNetConfig(
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
             reduced_dim=self.reduced_dim, node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
-            selection=self.selection, backbone=self.backbone, size_prior=self.size_prior,
+            selection=self.selection, backbone=self.backbone, size_prior=self.size_prior, box_refiner=self.box_refiner,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
@@ -341,13 +355,23 @@ def train_step(
                 l_rank = l_rank + cfg.group_weight * listwise_loss(scores[part], targets[part], cfg.temperature)
     l_vote = vote_loss(scores[n : n + n_votes], scores[n + n_votes :], torch.from_numpy(s.vote_weights).float().to(device), cfg.vote_margin)
     loss = l_rank + cfg.vote_weight * l_vote
-    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0, "distill": 0.0, "avg": 0.0, "size": 0.0}
+    parts = {"rank": l_rank.item(), "vote": l_vote.item(), "gene": 0.0, "distill": 0.0, "avg": 0.0, "size": 0.0, "refine": 0.0}
     if cfg.size_weight > 0:
         mu, _ = model.SizePrior.predict(fmap)
         crop_t = torch.from_numpy(s.crop[None]).float().to(device)
         l_size = ((mu[0] - log_share(crop_t, *s.size)[0]) ** 2)
         loss = loss + cfg.size_weight * l_size
         parts["size"] = l_size.item()
+    if cfg.refine_weight > 0:
+        near = np.flatnonzero(box_iou(boxes, s.crop) >= cfg.refine_min_iou)
+        if len(near) > cfg.n_refine:
+            near = rng.choice(near, cfg.n_refine, replace=False)
+        near_t = torch.from_numpy(boxes[near]).float().to(device)
+        offsets = model.BoxRefiner(fmap, near_t, s.size)
+        target = refine_targets(near_t, torch.from_numpy(s.crop).float().to(device))
+        l_refine = torch.nn.functional.smooth_l1_loss(offsets, target, beta=REFINE_BETA)
+        loss = loss + cfg.refine_weight * l_refine
+        parts["refine"] = l_refine.item()
     if cfg.avg_weight > 0:
         boxes_t = torch.from_numpy(boxes).float().to(device)
         crop_t = torch.from_numpy(s.crop).float().to(device)
@@ -379,12 +403,18 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
     Several models: an ensemble, scored by the mean of their scores (each a log-weight of softmax(IoU / T),
     so the mean is a product of their beliefs) on the first model's candidates.
 
+    A model with a box refiner (`S2CNetConfig.box_refiner`; in an ensemble, the first model's) also
+    moves the averaged boxes, as the Cropper ships them: the `*_avg` values are then of the refined
+    boxes, and `*_avg_unrefined` of the averaged ones before the move.
+
     IoU is unchanged by scaling either axis, so it is computed in the model's pixels."""
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     model = models[0]
     for m in models:
         m.eval()
     ious_any, ious_ratio, avg_any, avg_ratio = [], [], [], []
+    raw_any, raw_ratio = [], []
+    refines = model.config.box_refiner
     for p in photos:
         s = augment(p.pixels, p.crop, p.votes, p.vote_weights, AugmentConfig(), np.random.default_rng(0), train=False)
         W, H = p.original
@@ -394,22 +424,55 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
         ratio = Fraction(round((fr[2] - fr[0]) / p.pixels.shape[1] * W), max(1, round((fr[3] - fr[1]) / p.pixels.shape[0] * H)))
         fixed = cand.fixed_ratio(W, H, ratio).astype(np.float64) * [sx, sy, sx, sy]
         boxes = np.concatenate([grid, fixed], axis=0)
-        scores = np.mean([_scores_of(m, s, boxes, num_boxes) for m in models], axis=0)
+        scored = [_scores_of(m, s, boxes, num_boxes) for m in models]
+        scores = np.mean([sc for sc, _ in scored], axis=0)
         iou = box_iou(boxes, s.crop)
         ng = len(grid)
         ious_any.append(iou[:ng][int(np.argmax(scores[:ng]))])
         ious_ratio.append(iou[ng:][int(np.argmax(scores[ng:]))])
-        avg_any.append(box_iou(average_box(boxes[:ng], scores[:ng]), s.crop)[0])
-        avg_ratio.append(box_iou(average_box(boxes[ng:], scores[ng:]), s.crop)[0])
-    return {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio)),
-            "val_iou_any_avg": float(np.mean(avg_any)), "val_iou_ratio_avg": float(np.mean(avg_ratio))}
+        chosen_any, chosen_ratio = average_box(boxes[:ng], scores[:ng]), average_box(boxes[ng:], scores[ng:])
+        if refines:
+            raw_any.append(box_iou(chosen_any, s.crop)[0])
+            raw_ratio.append(box_iou(chosen_ratio, s.crop)[0])
+            chosen_any, chosen_ratio = _refined(model, scored[0][1], np.stack([chosen_any, chosen_ratio]), s.size)
+        avg_any.append(box_iou(chosen_any, s.crop)[0])
+        avg_ratio.append(box_iou(chosen_ratio, s.crop)[0])
+    out = {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio)),
+           "val_iou_any_avg": float(np.mean(avg_any)), "val_iou_ratio_avg": float(np.mean(avg_ratio))}
+    if refines:
+        out.update(val_iou_any_avg_unrefined=float(np.mean(raw_any)), val_iou_ratio_avg_unrefined=float(np.mean(raw_ratio)))
+    return out
 
 
-def _scores_of(model: S2CNet, s: Sample, boxes: np.ndarray, num_boxes: int) -> np.ndarray:
+def _refined(model: S2CNet, fmap: torch.Tensor, chosen: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The free-form and the ratio-given choice ([2, 4], pixels of an image of `size`) moved by the box
+    refiner, as `select.refine_box` moves them but in float pixels: the free-form box clipped to the
+    image, the ratio-given one kept at its aspect with the moved box's centre and area (shrunk to fit,
+    then shifted inside)."""
+    W, H = size
+    device = fmap.device
+    moved = model.refine_boxes(fmap, torch.from_numpy(chosen).float().to(device), size).cpu().numpy().astype(np.float64)
+    free = moved[0].copy()
+    free[[0, 2]] = free[[0, 2]].clip(0, W)
+    free[[1, 3]] = free[[1, 3]].clip(0, H)
+    x1, y1, x2, y2 = moved[1]
+    aspect = (chosen[1, 2] - chosen[1, 0]) / max(chosen[1, 3] - chosen[1, 1], 1e-6)
+    area = max(x2 - x1, 1.0) * max(y2 - y1, 1.0)
+    w, h = math.sqrt(area * aspect), math.sqrt(area / aspect)
+    shrink = min(1.0, W / w, H / h)
+    w, h = w * shrink, h * shrink
+    cx = min(max((x1 + x2) / 2, w / 2), W - w / 2)
+    cy = min(max((y1 + y2) / 2, h / 2), H - h / 2)
+    return free, np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+def _scores_of(model: S2CNet, s: Sample, boxes: np.ndarray, num_boxes: int) -> tuple[np.ndarray, torch.Tensor]:
+    """(the model's scores of `boxes` on framing `s`, the feature map they were scored on)."""
     device = next(model.parameters()).device
     fmap, raw = model.features_and_genes(s.image.to(device), genes=model.config.graph_uses_head)
     genes = graph_genes(raw[0] if raw is not None else None, s.size, num_boxes)
-    return model.score_boxes(fmap, torch.from_numpy(boxes).float().to(device), genes.to(device), s.size).float().cpu().numpy()
+    scores = model.score_boxes(fmap, torch.from_numpy(boxes).float().to(device), genes.to(device), s.size)
+    return scores.float().cpu().numpy(), fmap
 
 
 def _gene_targets_of(s: Sample, cells: tuple[int, int]) -> GeneTargets:
@@ -547,7 +610,7 @@ def run(
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model)
         order = rng.permutation(len(train_photos))
-        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0, "distill": 0.0, "avg": 0.0, "size": 0.0}
+        sums = {"loss": 0.0, "rank": 0.0, "vote": 0.0, "gene": 0.0, "distill": 0.0, "avg": 0.0, "size": 0.0, "refine": 0.0}
         with Progress(
             TextColumn(f"epoch {epoch}/{cfg.epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"), transient=True, disable=not sys.stderr.isatty(),
@@ -580,7 +643,7 @@ def run(
             measured += f" fold IoU any {metrics['fold_iou_any']:.4f} ratio {metrics['fold_iou_ratio']:.4f}"
         log(
             f"epoch {epoch}: loss {row['loss']:.4f} (rank {row['rank']:.4f}, vote {row['vote']:.4f}, gene {row['gene']:.4f}, "
-            f"distill {row['distill']:.4f}, avg {row['avg']:.4f}, size {row['size']:.4f})"
+            f"distill {row['distill']:.4f}, avg {row['avg']:.4f}, size {row['size']:.4f}, refine {row['refine']:.4f})"
             f"{measured} [{row['minutes']:.1f} min]{' *kept*' if improved else ''}"
         )
         if cfg.keep == "best" and epoch - best["epoch"] >= cfg.patience:
