@@ -208,7 +208,7 @@ class Cropper:
             if key is None:
                 key = Path(os.fspath(image)).stem
         size = size or (img.width, img.height)
-        msize = model_size(*size)
+        msize = model_size(*size, short_side=self.model.config.input_short_side)
         return Prepared(img, size, msize, image_tensor(img, msize), key, faces=faces)
 
     def _gene_boxes(self, p: Prepared) -> torch.Tensor:

@@ -245,3 +245,22 @@ def test_the_refiner_never_moves_a_crop_into_a_face():
     assert towards.crop(img, ["any"], faces=face)[0].box == guarded
     assert towards.crop(img, ["any"])[0].box[2] > x2  # without the face it moves
     assert away.crop(img, ["any"], faces=face)[0].box[0] < guarded[0]
+
+
+def test_a_model_with_a_smaller_input_gets_photos_at_its_own_size():
+    """Our configs may set the model input's short side (`input_short_side`); the Cropper resizes to it,
+    and reference configs keep the SPEC's 256."""
+    from s2ccrop.preprocess import model_size
+
+    torch.manual_seed(3)
+    small = Cropper(weights=S2CNet(S2CNetConfig(align_size=9, num_boxes=4, input_short_side=192)).eval(), device="cpu")
+    img = _photo(640, 480, seed=4)
+    p = small.prepare(img)
+    assert p.model_size == model_size(640, 480, short_side=192) == (256, 192)
+    assert tuple(p.tensor.shape) == (1, 3, 192, 256)
+    assert tuple(small.features([p]).shape[-2:]) == (12, 16)
+    crop = small.crop(img, ["4:3"])[0]
+    assert crop.width * 3 == crop.height * 4
+    assert Cropper(weights=S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval(), device="cpu").prepare(img).model_size == (352, 256)
+    with pytest.raises(ValueError, match="input_short_side"):
+        S2CNetConfig(input_short_side=32)

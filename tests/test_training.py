@@ -400,3 +400,41 @@ def test_validate_moves_the_averaged_crops_with_the_refiner():
     w, h = fixed[2] - fixed[0], fixed[3] - fixed[1]
     assert w / h == pytest.approx(4 / 3) and w * h == pytest.approx(1800)
     assert ((fixed[0] + fixed[2]) / 2, (fixed[1] + fixed[3]) / 2) == pytest.approx((40.0, 25.0))
+
+
+def test_a_smaller_model_input_is_trained_measured_and_calibrated_at_its_size(tmp_path, monkeypatch):
+    import s2ccrop.training.calibrate as calibrate_module
+    import s2ccrop.training.train as train_module
+
+    data, _ = _tiny_fcdb_with_labels(tmp_path)
+    cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, input_short_side=128,
+                      int8_calibration=2)
+    seen, calibrated = [], []
+
+    def framing(*args, **kwargs):
+        s = augment(*args, **kwargs)
+        seen.append(min(s.size))
+        return s
+
+    real_inputs = calibrate_module.model_inputs
+
+    def inputs(records, short_side=256):
+        for x in real_inputs(records, short_side):
+            calibrated.append(min(x.shape[-2:]))
+            yield x
+
+    monkeypatch.setattr(train_module, "augment", framing)
+    monkeypatch.setattr(calibrate_module, "model_inputs", inputs)
+    run(data, cfg, tmp_path / "w.safetensors", None, log=lambda m: None)
+    assert seen and set(seen) == {128}  # every training framing and every measured photo
+    assert calibrated and set(calibrated) == {128}
+    model = load_checkpoint(tmp_path / "w.safetensors")
+    assert model.config.input_short_side == 128 and model.int8_calibration is not None
+    with pytest.raises(ValueError, match="cache_short_side"):
+        TrainConfig(input_short_side=384)
+
+
+def test_augment_resizes_to_the_asked_short_side():
+    px, crop = _photo_with_red_crop()
+    s = augment(px, crop, np.zeros((0, 8)), np.zeros(0), AugmentConfig(), np.random.default_rng(0), train=False, short_side=160)
+    assert s.size == (224, 160) and tuple(s.image.shape) == (1, 3, 160, 224)

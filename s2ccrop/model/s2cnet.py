@@ -71,11 +71,16 @@ class S2CNetConfig:
     size_prior: bool = False
     # ours only: a head that moves the chosen crop's edges (box_refiner.py; `S2CNet.refine_boxes`)
     box_refiner: bool = False
+    # ours only: the short side of the model input (preprocess.model_size); the SPEC's is 256. A smaller
+    # input makes the backbone cheaper (its cost follows the pixels) for a coarser feature map.
+    input_short_side: int = 256
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)
         if self.head not in ("crop", "graph"):
             raise ValueError(f"head must be 'crop' or 'graph', got {self.head!r}")
+        if not 64 <= self.input_short_side <= 1024:
+            raise ValueError(f"input_short_side must be between 64 and 1024, got {self.input_short_side}")
         if self.align_size < 1 or self.num_boxes < 1:
             raise ValueError("align_size and num_boxes must be positive")
         if self.selection not in ("best", "average"):

@@ -73,10 +73,12 @@ def augment(
     train: bool = True,
     labels: dict[str, np.ndarray] | None = None,
     min_visible: float = 0.4,
+    short_side: int = 256,
 ) -> Sample:
     """Draw one framing of a photo. With ``train=False`` the whole photo is used as is. `labels`: more
     boxes [k, 5] (xyxy + score, array pixels) to carry along, e.g. teacher objects and faces; each
-    comes back clipped to the framing, without those less than `min_visible` inside."""
+    comes back clipped to the framing, without those less than `min_visible` inside. `short_side`: of
+    the model input (the model config's `input_short_side`)."""
     height, width = pixels.shape[:2]
     crop = np.asarray(crop, dtype=np.float64)
     if train:
@@ -87,7 +89,7 @@ def augment(
     wx1, wy1, wx2, wy2 = (int(v) for v in win)
     rw, rh = wx2 - wx1, wy2 - wy1
     aspect = float(np.exp(rng.uniform(-cfg.aspect_jitter, cfg.aspect_jitter))) if train else 1.0
-    size = model_size(max(1, round(rw * aspect)), rh)
+    size = model_size(max(1, round(rw * aspect)), rh, short_side=short_side)
 
     votes = np.asarray(votes, dtype=np.float64).reshape(-1, 8)
     inside = (

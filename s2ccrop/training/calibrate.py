@@ -24,12 +24,12 @@ from .evaluate import open_annotation_frame
 _RESERVED = ("s2ccrop_config", "format", int8_backbone.CALIBRATION_KEY)
 
 
-def model_inputs(records: Sequence[FCDBRecord]) -> Iterator[torch.Tensor]:
+def model_inputs(records: Sequence[FCDBRecord], short_side: int = 256) -> Iterator[torch.Tensor]:
     """Each photo as `s2ccrop eval fcdb` gives it to the model: its stored pixels (the annotation
-    frame), resized to the model's input size, normalised."""
+    frame), resized to the model's input size (`short_side`: its config's), normalised."""
     for record in records:
         image = open_annotation_frame(record.path)
-        yield image_tensor(image, model_size(*image.size))
+        yield image_tensor(image, model_size(*image.size, short_side=short_side))
 
 
 def calibrate_checkpoint(path: "str | Path", records: Sequence[FCDBRecord], photos: int = int8_backbone.CALIBRATION_PHOTOS,
@@ -42,7 +42,7 @@ def calibrate_checkpoint(path: "str | Path", records: Sequence[FCDBRecord], phot
     tensors, _, meta = read_state_dict(path)
     half = any(v.dtype == torch.float16 for v in tensors.values())
     t0 = time.perf_counter()
-    calibration = int8_backbone.calibrate(model.Feat_ext, model_inputs(records[:photos]))
+    calibration = int8_backbone.calibrate(model.Feat_ext, model_inputs(records[:photos], model.config.input_short_side))
     model.int8_calibration = calibration
     save_checkpoint(model, out or path, {k: v for k, v in meta.items() if k not in _RESERVED}, half=half)
     log(f"int8 backbone calibrated on {calibration['images']} training photos ({time.perf_counter() - t0:.1f} s): {out or path}")

@@ -70,6 +70,8 @@ class TrainConfig:
     # a head that moves the chosen crop's edges (model/box_refiner.py), trained with weight refine_weight on
     # up to n_refine boxes per framing whose IoU with the human crop is at least refine_min_iou (smooth L1
     # towards the human crop's edges, in units of each box's side)
+    # the short side of the model input (S2CNetConfig.input_short_side; the SPEC's 256), at most cache_short_side
+    input_short_side: int = 256
     box_refiner: bool = False
     refine_weight: float = 0.0
     n_refine: int = 32
@@ -156,6 +158,9 @@ class TrainConfig:
             raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.size_weight and not self.size_prior:
             raise ValueError("size_weight trains the size prior: it needs size_prior = true")
+        if self.input_short_side > self.cache_short_side:
+            raise ValueError(f"input_short_side {self.input_short_side} exceeds cache_short_side {self.cache_short_side}: "
+                             "the photos are kept in memory at that size")
         if self.box_refiner != (self.refine_weight > 0):
             raise ValueError("box_refiner and refine_weight go together: the ranking losses never train the refiner")
         if self.head_epochs and not (self.gene_head and self.genes == "whole"):
@@ -166,6 +171,7 @@ class TrainConfig:
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
             reduced_dim=self.reduced_dim, node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
             selection=self.selection, backbone=self.backbone, size_prior=self.size_prior, box_refiner=self.box_refiner,
+            input_short_side=self.input_short_side,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
@@ -336,7 +342,7 @@ def train_step(
 ) -> dict[str, float]:
     learned = cfg.genes == "learned"
     s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=True,
-                labels=photo.labels if cfg.trains_head else None)
+                labels=photo.labels if cfg.trains_head else None, short_side=cfg.input_short_side)
     boxes, groups = training_candidates(s.crop, s.size, cfg, rng)
     device = next(model.parameters()).device
     targets = torch.from_numpy(box_iou(boxes, s.crop)).float().to(device)
@@ -416,7 +422,8 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
     raw_any, raw_ratio = [], []
     refines = model.config.box_refiner
     for p in photos:
-        s = augment(p.pixels, p.crop, p.votes, p.vote_weights, AugmentConfig(), np.random.default_rng(0), train=False)
+        s = augment(p.pixels, p.crop, p.votes, p.vote_weights, AugmentConfig(), np.random.default_rng(0), train=False,
+                    short_side=model.config.input_short_side)
         W, H = p.original
         sx, sy = s.size[0] / W, s.size[1] / H
         grid = cand.gaic_grid(*s.size, model.config.free_form_grid)
@@ -482,7 +489,8 @@ def _gene_targets_of(s: Sample, cells: tuple[int, int]) -> GeneTargets:
 
 def head_loss(model: S2CNet, photo: CachedPhoto, cfg: TrainConfig, rng: np.random.Generator, train: bool) -> torch.Tensor:
     """Distillation loss of the gene head on one framing of a photo, the backbone run without gradients."""
-    s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=train, labels=photo.labels)
+    s = augment(photo.pixels, photo.crop, photo.votes, photo.vote_weights, cfg.augment, rng, train=train, labels=photo.labels,
+                short_side=cfg.input_short_side)
     device = next(model.parameters()).device
     with torch.no_grad():
         maps = model.Feat_ext(s.image.to(device))
