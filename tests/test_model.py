@@ -500,3 +500,30 @@ def test_refine_targets_are_the_human_crops_edges_in_units_of_the_box():
     assert torch.allclose(t[0], torch.tensor([0.1, 0.1, -0.1, 0.0]))
     assert torch.allclose(t[1], torch.full((4,), 0.38).mul(torch.tensor([0.0, -1.0, 1.0, 1.0])))  # clipped at 0.95 x 0.4
     assert torch.allclose(apply_offsets(boxes[:1], t[:1]), crop[None])
+
+
+def test_scoring_on_the_backbones_own_map_does_not_walk_the_weights_again(monkeypatch):
+    """The weights' signature (a walk over every parameter) is taken once per backbone pass, not once
+    per scoring call; a map the cache did not make, or weights edited since, still get the full check."""
+    import s2ccrop.model.s2cnet as s2cnet
+
+    torch.manual_seed(10)
+    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval().prepare_for_inference(approximate=False)
+    calls = []
+    real = s2cnet._signature
+    monkeypatch.setattr(s2cnet, "_signature", lambda tensors: calls.append(1) or real(tensors))
+    image = torch.randn(1, 3, 64, 96)
+    boxes = torch.tensor([[0.0, 0.0, 96.0, 64.0], [10.0, 5.0, 34.0, 21.0]])
+    genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
+    with torch.inference_mode():
+        fmap = model.features(image)
+        assert len(calls) == 1
+        first = model.score_boxes(fmap, boxes, genes, (96, 64))
+        for _ in range(3):
+            model.score_boxes(fmap, boxes, genes, (96, 64))
+        assert len(calls) == 1
+        assert model._inference_cache(fmap.clone()) is not None and len(calls) == 2  # another map: checked
+        model.node_emb[0].weight.add_(1.0)  # an in-place edit: the next check drops the copies
+        again = model.features(image)
+        assert "_inference" not in model.__dict__
+        assert not torch.allclose(model.score_boxes(again, boxes, genes, (96, 64)), first)
