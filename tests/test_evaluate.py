@@ -386,7 +386,7 @@ def test_validate_scores_an_ensemble_by_the_mean_of_its_members_scores(tmp_path,
 
     records, _ = load_fcdb(_random_fcdb(tmp_path / "fcdb", n=3))
     photos = [train.cache_photo(r, 96) for r in records]
-    config = SimpleNamespace(free_form_grid="full", box_refiner=False)
+    config = SimpleNamespace(free_form_grid="full", box_refiner=False, input_short_side=256)
     a = SimpleNamespace(config=config, eval=lambda: None, weight=1.0)
     b = SimpleNamespace(config=config, eval=lambda: None, weight=-2.0)
     monkeypatch.setattr(train, "_scores_of", lambda m, s, boxes, n: (m.weight * box_iou(boxes, s.crop), None))
