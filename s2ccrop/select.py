@@ -248,24 +248,26 @@ def contenders(
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
+def same_centre_and_area(box, aspect: float) -> tuple[float, float, float, float]:
+    """The float xyxy box of aspect (w / h) `aspect` with the centre and the area of `box` (sides under a
+    pixel counted as one)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    area = max(x2 - x1, 1.0) * max(y2 - y1, 1.0)
+    w, h = (area * aspect) ** 0.5, (area / aspect) ** 0.5
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
 def refine_box(refined, ratio: Ratio, width: int, height: int) -> tuple[int, int, int, int]:
     """A box the box refiner moved (float xyxy, maybe outside the image or off the ratio) as a crop: for a
     fixed ratio first the box of that ratio with the same centre and area, then `candidates.snap` (whole
     pixels, inside the image)."""
     from .candidates import snap
 
-    x1, y1, x2, y2 = (float(v) for v in refined)
     if not ratio.is_any:
         assert ratio.width is not None and ratio.height is not None
-        r = float(ratio.width / ratio.height)
-        area = max(x2 - x1, 1.0) * max(y2 - y1, 1.0)
-        w, h = (area * r) ** 0.5, (area / r) ** 0.5
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-    else:
-        x1, x2 = min(max(x1, 0.0), width - 1.0), min(max(x2, 1.0), float(width))
-        y1, y2 = min(max(y1, 0.0), height - 1.0), min(max(y2, 1.0), float(height))
-    return snap((x1, y1, x2, y2), ratio, width, height)
+        refined = same_centre_and_area(refined, float(ratio.width / ratio.height))
+    return snap(refined, ratio, width, height)
 
 
 def select_crops(

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import rod_align_avg, roi_align, roi_align_avg
+from ..preprocess import SHORT_SIDE
 from . import int8_backbone
 from .backbone import (
     FeatureExtractor,
@@ -26,11 +27,11 @@ from .backbone import (
     fuse_relu6,
     torchvision_to_reference,
 )
+from .box_refiner import BoxRefiner, apply_offsets
 from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
 from .geometry import GEOMETRY_FEATURES, box_geometry
 from .graph import GraphConstructor, GraphTransformer
-from .box_refiner import BoxRefiner, apply_offsets
 from .size_prior import SizePrior
 
 SPATIAL_SCALE = 1.0 / 16.0
@@ -73,7 +74,7 @@ class S2CNetConfig:
     box_refiner: bool = False
     # ours only: the short side of the model input (preprocess.model_size); the SPEC's is 256. A smaller
     # input makes the backbone cheaper (its cost follows the pixels) for a coarser feature map.
-    input_short_side: int = 256
+    input_short_side: int = SHORT_SIDE
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)

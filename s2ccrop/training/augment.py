@@ -19,7 +19,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ..preprocess import MEAN, STD, model_size
+from ..preprocess import MEAN, SHORT_SIDE, STD, model_size
 
 
 @dataclass
@@ -73,7 +73,7 @@ def augment(
     train: bool = True,
     labels: dict[str, np.ndarray] | None = None,
     min_visible: float = 0.4,
-    short_side: int = 256,
+    short_side: int = SHORT_SIDE,
 ) -> Sample:
     """Draw one framing of a photo. With ``train=False`` the whole photo is used as is. `labels`: more
     boxes [k, 5] (xyxy + score, array pixels) to carry along, e.g. teacher objects and faces; each

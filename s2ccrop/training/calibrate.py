@@ -17,14 +17,14 @@ import torch
 
 from ..model import int8_backbone
 from ..model.checkpoint import load_checkpoint, read_state_dict, save_checkpoint
-from ..preprocess import image_tensor, model_size
+from ..preprocess import SHORT_SIDE, image_tensor, model_size
 from .datasets import FCDBRecord, load_fcdb, split_fcdb
 from .evaluate import open_annotation_frame
 
 _RESERVED = ("s2ccrop_config", "format", int8_backbone.CALIBRATION_KEY)
 
 
-def model_inputs(records: Sequence[FCDBRecord], short_side: int = 256) -> Iterator[torch.Tensor]:
+def model_inputs(records: Sequence[FCDBRecord], short_side: int = SHORT_SIDE) -> Iterator[torch.Tensor]:
     """Each photo as `s2ccrop eval fcdb` gives it to the model: its stored pixels (the annotation
     frame), resized to the model's input size (`short_side`: its config's), normalised."""
     for record in records:

@@ -29,8 +29,8 @@ from ..model import S2CNet, S2CNetConfig, save_checkpoint
 from ..model.gene_head import decode
 from ..model.box_refiner import refine_targets
 from ..model.size_prior import log_share
-from ..preprocess import model_size
-from ..select import AVERAGE_TAU, AVERAGE_TOP, average_box
+from ..preprocess import SHORT_SIDE, model_size
+from ..select import AVERAGE_TAU, AVERAGE_TOP, average_box, same_centre_and_area
 from .augment import AugmentConfig, Sample, augment
 from .calibrate import calibrate_checkpoint
 from .datasets import FCDBRecord, cv_split, load_fcdb, split_fcdb
@@ -67,11 +67,11 @@ class TrainConfig:
     # of the log share)
     size_prior: bool = False
     size_weight: float = 0.0
+    # the short side of the model input (S2CNetConfig.input_short_side; the SPEC's 256), at most cache_short_side
+    input_short_side: int = SHORT_SIDE
     # a head that moves the chosen crop's edges (model/box_refiner.py), trained with weight refine_weight on
     # up to n_refine boxes per framing whose IoU with the human crop is at least refine_min_iou (smooth L1
     # towards the human crop's edges, in units of each box's side)
-    # the short side of the model input (S2CNetConfig.input_short_side; the SPEC's 256), at most cache_short_side
-    input_short_side: int = 256
     box_refiner: bool = False
     refine_weight: float = 0.0
     n_refine: int = 32
@@ -345,7 +345,8 @@ def train_step(
                 labels=photo.labels if cfg.trains_head else None, short_side=cfg.input_short_side)
     boxes, groups = training_candidates(s.crop, s.size, cfg, rng)
     device = next(model.parameters()).device
-    targets = torch.from_numpy(box_iou(boxes, s.crop)).float().to(device)
+    overlaps = box_iou(boxes, s.crop)
+    targets = torch.from_numpy(overlaps).float().to(device)
     n_votes = len(s.votes)
     all_boxes = np.concatenate([boxes, s.votes[:, :4], s.votes[:, 4:]], axis=0) if n_votes else boxes
     fmap, raw = model.features_and_genes(s.image.to(device), genes=cfg.trains_head)
@@ -369,7 +370,7 @@ def train_step(
         loss = loss + cfg.size_weight * l_size
         parts["size"] = l_size.item()
     if cfg.refine_weight > 0:
-        near = np.flatnonzero(box_iou(boxes, s.crop) >= cfg.refine_min_iou)
+        near = np.flatnonzero(overlaps >= cfg.refine_min_iou)
         if len(near) > cfg.n_refine:
             near = rng.choice(near, cfg.n_refine, replace=False)
         near_t = torch.from_numpy(boxes[near]).float().to(device)
@@ -462,10 +463,9 @@ def _refined(model: S2CNet, fmap: torch.Tensor, chosen: np.ndarray, size: tuple[
     free = moved[0].copy()
     free[[0, 2]] = free[[0, 2]].clip(0, W)
     free[[1, 3]] = free[[1, 3]].clip(0, H)
-    x1, y1, x2, y2 = moved[1]
     aspect = (chosen[1, 2] - chosen[1, 0]) / max(chosen[1, 3] - chosen[1, 1], 1e-6)
-    area = max(x2 - x1, 1.0) * max(y2 - y1, 1.0)
-    w, h = math.sqrt(area * aspect), math.sqrt(area / aspect)
+    x1, y1, x2, y2 = same_centre_and_area(moved[1], aspect)
+    w, h = x2 - x1, y2 - y1
     shrink = min(1.0, W / w, H / h)
     w, h = w * shrink, h * shrink
     cx = min(max((x1 + x2) / 2, w / 2), W - w / 2)
