@@ -293,17 +293,21 @@ class Cropper:
                  fmap: torch.Tensor, index: int) -> list[Crop]:
         """The chosen crops with their edges moved by the model's box refiner (`S2CNet.refine_boxes`),
         snapped to each ratio (`select.refine_box`); a crop stays where it was when the move would cut a
-        face or a hint more than it does."""
-        boxes = np.array([c.box for c in crops], dtype=np.float64)
+        face or a hint more than it does. Ratio-given crops stay too for a model whose refiner moves
+        free-form crops only (`S2CNetConfig.refine_ratio_given`)."""
+        which = [i for i, r in enumerate(ratios) if self.model.config.refine_ratio_given or r.width is None]
+        if not which:
+            return crops
+        boxes = np.array([crops[i].box for i in which], dtype=np.float64)
         moved = self.model.refine_boxes(fmap, scale_boxes(boxes, p.size, p.model_size).to(self.device), p.model_size, index)
         (W, H), (w, h) = p.size, p.model_size
         moved_px = moved.float().cpu().numpy().astype(np.float64) * [W / w, H / h, W / w, H / h]
-        out = []
-        for i, (ratio, crop, box) in enumerate(zip(ratios, crops, moved_px)):
-            new = refine_box(box, ratio, W, H)
-            if guard is not None and penalties_of(np.array([new], dtype=np.float64), guard)[0] > penalties_of(boxes[i : i + 1], guard)[0]:
-                new = tuple(crop.box)
-            out.append(Crop(crop.ratio, new, crop.score, fit=crop.fit))
+        out = list(crops)
+        for j, (i, box) in enumerate(zip(which, moved_px)):
+            new = refine_box(box, ratios[i], W, H)
+            if guard is not None and penalties_of(np.array([new], dtype=np.float64), guard)[0] > penalties_of(boxes[j : j + 1], guard)[0]:
+                continue
+            out[i] = Crop(crops[i].ratio, new, crops[i].score, fit=crops[i].fit)
         return out
 
     def guard(self, p: Prepared) -> Guard | None:

@@ -201,9 +201,10 @@ def test_refine_box_keeps_centre_and_area_at_the_ratio_and_stays_inside():
     assert refine_box([100.0, 100.0, 600.0, 400.0], Ratio.parse("1:1"), 320, 240) == (80, 0, 320, 240)
 
 
-def _refining_cropper(offsets, seed=2):
+def _refining_cropper(offsets, seed=2, ratio_given=True):
     torch.manual_seed(seed)
-    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True, selection="average")).eval()
+    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True, selection="average",
+                                refine_ratio_given=ratio_given)).eval()
     with torch.no_grad():
         model.BoxRefiner.mlp[2].weight.zero_()
         model.BoxRefiner.mlp[2].bias.copy_(torch.atanh(torch.tensor(offsets) / 0.4))
@@ -229,6 +230,22 @@ def test_a_refining_model_moves_each_chosen_crop_and_scores_the_moved_box():
         assert a.box == refine_box([x1 - 0.1 * w, y1, x2, y2 + 0.05 * h], Ratio.parse(r), 320, 240), r
         assert a.box != b.box
         assert a.score == pytest.approx(float(refining.score(p, np.array([a.box], dtype=float))[0]), abs=1e-5)
+
+
+def test_a_refiner_for_free_form_crops_only_moves_those_and_leaves_the_ratio_given_ones():
+    """`refine_ratio_given = false`: the free-form crop moves as an all-ratio refiner moves it, the
+    ratio-given crops are the plain model's, score and all."""
+    free_only, plain = _refining_cropper([-0.1, 0.0, 0.0, 0.05], ratio_given=False)
+    everything, _ = _refining_cropper([-0.1, 0.0, 0.0, 0.05])
+    img = _photo(seed=9)
+    ratios = ["16:9", "any", "4:5"]
+    before, after, moved = plain.crop(img, ratios), free_only.crop(img, ratios), everything.crop(img, ratios)
+    assert after[1].box == moved[1].box != before[1].box
+    assert after[1].score == pytest.approx(moved[1].score, abs=1e-6)
+    for i in (0, 2):
+        assert after[i].box == before[i].box != moved[i].box
+        assert after[i].score == pytest.approx(before[i].score, abs=1e-6)
+    assert [c.box for c in free_only.crop(img, ["1:1"])] == [c.box for c in plain.crop(img, ["1:1"])]
 
 
 def test_the_refiner_never_moves_a_crop_into_a_face():

@@ -402,6 +402,37 @@ def test_validate_moves_the_averaged_crops_with_the_refiner():
     assert ((fixed[0] + fixed[2]) / 2, (fixed[1] + fixed[3]) / 2) == pytest.approx((40.0, 25.0))
 
 
+def test_validate_of_a_refiner_for_free_form_crops_only_leaves_ratio_given_crops_where_they_were(tmp_path):
+    """With refine_ratio_given = false the refiner (here one that moves every edge by a quarter of the
+    side) moves the free-form choice but not the ratio-given one: validate's ratio-given averaged IoU is
+    the unrefined one, the free-form one is not; the switch is saved with the model and needs a refiner."""
+    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
+    from s2ccrop.training.train import cache_photo, validate
+
+    data, _ = _tiny_fcdb_with_labels(tmp_path)
+    photos = [cache_photo(r, 96) for r in load_fcdb(data)[0]]
+    out = {}
+    for given in (True, False):
+        torch.manual_seed(3)
+        model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True, refine_ratio_given=given)).eval()
+        with torch.no_grad():
+            model.BoxRefiner.mlp[2].weight.zero_()
+            model.BoxRefiner.mlp[2].bias.copy_(torch.atanh(torch.tensor([0.25, 0.25, -0.25, -0.25]) / 0.4))
+        out[given] = validate(model, photos, 4)
+    for given in (True, False):
+        assert out[given]["val_iou_any_avg"] != out[given]["val_iou_any_avg_unrefined"]
+    assert out[True]["val_iou_ratio_avg"] != out[True]["val_iou_ratio_avg_unrefined"]
+    assert out[False]["val_iou_ratio_avg"] == out[False]["val_iou_ratio_avg_unrefined"]
+    assert out[False]["val_iou_any_avg"] == out[True]["val_iou_any_avg"]
+    save_checkpoint(model, tmp_path / "free.safetensors", half=False)
+    assert load_checkpoint(tmp_path / "free.safetensors").config.refine_ratio_given is False
+    assert TrainConfig(box_refiner=True, refine_weight=1.0, refine_ratio_given=False).model_config().refine_ratio_given is False
+    with pytest.raises(ValueError, match="needs box_refiner"):
+        TrainConfig(refine_ratio_given=False)
+    with pytest.raises(ValueError, match="needs box_refiner"):
+        S2CNetConfig(refine_ratio_given=False)
+
+
 def test_a_smaller_model_input_is_trained_measured_and_calibrated_at_its_size(tmp_path, monkeypatch):
     import s2ccrop.training.calibrate as calibrate_module
     import s2ccrop.training.train as train_module

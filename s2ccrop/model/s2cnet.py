@@ -72,6 +72,9 @@ class S2CNetConfig:
     size_prior: bool = False
     # ours only: a head that moves the chosen crop's edges (box_refiner.py; `S2CNet.refine_boxes`)
     box_refiner: bool = False
+    # ours only: whether the refiner also moves ratio-given crops (false: free-form crops only; on the
+    # cross-validation folds its moves helped free-form crops and hurt ratio-given ones, docs/RECIPES.md)
+    refine_ratio_given: bool = True
     # ours only: the short side of the model input (preprocess.model_size); the SPEC's is 256. A smaller
     # input makes the backbone cheaper (its cost follows the pixels) for a coarser feature map.
     input_short_side: int = SHORT_SIDE
@@ -88,6 +91,8 @@ class S2CNetConfig:
             raise ValueError(f"selection must be 'best' or 'average', got {self.selection!r}")
         if self.free_form_grid not in ("gaic", "full", "wide", "deep"):
             raise ValueError(f"free_form_grid must be 'gaic', 'full', 'wide' or 'deep', got {self.free_form_grid!r}")
+        if not self.refine_ratio_given and not self.box_refiner:
+            raise ValueError("refine_ratio_given = false chooses what the box refiner moves: it needs box_refiner = true")
         if self.head == "graph" and self.node_dim != 256:
             raise ValueError("the graph head views each node as 16×16: node_dim must be 256")
 

@@ -76,6 +76,8 @@ class TrainConfig:
     refine_weight: float = 0.0
     n_refine: int = 32
     refine_min_iou: float = 0.5
+    # whether the saved model's refiner also moves ratio-given crops (S2CNetConfig.refine_ratio_given)
+    refine_ratio_given: bool = True
     free_form_grid: str = "gaic"  # the free-form candidates trained on and chosen among (candidates.FREE_FORM_GRIDS)
     selection: str = "best"  # how the shipped model chooses (S2CNetConfig.selection): "best" or "average"
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
@@ -161,6 +163,8 @@ class TrainConfig:
         if self.input_short_side > self.cache_short_side:
             raise ValueError(f"input_short_side {self.input_short_side} exceeds cache_short_side {self.cache_short_side}: "
                              "the photos are kept in memory at that size")
+        if not self.refine_ratio_given and not self.box_refiner:
+            raise ValueError("refine_ratio_given = false chooses what the box refiner moves: it needs box_refiner = true")
         if self.box_refiner != (self.refine_weight > 0):
             raise ValueError("box_refiner and refine_weight go together: the ranking losses never train the refiner")
         if self.head_epochs and not (self.gene_head and self.genes == "whole"):
@@ -171,7 +175,7 @@ class TrainConfig:
             align_size=self.align_size, num_boxes=self.num_boxes, head=self.head, dropout=self.dropout,
             reduced_dim=self.reduced_dim, node_dim=self.node_dim, mlp_dim=self.mlp_dim, box_geometry=self.box_geometry, free_form_grid=self.free_form_grid,
             selection=self.selection, backbone=self.backbone, size_prior=self.size_prior, box_refiner=self.box_refiner,
-            input_short_side=self.input_short_side,
+            refine_ratio_given=self.refine_ratio_given, input_short_side=self.input_short_side,
             genes_head=self.trains_head, graph_uses_head=self.genes == "learned",
         )
 
@@ -411,8 +415,9 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
     so the mean is a product of their beliefs) on the first model's candidates.
 
     A model with a box refiner (`S2CNetConfig.box_refiner`; in an ensemble, the first model's) also
-    moves the averaged boxes, as the Cropper ships them: the `*_avg` values are then of the refined
-    boxes, and `*_avg_unrefined` of the averaged ones before the move.
+    moves the averaged boxes, as the Cropper ships them (the ratio-given one only with
+    `S2CNetConfig.refine_ratio_given`): the `*_avg` values are then of the boxes as shipped, and
+    `*_avg_unrefined` of the averaged ones before any move.
 
     IoU is unchanged by scaling either axis, so it is computed in the model's pixels."""
     models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -442,7 +447,10 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
         if refines:
             raw_any.append(box_iou(chosen_any, s.crop)[0])
             raw_ratio.append(box_iou(chosen_ratio, s.crop)[0])
-            chosen_any, chosen_ratio = _refined(model, scored[0][1], np.stack([chosen_any, chosen_ratio]), s.size)
+            moved_any, moved_ratio = _refined(model, scored[0][1], np.stack([chosen_any, chosen_ratio]), s.size)
+            chosen_any = moved_any
+            if model.config.refine_ratio_given:
+                chosen_ratio = moved_ratio
         avg_any.append(box_iou(chosen_any, s.crop)[0])
         avg_ratio.append(box_iou(chosen_ratio, s.crop)[0])
     out = {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio)),
