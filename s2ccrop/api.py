@@ -293,9 +293,10 @@ class Cropper:
                  fmap: torch.Tensor, index: int) -> list[Crop]:
         """The chosen crops with their edges moved by the model's box refiner (`S2CNet.refine_boxes`),
         snapped to each ratio (`select.refine_box`); a crop stays where it was when the move would cut a
-        face or a hint more than it does. Ratio-given crops stay too for a model whose refiner moves
-        free-form crops only (`S2CNetConfig.refine_ratio_given`)."""
-        which = [i for i, r in enumerate(ratios) if self.model.config.refine_ratio_given or r.width is None]
+        face or a hint more than it does. A ratio-given crop takes the moved box's centre and area, only
+        its area, or stays, as the model's `S2CNetConfig.refine_ratio_given` says ("move", "size", "off")."""
+        mode = self.model.config.refine_ratio_given
+        which = [i for i, r in enumerate(ratios) if mode != "off" or r.is_any]
         if not which:
             return crops
         boxes = np.array([crops[i].box for i in which], dtype=np.float64)
@@ -304,7 +305,9 @@ class Cropper:
         moved_px = moved.float().cpu().numpy().astype(np.float64) * [W / w, H / h, W / w, H / h]
         out = list(crops)
         for j, (i, box) in enumerate(zip(which, moved_px)):
-            new = refine_box(box, ratios[i], W, H)
+            x1, y1, x2, y2 = crops[i].box
+            centre = ((x1 + x2) / 2, (y1 + y2) / 2) if mode == "size" else None
+            new = refine_box(box, ratios[i], W, H, centre)
             if guard is not None and penalties_of(np.array([new], dtype=np.float64), guard)[0] > penalties_of(boxes[j : j + 1], guard)[0]:
                 continue
             out[i] = Crop(crops[i].ratio, new, crops[i].score, fit=crops[i].fit)

@@ -258,15 +258,20 @@ def same_centre_and_area(box, aspect: float) -> tuple[float, float, float, float
     return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
-def refine_box(refined, ratio: Ratio, width: int, height: int) -> tuple[int, int, int, int]:
+def refine_box(refined, ratio: Ratio, width: int, height: int, centre=None) -> tuple[int, int, int, int]:
     """A box the box refiner moved (float xyxy, maybe outside the image or off the ratio) as a crop: for a
-    fixed ratio first the box of that ratio with the same centre and area, then `candidates.snap` (whole
-    pixels, inside the image)."""
+    fixed ratio first the box of that ratio with the same area, centred on `centre` ((x, y); default
+    the moved box's own: `S2CNetConfig.refine_ratio_given` "size" passes the crop's), then
+    `candidates.snap` (whole pixels, inside the image)."""
     from .candidates import snap
 
     if not ratio.is_any:
         assert ratio.width is not None and ratio.height is not None
         refined = same_centre_and_area(refined, float(ratio.width / ratio.height))
+        if centre is not None:
+            x1, y1, x2, y2 = refined
+            dx, dy = centre[0] - (x1 + x2) / 2, centre[1] - (y1 + y2) / 2
+            refined = (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
     return snap(refined, ratio, width, height)
 
 

@@ -199,9 +199,13 @@ def test_refine_box_keeps_centre_and_area_at_the_ratio_and_stays_inside():
     assert refine_box([100.0, 60.0, 220.0, 180.0], Ratio.parse("16:9"), 320, 240) == (80, 75, 240, 165)
     # too big and off the edge: the ratio's largest box, moved inside
     assert refine_box([100.0, 100.0, 600.0, 400.0], Ratio.parse("1:1"), 320, 240) == (80, 0, 320, 240)
+    # the same 16:9 area about another centre (the crop's own, for refine_ratio_given = "size")
+    assert refine_box([100.0, 60.0, 220.0, 180.0], Ratio.parse("16:9"), 320, 240, (100.0, 100.0)) == (20, 55, 180, 145)
+    # a centre is for fixed ratios: free-form boxes are the moved box, clipped
+    assert refine_box([-5.2, 10.4, 200.6, 260.0], Ratio.parse("any"), 320, 240, (1.0, 1.0)) == (0, 10, 201, 240)
 
 
-def _refining_cropper(offsets, seed=2, ratio_given=True):
+def _refining_cropper(offsets, seed=2, ratio_given="move"):
     torch.manual_seed(seed)
     model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True, selection="average",
                                 refine_ratio_given=ratio_given)).eval()
@@ -232,20 +236,33 @@ def test_a_refining_model_moves_each_chosen_crop_and_scores_the_moved_box():
         assert a.score == pytest.approx(float(refining.score(p, np.array([a.box], dtype=float))[0]), abs=1e-5)
 
 
-def test_a_refiner_for_free_form_crops_only_moves_those_and_leaves_the_ratio_given_ones():
-    """`refine_ratio_given = false`: the free-form crop moves as an all-ratio refiner moves it, the
-    ratio-given crops are the plain model's, score and all."""
-    free_only, plain = _refining_cropper([-0.1, 0.0, 0.0, 0.05], ratio_given=False)
-    everything, _ = _refining_cropper([-0.1, 0.0, 0.0, 0.05])
+def test_a_refiner_leaves_ratio_given_crops_or_changes_only_their_size_as_the_config_says():
+    """`refine_ratio_given`: "off" moves the free-form crop as "move" does and leaves the ratio-given
+    crops as the plain model chose them, score and all; "size" gives each ratio-given crop the moved
+    box's area about the plain crop's own centre (`select.refine_box` with that centre)."""
+    from s2ccrop.select import refine_box
+    from s2ccrop.types import Ratio
+
+    offsets = [-0.1, 0.0, 0.0, 0.05]
+    off, plain = _refining_cropper(offsets, ratio_given="off")
+    sized, _ = _refining_cropper(offsets, ratio_given="size")
+    everything, _ = _refining_cropper(offsets)
     img = _photo(seed=9)
     ratios = ["16:9", "any", "4:5"]
-    before, after, moved = plain.crop(img, ratios), free_only.crop(img, ratios), everything.crop(img, ratios)
-    assert after[1].box == moved[1].box != before[1].box
-    assert after[1].score == pytest.approx(moved[1].score, abs=1e-6)
+    before, moved = plain.crop(img, ratios), everything.crop(img, ratios)
+    after, resized = off.crop(img, ratios), sized.crop(img, ratios)
+    for crops in (after, resized):
+        assert crops[1].box == moved[1].box != before[1].box
+        assert crops[1].score == pytest.approx(moved[1].score, abs=1e-6)
     for i in (0, 2):
         assert after[i].box == before[i].box != moved[i].box
         assert after[i].score == pytest.approx(before[i].score, abs=1e-6)
-    assert [c.box for c in free_only.crop(img, ["1:1"])] == [c.box for c in plain.crop(img, ["1:1"])]
+        x1, y1, x2, y2 = before[i].box
+        w, h = x2 - x1, y2 - y1
+        grown = [x1 - 0.1 * w, y1, x2, y2 + 0.05 * h]
+        assert resized[i].box == refine_box(grown, Ratio.parse(ratios[i]), 320, 240, ((x1 + x2) / 2, (y1 + y2) / 2))
+        assert resized[i].box not in (before[i].box, moved[i].box)
+    assert [c.box for c in off.crop(img, ["1:1"])] == [c.box for c in plain.crop(img, ["1:1"])]
 
 
 def test_the_refiner_never_moves_a_crop_into_a_face():

@@ -402,35 +402,54 @@ def test_validate_moves_the_averaged_crops_with_the_refiner():
     assert ((fixed[0] + fixed[2]) / 2, (fixed[1] + fixed[3]) / 2) == pytest.approx((40.0, 25.0))
 
 
-def test_validate_of_a_refiner_for_free_form_crops_only_leaves_ratio_given_crops_where_they_were(tmp_path):
-    """With refine_ratio_given = false the refiner (here one that moves every edge by a quarter of the
-    side) moves the free-form choice but not the ratio-given one: validate's ratio-given averaged IoU is
-    the unrefined one, the free-form one is not; the switch is saved with the model and needs a refiner."""
+def test_validate_refines_ratio_given_crops_as_the_config_says(tmp_path):
+    """A refiner that moves every edge by a quarter of the side: the free-form choice moves in every
+    mode; the ratio-given one moves ("move"), stays ("off": validate's ratio-given averaged IoU is the
+    unrefined one), or keeps its centre and takes the moved box's area ("size", checked on `_refined`).
+    The mode is saved with the model and needs a refiner."""
     from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
-    from s2ccrop.training.train import cache_photo, validate
+    from s2ccrop.training.train import _refined, cache_photo, validate
 
     data, _ = _tiny_fcdb_with_labels(tmp_path)
     photos = [cache_photo(r, 96) for r in load_fcdb(data)[0]]
     out = {}
-    for given in (True, False):
+    for mode in ("move", "size", "off"):
         torch.manual_seed(3)
-        model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True, refine_ratio_given=given)).eval()
+        model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True, refine_ratio_given=mode)).eval()
         with torch.no_grad():
             model.BoxRefiner.mlp[2].weight.zero_()
             model.BoxRefiner.mlp[2].bias.copy_(torch.atanh(torch.tensor([0.25, 0.25, -0.25, -0.25]) / 0.4))
-        out[given] = validate(model, photos, 4)
-    for given in (True, False):
-        assert out[given]["val_iou_any_avg"] != out[given]["val_iou_any_avg_unrefined"]
-    assert out[True]["val_iou_ratio_avg"] != out[True]["val_iou_ratio_avg_unrefined"]
-    assert out[False]["val_iou_ratio_avg"] == out[False]["val_iou_ratio_avg_unrefined"]
-    assert out[False]["val_iou_any_avg"] == out[True]["val_iou_any_avg"]
-    save_checkpoint(model, tmp_path / "free.safetensors", half=False)
-    assert load_checkpoint(tmp_path / "free.safetensors").config.refine_ratio_given is False
-    assert TrainConfig(box_refiner=True, refine_weight=1.0, refine_ratio_given=False).model_config().refine_ratio_given is False
+        out[mode] = validate(model, photos, 4)
+        assert out[mode]["val_iou_any_avg"] != out[mode]["val_iou_any_avg_unrefined"]
+        assert out[mode]["val_iou_any_avg"] == out["move"]["val_iou_any_avg"]
+    assert out["move"]["val_iou_ratio_avg"] != out["move"]["val_iou_ratio_avg_unrefined"]
+    assert out["size"]["val_iou_ratio_avg"] not in (out["move"]["val_iou_ratio_avg"], out["size"]["val_iou_ratio_avg_unrefined"])
+    assert out["off"]["val_iou_ratio_avg"] == out["off"]["val_iou_ratio_avg_unrefined"]
+    # a refiner that moves only the left edge, by a quarter: the 4:3 box 40 x 30 at (40, 25) becomes
+    # 30 x 30 at (45, 25); at 4:3 with that area (900) it is 34.64 x 25.98
+    with torch.no_grad():
+        model.BoxRefiner.mlp[2].bias.copy_(torch.atanh(torch.tensor([0.25, 0.0, 0.0, 0.0]) / 0.4))
+        fmap = torch.randn(1, 8, 4, 6)
+        chosen = np.array([[10.0, 8.0, 50.0, 40.0], [20.0, 10.0, 60.0, 40.0]])
+        (w, h) = (900 * 4 / 3) ** 0.5, (900 * 3 / 4) ** 0.5
+        _, moved = _refined(model, fmap, chosen, (96, 64), "move")
+        _, sized = _refined(model, fmap, chosen, (96, 64), "size")
+        _, kept = _refined(model, fmap, chosen, (96, 64), "off")
+        assert np.allclose(moved, [45 - w / 2, 25 - h / 2, 45 + w / 2, 25 + h / 2])
+        assert np.allclose(sized, [40 - w / 2, 25 - h / 2, 40 + w / 2, 25 + h / 2])  # the chosen box's centre
+        assert np.array_equal(kept, chosen[1])
+        # at the photo's edge the resized box is shifted inside: centre (10, 25) -> (w / 2, 25)
+        _, sized = _refined(model, fmap, np.array([chosen[0], [-10.0, 10.0, 30.0, 40.0]]), (96, 64), "size")
+        assert np.allclose(sized, [0.0, 25 - h / 2, w, 25 + h / 2])
+    save_checkpoint(model, tmp_path / "off.safetensors", half=False)
+    assert load_checkpoint(tmp_path / "off.safetensors").config.refine_ratio_given == "off"
+    assert TrainConfig(box_refiner=True, refine_weight=1.0, refine_ratio_given="size").model_config().refine_ratio_given == "size"
     with pytest.raises(ValueError, match="needs box_refiner"):
-        TrainConfig(refine_ratio_given=False)
+        TrainConfig(refine_ratio_given="size")
     with pytest.raises(ValueError, match="needs box_refiner"):
-        S2CNetConfig(refine_ratio_given=False)
+        S2CNetConfig(refine_ratio_given="off")
+    with pytest.raises(ValueError, match="must be one of move, size, off"):
+        S2CNetConfig(box_refiner=True, refine_ratio_given="centre")
 
 
 def test_a_smaller_model_input_is_trained_measured_and_calibrated_at_its_size(tmp_path, monkeypatch):

@@ -41,6 +41,10 @@ ROW_BUCKET = 64
 MOS_MEAN, MOS_STD = 2.95, 0.8  # scores are normalised MOS: (mos - 2.95) / 0.8
 
 
+# what the box refiner may do to a ratio-given crop (S2CNetConfig.refine_ratio_given, select.refine_box)
+REFINE_MODES = ("move", "size", "off")
+
+
 @dataclass(frozen=True)
 class S2CNetConfig:
     """Hyper-parameters that change tensor shapes. `head` is "crop" (GAICv1) or "graph" (GAICv2)."""
@@ -72,9 +76,11 @@ class S2CNetConfig:
     size_prior: bool = False
     # ours only: a head that moves the chosen crop's edges (box_refiner.py; `S2CNet.refine_boxes`)
     box_refiner: bool = False
-    # ours only: whether the refiner also moves ratio-given crops (false: free-form crops only; on the
-    # cross-validation folds its moves helped free-form crops and hurt ratio-given ones, docs/RECIPES.md)
-    refine_ratio_given: bool = True
+    # ours only: what the refiner does to a ratio-given crop (free-form crops always take its move):
+    # "move" its centre and area to those of the moved box, "size" keep its centre and take the moved
+    # box's area, "off" leave it (select.refine_box; on the folds the centre's move cost ratio-given IoU
+    # and the area's gained, docs/RECIPES.md)
+    refine_ratio_given: str = "move"
     # ours only: the short side of the model input (preprocess.model_size); the SPEC's is 256. A smaller
     # input makes the backbone cheaper (its cost follows the pixels) for a coarser feature map.
     input_short_side: int = SHORT_SIDE
@@ -91,8 +97,10 @@ class S2CNetConfig:
             raise ValueError(f"selection must be 'best' or 'average', got {self.selection!r}")
         if self.free_form_grid not in ("gaic", "full", "wide", "deep"):
             raise ValueError(f"free_form_grid must be 'gaic', 'full', 'wide' or 'deep', got {self.free_form_grid!r}")
-        if not self.refine_ratio_given and not self.box_refiner:
-            raise ValueError("refine_ratio_given = false chooses what the box refiner moves: it needs box_refiner = true")
+        if self.refine_ratio_given not in REFINE_MODES:
+            raise ValueError(f"refine_ratio_given must be one of {', '.join(REFINE_MODES)}, got {self.refine_ratio_given!r}")
+        if self.refine_ratio_given != "move" and not self.box_refiner:
+            raise ValueError(f"refine_ratio_given = {self.refine_ratio_given!r} says what the box refiner does: it needs box_refiner = true")
         if self.head == "graph" and self.node_dim != 256:
             raise ValueError("the graph head views each node as 16×16: node_dim must be 256")
 

@@ -76,8 +76,9 @@ class TrainConfig:
     refine_weight: float = 0.0
     n_refine: int = 32
     refine_min_iou: float = 0.5
-    # whether the saved model's refiner also moves ratio-given crops (S2CNetConfig.refine_ratio_given)
-    refine_ratio_given: bool = True
+    # what the saved model's refiner does to ratio-given crops: "move", "size" or "off"
+    # (S2CNetConfig.refine_ratio_given)
+    refine_ratio_given: str = "move"
     free_form_grid: str = "gaic"  # the free-form candidates trained on and chosen among (candidates.FREE_FORM_GRIDS)
     selection: str = "best"  # how the shipped model chooses (S2CNetConfig.selection): "best" or "average"
     # visual genes: "whole" (every gene is the whole image) or "learned" (the gene head, distilled from
@@ -163,12 +164,11 @@ class TrainConfig:
         if self.input_short_side > self.cache_short_side:
             raise ValueError(f"input_short_side {self.input_short_side} exceeds cache_short_side {self.cache_short_side}: "
                              "the photos are kept in memory at that size")
-        if not self.refine_ratio_given and not self.box_refiner:
-            raise ValueError("refine_ratio_given = false chooses what the box refiner moves: it needs box_refiner = true")
         if self.box_refiner != (self.refine_weight > 0):
             raise ValueError("box_refiner and refine_weight go together: the ranking losses never train the refiner")
         if self.head_epochs and not (self.gene_head and self.genes == "whole"):
             raise ValueError("head_epochs needs gene_head = true with genes = 'whole' (a head stage must not move the graph's genes)")
+        self.model_config()  # what the model's own config refuses (a refine_ratio_given without a refiner, ...)
 
     def model_config(self) -> S2CNetConfig:
         return S2CNetConfig(
@@ -415,8 +415,8 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
     so the mean is a product of their beliefs) on the first model's candidates.
 
     A model with a box refiner (`S2CNetConfig.box_refiner`; in an ensemble, the first model's) also
-    moves the averaged boxes, as the Cropper ships them (the ratio-given one only with
-    `S2CNetConfig.refine_ratio_given`): the `*_avg` values are then of the boxes as shipped, and
+    moves the averaged boxes, as the Cropper ships them (the ratio-given one as
+    `S2CNetConfig.refine_ratio_given` says): the `*_avg` values are then of the boxes as shipped, and
     `*_avg_unrefined` of the averaged ones before any move.
 
     IoU is unchanged by scaling either axis, so it is computed in the model's pixels."""
@@ -447,10 +447,8 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
         if refines:
             raw_any.append(box_iou(chosen_any, s.crop)[0])
             raw_ratio.append(box_iou(chosen_ratio, s.crop)[0])
-            moved_any, moved_ratio = _refined(model, scored[0][1], np.stack([chosen_any, chosen_ratio]), s.size)
-            chosen_any = moved_any
-            if model.config.refine_ratio_given:
-                chosen_ratio = moved_ratio
+            chosen_any, chosen_ratio = _refined(model, scored[0][1], np.stack([chosen_any, chosen_ratio]), s.size,
+                                                model.config.refine_ratio_given)
         avg_any.append(box_iou(chosen_any, s.crop)[0])
         avg_ratio.append(box_iou(chosen_ratio, s.crop)[0])
     out = {"val_iou_any": float(np.mean(ious_any)), "val_iou_ratio": float(np.mean(ious_ratio)),
@@ -460,19 +458,27 @@ def validate(model: "S2CNet | Sequence[S2CNet]", photos: list[CachedPhoto], num_
     return out
 
 
-def _refined(model: S2CNet, fmap: torch.Tensor, chosen: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _refined(model: S2CNet, fmap: torch.Tensor, chosen: np.ndarray, size: tuple[int, int],
+             ratio_given: str = "move") -> tuple[np.ndarray, np.ndarray]:
     """The free-form and the ratio-given choice ([2, 4], pixels of an image of `size`) moved by the box
     refiner, as `select.refine_box` moves them but in float pixels: the free-form box clipped to the
-    image, the ratio-given one kept at its aspect with the moved box's centre and area (shrunk to fit,
-    then shifted inside)."""
+    image, the ratio-given one kept at its aspect with the moved box's area and (`ratio_given`, as
+    `S2CNetConfig.refine_ratio_given`) its centre ("move") or the chosen box's ("size"), shrunk to
+    fit, then shifted inside; or unchanged ("off")."""
     W, H = size
     device = fmap.device
     moved = model.refine_boxes(fmap, torch.from_numpy(chosen).float().to(device), size).cpu().numpy().astype(np.float64)
     free = moved[0].copy()
     free[[0, 2]] = free[[0, 2]].clip(0, W)
     free[[1, 3]] = free[[1, 3]].clip(0, H)
+    if ratio_given == "off":
+        return free, chosen[1].copy()
     aspect = (chosen[1, 2] - chosen[1, 0]) / max(chosen[1, 3] - chosen[1, 1], 1e-6)
     x1, y1, x2, y2 = same_centre_and_area(moved[1], aspect)
+    if ratio_given == "size":
+        dx = (chosen[1, 0] + chosen[1, 2] - x1 - x2) / 2
+        dy = (chosen[1, 1] + chosen[1, 3] - y1 - y2) / 2
+        x1, y1, x2, y2 = x1 + dx, y1 + dy, x2 + dx, y2 + dy
     w, h = x2 - x1, y2 - y1
     shrink = min(1.0, W / w, H / h)
     w, h = w * shrink, h * shrink
