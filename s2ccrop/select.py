@@ -248,13 +248,13 @@ def contenders(
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
-def same_centre_and_area(box, aspect: float) -> tuple[float, float, float, float]:
-    """The float xyxy box of aspect (w / h) `aspect` with the centre and the area of `box` (sides under a
-    pixel counted as one)."""
+def same_centre_and_area(box, aspect: float, centre=None) -> tuple[float, float, float, float]:
+    """The float xyxy box of aspect (w / h) `aspect` with the area of `box` (sides under a pixel counted
+    as one), centred on `centre` ((x, y); default `box`'s own centre)."""
     x1, y1, x2, y2 = (float(v) for v in box)
     area = max(x2 - x1, 1.0) * max(y2 - y1, 1.0)
     w, h = (area * aspect) ** 0.5, (area / aspect) ** 0.5
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    cx, cy = ((x1 + x2) / 2, (y1 + y2) / 2) if centre is None else (float(centre[0]), float(centre[1]))
     return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
@@ -267,11 +267,7 @@ def refine_box(refined, ratio: Ratio, width: int, height: int, centre=None) -> t
 
     if not ratio.is_any:
         assert ratio.width is not None and ratio.height is not None
-        refined = same_centre_and_area(refined, float(ratio.width / ratio.height))
-        if centre is not None:
-            x1, y1, x2, y2 = refined
-            dx, dy = centre[0] - (x1 + x2) / 2, centre[1] - (y1 + y2) / 2
-            refined = (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+        refined = same_centre_and_area(refined, float(ratio.width / ratio.height), centre)
     return snap(refined, ratio, width, height)
 
 

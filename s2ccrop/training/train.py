@@ -474,11 +474,8 @@ def _refined(model: S2CNet, fmap: torch.Tensor, chosen: np.ndarray, size: tuple[
     if ratio_given == "off":
         return free, chosen[1].copy()
     aspect = (chosen[1, 2] - chosen[1, 0]) / max(chosen[1, 3] - chosen[1, 1], 1e-6)
-    x1, y1, x2, y2 = same_centre_and_area(moved[1], aspect)
-    if ratio_given == "size":
-        dx = (chosen[1, 0] + chosen[1, 2] - x1 - x2) / 2
-        dy = (chosen[1, 1] + chosen[1, 3] - y1 - y2) / 2
-        x1, y1, x2, y2 = x1 + dx, y1 + dy, x2 + dx, y2 + dy
+    centre = (chosen[1, :2] + chosen[1, 2:]) / 2 if ratio_given == "size" else None
+    x1, y1, x2, y2 = same_centre_and_area(moved[1], aspect, centre)
     w, h = x2 - x1, y2 - y1
     shrink = min(1.0, W / w, H / h)
     w, h = w * shrink, h * shrink
