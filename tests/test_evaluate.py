@@ -359,6 +359,12 @@ def test_remeasure_adds_the_averaged_crop_to_a_run_from_before_it(tmp_path):
     r = fold_logs(run)
     assert r["any_avg"] == pytest.approx(measured["val_iou_any_avg"]) and 0 < r["ratio_avg"] <= 1
     assert r["any"] == 0.5  # the log's own argmax numbers stay what training measured
+    # a log that measured the averaged crop too: the remeasured crop wins (e.g. refine_ratio_given changed)
+    (run / "fold0.log.jsonl").write_text(json.dumps({"epoch": 4, "fold_iou_any": 0.5, "fold_iou_ratio": 0.6,
+                                                     "fold_iou_any_avg": 0.1, "fold_iou_ratio_avg": 0.2}) + "\n")
+    r = fold_logs(run)
+    assert (r["any"], r["ratio"]) == (0.5, 0.6)
+    assert (r["any_avg"], r["ratio_avg"]) == (pytest.approx(measured["val_iou_any_avg"]), pytest.approx(measured["val_iou_ratio_avg"]))
 
 
 def _random_fcdb(root, n=12):

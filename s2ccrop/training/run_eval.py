@@ -148,7 +148,8 @@ def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
     """Cross-validation result of one run folder (`fold<I>.log.jsonl` of `s2ccrop train --folds --out
     <folder>/fold<I>.safetensors`), over the folds that finished: per
     fold the kept epoch's held-out IoU (the training loop's own measure, on the photos cached at short
-    side 320), their mean and the standard deviation of the fold means."""
+    side 320), their mean and the standard deviation of the fold means. A fold in <run>/remeasured.json
+    (`remeasure`) takes its averaged-crop numbers from there."""
     # a fold counts once its run has saved the checkpoint (a run in progress has a log but no choice yet)
     logs = sorted(p for p in run_dir.glob("fold*.log.jsonl") if p.with_name(p.name.replace(".log.jsonl", ".safetensors")).is_file())
     remeasured_path = run_dir / "remeasured.json"
@@ -165,7 +166,10 @@ def fold_logs(run_dir: Path, keep: str = "auto") -> dict:
             row = {"epoch": "–"}
         else:
             row = rows[-1] if keep == "last" else kept_row(rows)
-        row = {**{"fold_" + k[4:]: v for k, v in remeasured.get(name, {}).items()}, **row}
+        # The log's argmax numbers stay what training measured; the averaged crop (what ships, which
+        # also depends on settings saved with the model, e.g. refine_ratio_given) is today's when remeasured.
+        again = {"fold_" + k[4:]: v for k, v in remeasured.get(name, {}).items()}
+        row = {**again, **row, **{k: v for k, v in again.items() if "_avg" in k}}
         fold = {"fold": name, "epoch": row["epoch"], "any": row["fold_iou_any"], "ratio": row["fold_iou_ratio"]}
         if "fold_iou_any_avg" in row:  # measured in training since select.average_box, or remeasured
             fold.update(any_avg=row["fold_iou_any_avg"], ratio_avg=row["fold_iou_ratio_avg"])
