@@ -139,7 +139,8 @@ def test_search_is_the_default_for_our_checkpoints_only(monkeypatch):
 
 
 def _exhaustive(cropper: Cropper, image, ratios):
-    """Today's choice: every candidate scored exactly, then select_crops."""
+    """Today's choice: every candidate scored exactly, then select_crops, then the model's box refiner
+    when it has one (the default s2ccrop-v4 does)."""
     p = cropper.prepare(image)
     parsed = [Ratio.parse(r) for r in ratios]
     with torch.inference_mode():
@@ -147,7 +148,10 @@ def _exhaustive(cropper: Cropper, image, ratios):
         groups = cropper.candidates(p, parsed)
         guard = cropper.guard(p)
         scores = cropper.score_features(fmap, 0, p, np.concatenate(groups))
-    return [c.box for c in select_crops(parsed, groups, scores, guard)]
+        crops = select_crops(parsed, groups, scores, guard)
+        if cropper.model.config.box_refiner:
+            crops = cropper._refined(p, parsed, crops, guard, fmap, 0)
+    return [c.box for c in crops]
 
 
 def test_search_off_gives_exactly_the_exhaustive_boxes(shipped):
@@ -161,7 +165,9 @@ def test_search_off_gives_exactly_the_exhaustive_boxes(shipped):
             assert [c.box for c in exact.crop(photo, RATIOS)] == _exhaustive(exact, photo, RATIOS)
     finally:
         del exact.score_features
-    assert len(calls) == 4 * 2  # one call for every candidate per photo (+ _exhaustive's own)
+    every = [n for n in calls if n > len(RATIOS)]
+    assert len(every) == 4 * 2  # one call for every candidate per photo (+ _exhaustive's own)
+    assert calls.count(len(RATIOS)) == len(calls) - len(every) == 4  # and the refined crops' own scores
 
 
 def test_search_scores_fewer_and_reports_exact_scores(shipped):
