@@ -118,10 +118,11 @@ def test_tiny_and_extreme_images(cropper):
 
 def test_default_weights_are_the_shipped_trained_model():
     c = Cropper(device="cpu")
-    assert c.info()["weights"] == "s2ccrop-v4" and c.info()["source"] == "embedded"
+    assert c.info()["weights"] == "s2ccrop-v5" and c.info()["source"] == "embedded"
     assert c.config.num_boxes == 4 and c.config.head == "crop"
-    assert c.selection == "average" and c.config.free_form_grid == "full" and c.config.node_dim == 128
-    assert c.config.box_refiner and c.config.refine_ratio_given == "size"  # s2ccrop-v4.toml
+    assert c.selection == "average" and c.config.free_form_grid == "full"
+    assert (c.config.node_dim, c.config.mlp_dim) == (64, 256)  # s2ccrop-v5.toml
+    assert c.config.box_refiner and c.config.refine_ratio_given == "size"
     assert c.model.int8_calibration is not None  # calibrated for the int8 backbone
 
 

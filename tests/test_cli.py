@@ -441,7 +441,7 @@ def test_info_reports_ops_cache_and_default_weights(tmp_path: Path):
     assert isinstance(data["compiled_ops"], bool) and data["compiled_ops_detail"]
     import torch
 
-    assert data["default_weights"] == "s2ccrop-v4"
+    assert data["default_weights"] == "s2ccrop-v5"
     assert data["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     assert data["torch"] and data["pillow"]
     code, out, _ = run("info")

@@ -315,13 +315,13 @@ def test_weights_commands_end_to_end(published, checkpoints, isolated: Path):
     rows = {r["name"]: r for r in map(json.loads, out.splitlines())}
     assert code == 0 and rows["net"]["state"] == "ok" and rows["ref1"]["source"] == "imported"
     assert rows["gone"]["state"] == "not downloaded"
-    assert rows["s2ccrop-v4"]["default"] is True
+    assert rows["s2ccrop-v5"]["default"] is True
     code, out, _ = run_cli("weights", "list")
-    assert code == 0 and re.search(r"^\* s2ccrop-v4 ", out, re.M) and re.search(r"^  net\s+ok\s+GAICv1", out, re.M)
+    assert code == 0 and re.search(r"^\* s2ccrop-v5 ", out, re.M) and re.search(r"^  net\s+ok\s+GAICv1", out, re.M)
     assert run_cli("weights", "path") == (0, f"{isolated / 'weights'}\n", "")
     assert run_cli("weights", "path", "ref1")[1].strip() == path
     code, out, _ = run_cli("weights", "verify")
-    assert code == 0 and sorted(l.split()[1] for l in out.splitlines()) == ["net", "ref1", "s2ccrop-v4"]
+    assert code == 0 and sorted(l.split()[1] for l in out.splitlines()) == ["net", "ref1", "s2ccrop-v5"]
     Path(path).write_bytes(b"tampered")
     code, out, err = run_cli("weights", "verify", "ref1")
     assert code == 2 and err.startswith("s2ccrop: error: ref1: ") and "does not match" in err
