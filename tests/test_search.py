@@ -140,7 +140,7 @@ def test_search_is_the_default_for_our_checkpoints_only(monkeypatch):
 
 def _exhaustive(cropper: Cropper, image, ratios):
     """Today's choice: every candidate scored exactly, then select_crops, then the model's box refiner
-    when it has one (the default s2ccrop-v4 does)."""
+    when it has one (the default s2ccrop-v5 does)."""
     p = cropper.prepare(image)
     parsed = [Ratio.parse(r) for r in ratios]
     with torch.inference_mode():
