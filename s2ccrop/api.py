@@ -23,7 +23,7 @@ from .model.gene_head import Detections, decode
 from .preprocess import image_tensor, model_size, scale_boxes
 from .select import APPROX_MARGIN, AVERAGE_WINDOW, INT8_MARGIN, Guard, contenders, cuts_everywhere, guard_penalties, hold
 from .select import penalties_of, refine_box, select_crops
-from .search import AVERAGE_REFINE_TOP, REFINE_TOP, searched_scores
+from .search import AVERAGE_REFINE_TOP, REFINE_TOP, pays_for, searched_scores
 from .types import Crop, Ratio
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
@@ -34,7 +34,7 @@ ImageLike = Union[str, "os.PathLike[str]", Image.Image]
 RANKING_GIVES_UP = 0.25
 RANKING_TRIAL = 2000
 # 0 scores every candidate (as the reference does), 1 searches coarse-to-fine with any checkpoint;
-# unset: `Cropper(search=None)` searches with our own checkpoints only.
+# unset: `Cropper(search=None)` searches with our own checkpoints whose graph makes it pay.
 SEARCH_ENV = "S2CCROP_SEARCH"
 
 
@@ -133,8 +133,10 @@ class Cropper:
     `search`: choose each crop by coarse-to-fine search (`s2ccrop.search`): score a cover of each
     ratio's candidates, then those around the best two; 40-60 % of the candidates scored, nearly
     always the same choice (README, Speed). False scores every candidate, as the reference does. None
-    (default): as $S2CCROP_SEARCH says (0 off, 1 on), else on for our own checkpoints (the shipped
-    weights) and off for reference ones. `score` and `score_features` always score every box asked.
+    (default): as $S2CCROP_SEARCH says (0 off, 1 on), else on for our own checkpoints whose graph
+    is wide enough for it to pay (`search.pays_for`: s2ccrop-v3 and v4, not the narrower default
+    s2ccrop-v5, whose every candidate costs less than a search's extra passes) and off for reference
+    ones. `score` and `score_features` always score every box asked.
     """
 
     def __init__(
@@ -179,7 +181,9 @@ class Cropper:
         self.draft = draft
         if search is None:
             search = env_search()
-        self.search = bool(getattr(self.model, "own_checkpoint", False) if search is None else search)
+        if search is None:
+            search = getattr(self.model, "own_checkpoint", False) and pays_for(self.model.config)
+        self.search = bool(search)
         self._ranking = {"on": True, "ranked": 0, "rescored": 0}  # bfloat16 ranking's tally (selection_scores)
 
     @property

@@ -30,6 +30,15 @@ REFINE_IOU = 0.6
 REFINE_TOP = 2
 AVERAGE_REFINE_TOP = 3
 REFINE_ROUNDS = 4
+# The search pays only where scoring one more candidate costs more than one more scoring pass: each
+# pass has a fixed cost (~1.5 ms on one thread: the gene nodes and some twenty small graph products),
+# each candidate ~0.01 ms more at graph width 64. Whole crops, 4 ratios, one thread, A/B in one
+# process on a host busy with two training runs (`python -m bench.ab_weights W W --search on,off
+# --photos ../shared/data/fcdb-train/images -n 100`, 2026-12-03): width 128 (s2ccrop-v4's fold-0
+# model) scoring every candidate costs 1.06x the search; width 64 (s2ccrop-v5) 0.93x (0.98x in a
+# 40-photo run; 0.97x with oneDNN, ATen, MKL and fbgemm capped at AVX2), for the same FCDB crops (cross-validation, 1,149 photos: free-form +0.0000,
+# ratio-given +0.0001 +- 0.0005 per photo). Narrower graphs score every candidate by default.
+SEARCH_MIN_NODE_DIM = 128
 # Groups this small are scored whole: a cover would save next to nothing and cost a second pass.
 SMALL_GROUP = 12
 # Covers depend only on the candidate boxes, which repeat for every photo of one size and ratio.
@@ -37,6 +46,12 @@ _COVERS: dict[tuple, np.ndarray] = {}
 _COVERS_KEPT = 128
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+def pays_for(config) -> bool:
+    """Whether the search is cheaper than scoring every candidate for a model of `config`
+    (`S2CNetConfig`): its graph is at least SEARCH_MIN_NODE_DIM wide."""
+    return config.node_dim >= SEARCH_MIN_NODE_DIM
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

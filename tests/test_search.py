@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -117,20 +119,46 @@ def test_contenders_skip_unscored_candidates():
 def shipped():
     # choosing the best candidate, where the search's boxes can be compared with exhaustive argmax;
     # averaging is tested with the search below
-    return (Cropper(device="cpu", bf16_ranking=False, selection="best"),
+    # (the default scores every candidate by default: its graph is too narrow for the search to pay)
+    return (Cropper(device="cpu", bf16_ranking=False, selection="best", search=True),
             Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=False, selection="best"))
 
 
-def test_search_is_the_default_for_our_checkpoints_only(monkeypatch):
+def _own_checkpoint(tmp_path: Path, node_dim: int) -> str:
+    """A checkpoint of ours (saved by `save_checkpoint`) with a graph `node_dim` wide, v3's shape otherwise."""
+    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
+
+    config = S2CNetConfig(align_size=9, num_boxes=4, head="crop", node_dim=node_dim, mlp_dim=4 * node_dim,
+                          genes_head=True, graph_uses_head=False, free_form_grid="full", selection="average")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = S2CNet(config).eval()
+    path = tmp_path / f"own-{node_dim}.safetensors"
+    save_checkpoint(model, path, half=False)
+    return str(path)
+
+
+def test_search_is_the_default_for_our_wide_checkpoints_only(monkeypatch, tmp_path):
+    """On by default for our checkpoints whose graph is at least SEARCH_MIN_NODE_DIM wide (v3, v4);
+    off for narrower ones (the default s2ccrop-v5) and for reference checkpoints; the environment and
+    the keyword win, in that order."""
+    from s2ccrop.search import SEARCH_MIN_NODE_DIM, pays_for
+
     monkeypatch.delenv("S2CCROP_SEARCH", raising=False)
-    assert Cropper(device="cpu").search and Cropper(device="cpu").info()["search"]
-    assert Cropper(device="cpu").info()["ranking"] == Cropper(device="cpu").model.ranking
+    default = Cropper(device="cpu")
+    assert default.model.config.node_dim < SEARCH_MIN_NODE_DIM and not pays_for(default.model.config)
+    assert not default.search and not default.info()["search"]
+    assert default.info()["ranking"] == default.model.ranking
+    wide, narrow = _own_checkpoint(tmp_path, SEARCH_MIN_NODE_DIM), _own_checkpoint(tmp_path, SEARCH_MIN_NODE_DIM // 2)
+    assert Cropper(wide, device="cpu").search and Cropper(wide, device="cpu").info()["search"]
+    assert not Cropper(narrow, device="cpu").search
     assert not Cropper(weights="random", device="cpu").search  # the reference's shape and scoring
     monkeypatch.setenv("S2CCROP_SEARCH", "0")
-    assert not Cropper(device="cpu").search
-    assert Cropper(device="cpu", search=True).search  # the keyword wins
+    assert not Cropper(wide, device="cpu").search
+    assert Cropper(wide, device="cpu", search=True).search  # the keyword wins
     monkeypatch.setenv("S2CCROP_SEARCH", "1")
-    assert Cropper(weights="random", device="cpu").search
+    assert Cropper(weights="random", device="cpu").search and Cropper(device="cpu").search
+    assert not Cropper(device="cpu", search=False).search
     monkeypatch.setenv("S2CCROP_SEARCH", "maybe")
     from s2ccrop.errors import ConfigError
 
@@ -194,8 +222,8 @@ def test_search_scores_fewer_and_reports_exact_scores(shipped):
 
 
 def test_search_composes_with_averaging_and_bf16_ranking():
-    averaged = Cropper(device="cpu", bf16_ranking=False, selection="average")
-    ranked = Cropper(device="cpu", bf16_ranking=True)
+    averaged = Cropper(device="cpu", bf16_ranking=False, selection="average", search=True)
+    ranked = Cropper(device="cpu", bf16_ranking=True, search=True)
     assert averaged.search and ranked.search and ranked.model.approximates
     for seed in range(3):
         photo = _photo(20 + seed)
@@ -227,21 +255,14 @@ def test_search_keeps_the_face_guard_and_hints(shipped):
 def test_search_and_int8_ranking_work_for_a_v3_shaped_checkpoint(tmp_path):
     """The next default (configs/s2ccrop-v3.toml): the full free-form grid, a half-width graph, averaged
     selection. Everything is read from the checkpoint's config; nothing is keyed on a model's name."""
-    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
     from s2ccrop.model.s2cnet import int8_linear_is_available
 
-    config = S2CNetConfig(align_size=9, num_boxes=4, head="crop", node_dim=128, mlp_dim=512, genes_head=True,
-                          graph_uses_head=False, free_form_grid="full", selection="average")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        model = S2CNet(config).eval()
-    path = tmp_path / "v3-shaped.safetensors"
-    save_checkpoint(model, path, half=False)
-    fast = Cropper(weights=str(path), device="cpu", bf16_ranking=False)
-    exact = Cropper(weights=str(path), device="cpu", bf16_ranking=False, int8_ranking=False, search=False)
+    path = _own_checkpoint(tmp_path, 128)
+    fast = Cropper(weights=path, device="cpu", bf16_ranking=False)
+    exact = Cropper(weights=path, device="cpu", bf16_ranking=False, int8_ranking=False, search=False)
     assert fast.search and fast.averages and not exact.search
     assert fast.model.ranking is None  # averaging rescores nearly all it ranks: int8 ranking would not pay
-    best = Cropper(weights=str(path), device="cpu", bf16_ranking=False, selection="best")
+    best = Cropper(weights=path, device="cpu", bf16_ranking=False, selection="best")
     assert best.model.ranking == ("int8" if int8_linear_is_available() else None)
     photo = _photo(40, (400, 300))
     p = fast.prepare(photo)

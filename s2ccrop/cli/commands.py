@@ -237,8 +237,9 @@ FaceGuard = Annotated[bool, typer.Option(
     help="Allow crops that cut through a detected face (by default they lose to any crop that does not).")]
 Exhaustive = Annotated[bool, typer.Option(
     "--exhaustive", rich_help_panel=MODEL,
-    help="Score every candidate in float32 instead of searching coarse-to-fine with int8 ranking (slower; "
-         "the reference's way; also $S2CCROP_SEARCH=0 and $S2CCROP_INT8=0).")]
+    help="Score every candidate in float32, never searching coarse-to-fine or ranking in int8 (the "
+         "reference's way; the default s2ccrop-v5 already scores every candidate, wider models search; "
+         "also $S2CCROP_SEARCH=0 and $S2CCROP_INT8=0).")]
 Jobs = Annotated[Optional[int], count(
     "-j", "--jobs", low=1, high=MAX_JOBS, metavar="N", rich_help_panel=MODEL, show_default=False,
     help="Processes cropping photos in parallel on CPU, one model thread each "
