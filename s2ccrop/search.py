@@ -36,8 +36,9 @@ REFINE_ROUNDS = 4
 # process on a host busy with two training runs (`python -m bench.ab_weights W W --search on,off
 # --photos ../shared/data/fcdb-train/images -n 100`, 2026-12-03): width 128 (s2ccrop-v4's fold-0
 # model) scoring every candidate costs 1.06x the search; width 64 (s2ccrop-v5) 0.93x (0.98x in a
-# 40-photo run; 0.97x with oneDNN, ATen, MKL and fbgemm capped at AVX2), for the same FCDB crops (cross-validation, 1,149 photos: free-form +0.0000,
-# ratio-given +0.0001 +- 0.0005 per photo). Narrower graphs score every candidate by default.
+# 40-photo run; 0.97x with oneDNN, ATen, MKL and fbgemm capped at AVX2), for the same FCDB crops
+# (cross-validation, 1,149 photos: free-form +0.0000, ratio-given +0.0001 +- 0.0005 per photo).
+# Narrower graphs score every candidate by default.
 SEARCH_MIN_NODE_DIM = 128
 # Groups this small are scored whole: a cover would save next to nothing and cost a second pass.
 SMALL_GROUP = 12
