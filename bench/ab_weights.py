@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = sorted(args.photos.glob("*.jpg"))
     random.Random(0).shuffle(photos)
     images = [Image.open(p).convert("RGB") for p in photos[: args.n]]
-    bf16 = {"auto": None, "on": True, "off": False}[args.bf16]
+    bf16 = choice[args.bf16]
     croppers = [Cropper(w, device="cpu", threads=1, bf16_ranking=bf16, search=choice[s])
                 for w, s in zip((args.a, args.b), searches)]
     ratios = args.ratios.split(",")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from s2ccrop import batch, cli
@@ -410,20 +409,14 @@ def test_face_guard_is_on_by_default_and_can_be_turned_off(tmp_path: Path, monke
     assert seen == [True, False]
 
 
-def test_exhaustive_scores_every_candidate_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_exhaustive_scores_every_candidate_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_checkpoint):
     """A checkpoint of ours whose graph is wide enough searches coarse-to-fine by default (the default
     s2ccrop-v5 does not: its graph is too narrow for the search to pay); --exhaustive turns it off in
     the Cropper the run builds, and the boxes are those of scoring every candidate."""
-    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
     from s2ccrop.search import SEARCH_MIN_NODE_DIM
 
-    config = S2CNetConfig(align_size=9, num_boxes=4, head="crop", node_dim=SEARCH_MIN_NODE_DIM,
-                          mlp_dim=4 * SEARCH_MIN_NODE_DIM, genes_head=True, graph_uses_head=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(5)
-        model = S2CNet(config).eval()
-    wide = tmp_path / "wide.safetensors"
-    save_checkpoint(model, wide, half=False)
+    # selection "best": without --exhaustive such a checkpoint may also rank in int8
+    wide = own_checkpoint(SEARCH_MIN_NODE_DIM, seed=5, free_form_grid="gaic", selection="best")
     made = []
     real = batch.make_cropper
 
@@ -434,7 +427,7 @@ def test_exhaustive_scores_every_candidate_as_before(tmp_path: Path, monkeypatch
     monkeypatch.setattr(batch, "make_cropper", spy)
     monkeypatch.delenv("S2CCROP_SEARCH", raising=False)
     p = photo(tmp_path / "p.jpg", (96, 64))
-    args = (str(p), "-r", "1:1", "-r", "any", "--dry-run", "--json", "-j", "1", "--weights", str(wide))
+    args = (str(p), "-r", "1:1", "-r", "any", "--dry-run", "--json", "-j", "1", "--weights", wide)
     code, out, _ = run(*args)
     assert code == 0 and made[-1].search
     code, out2, _ = run(*args, "--exhaustive")
@@ -442,7 +435,7 @@ def test_exhaustive_scores_every_candidate_as_before(tmp_path: Path, monkeypatch
     from s2ccrop import Cropper
 
     assert made[-1].model.ranking in (None, "bf16")  # no int8 ranking either
-    exact = Cropper(str(wide), device="cpu", search=False, int8_ranking=False)
+    exact = Cropper(wide, device="cpu", search=False, int8_ranking=False)
     assert [r["box"] for r in records(out2)] == [list(c.box) for c in exact.crop(p, ["1:1", "any"])]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -124,21 +122,7 @@ def shipped():
             Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=False, selection="best"))
 
 
-def _own_checkpoint(tmp_path: Path, node_dim: int) -> str:
-    """A checkpoint of ours (saved by `save_checkpoint`) with a graph `node_dim` wide, v3's shape otherwise."""
-    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
-
-    config = S2CNetConfig(align_size=9, num_boxes=4, head="crop", node_dim=node_dim, mlp_dim=4 * node_dim,
-                          genes_head=True, graph_uses_head=False, free_form_grid="full", selection="average")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        model = S2CNet(config).eval()
-    path = tmp_path / f"own-{node_dim}.safetensors"
-    save_checkpoint(model, path, half=False)
-    return str(path)
-
-
-def test_search_is_the_default_for_our_wide_checkpoints_only(monkeypatch, tmp_path):
+def test_search_is_the_default_for_our_wide_checkpoints_only(monkeypatch, own_checkpoint):
     """On by default for our checkpoints whose graph is at least SEARCH_MIN_NODE_DIM wide (v3, v4);
     off for narrower ones (the default s2ccrop-v5) and for reference checkpoints; the environment and
     the keyword win, in that order."""
@@ -149,7 +133,7 @@ def test_search_is_the_default_for_our_wide_checkpoints_only(monkeypatch, tmp_pa
     assert default.model.config.node_dim < SEARCH_MIN_NODE_DIM and not pays_for(default.model.config)
     assert not default.search and not default.info()["search"]
     assert default.info()["ranking"] == default.model.ranking
-    wide, narrow = _own_checkpoint(tmp_path, SEARCH_MIN_NODE_DIM), _own_checkpoint(tmp_path, SEARCH_MIN_NODE_DIM // 2)
+    wide, narrow = own_checkpoint(SEARCH_MIN_NODE_DIM), own_checkpoint(SEARCH_MIN_NODE_DIM // 2)
     assert Cropper(wide, device="cpu").search and Cropper(wide, device="cpu").info()["search"]
     assert not Cropper(narrow, device="cpu").search
     assert not Cropper(weights="random", device="cpu").search  # the reference's shape and scoring
@@ -252,12 +236,12 @@ def test_search_keeps_the_face_guard_and_hints(shipped):
         assert np.all(pen_a <= pen_b + 1e-9)  # never cuts more than the exhaustive choice
 
 
-def test_search_and_int8_ranking_work_for_a_v3_shaped_checkpoint(tmp_path):
+def test_search_and_int8_ranking_work_for_a_v3_shaped_checkpoint(own_checkpoint):
     """The next default (configs/s2ccrop-v3.toml): the full free-form grid, a half-width graph, averaged
     selection. Everything is read from the checkpoint's config; nothing is keyed on a model's name."""
     from s2ccrop.model.s2cnet import int8_linear_is_available
 
-    path = _own_checkpoint(tmp_path, 128)
+    path = own_checkpoint(128)
     fast = Cropper(weights=path, device="cpu", bf16_ranking=False)
     exact = Cropper(weights=path, device="cpu", bf16_ranking=False, int8_ranking=False, search=False)
     assert fast.search and fast.averages and not exact.search
