@@ -19,7 +19,7 @@ PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT,
       "_C",
-      "Compiled RoI/RoD align ops, registered as torch.ops.s2ccrop.*",
+      "Compiled RoI/RoD align ops and the input resize, registered as torch.ops.s2ccrop.*",
       -1,
       nullptr,
   };
@@ -50,4 +50,7 @@ TORCH_LIBRARY(s2ccrop, m) {
   m.def(
       "rod_align_backward(Tensor grad, Tensor rois, int aligned_height, int aligned_width, float spatial_scale, "
       "SymInt batch, SymInt channels, SymInt height, SymInt width) -> Tensor");
+  // pixels uint8 [H, W, 3], rows/cols int64 [2, n] (first and second taps), wy [h], wx [w] -> float [1, 3, h, w]
+  // (the model input's bilinear resize, CPU only: s2ccrop/preprocess.py)
+  m.def("bilinear_u8(Tensor pixels, Tensor rows, Tensor cols, Tensor wy, Tensor wx) -> Tensor");
 }

@@ -6,8 +6,9 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from .ops import bilinear_u8
 
 SHORT_SIDE = 256
 MULTIPLE = 32
@@ -29,18 +30,12 @@ def model_size(width: int, height: int, short_side: int = SHORT_SIDE) -> tuple[i
 
 def image_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     """[1, 3, h, w] float32: bilinear resize (no antialias, as the reference's cv2 resize), /256,
-    ImageNet mean/std."""
+    ImageNet mean/std. The same values on any CPU and thread count (`bilinear_resize`)."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    pixels = np.asarray(image, dtype=np.uint8)
     w, h = size
-    if pixels.shape[0] * pixels.shape[1] > GATHER_ABOVE * w * h:
-        x = bilinear_resize(pixels, w, h)
-    else:
-        x = _read_only(pixels).permute(2, 0, 1).unsqueeze(0).float()  # .float() copies: Pillow's buffer is only read
-        if (x.shape[-1], x.shape[-2]) != (w, h):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
-    # (x / 256 - mean) / std as one multiply-add per value (the same within float rounding)
+    x = bilinear_resize(np.asarray(image, dtype=np.uint8), w, h)
+    # (x / 256 - mean) / std as one multiply and one subtraction per value, each correctly rounded
     return x.mul_(_SCALE).sub_(_SHIFT)
 
 
@@ -55,28 +50,21 @@ def _read_only(pixels: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(pixels)
 
 
-# Photos with more than this many times the model's pixels are resized by gathering (below, the
-# plain float conversion + interpolate of the whole photo is as fast).
-GATHER_ABOVE = 8
-
-
 def bilinear_resize(pixels: np.ndarray, width: int, height: int) -> torch.Tensor:
     """[H, W, 3] uint8 → [1, 3, height, width] float32, the values of
     ``F.interpolate(x, (height, width), mode="bilinear", align_corners=False, antialias=False)``
-    (within float rounding).
-
-    Without antialiasing each output pixel reads only 2×2 input pixels, so only those rows and
-    columns are gathered and converted to float: a 12 MP photo costs about what a 0.4 MP one does.
+    within float rounding, and exactly the same bits on every CPU and thread count: each value is
+    ``a + t * (b - a)`` between two columns, then between two rows, every operation rounded on its own
+    (`ops.bilinear_u8`). torch's interpolate and lerp fuse a multiply-add in their vector loops but
+    not in their scalar tails, so a value at a thread's chunk boundary could differ in its last bit
+    with the thread count, and the int8 backbone's input quantisation could then round it apart.
+    Each output pixel reads only 2×2 input pixels: a 12 MP photo costs about what a 0.4 MP one does.
     """
     r0, r1, wy = _linear_taps(height, pixels.shape[0])
     c0, c1, wx = _linear_taps(width, pixels.shape[1])
-    src = _read_only(pixels)
-    rows = torch.from_numpy(np.concatenate([r0, r1]))
-    cols = torch.from_numpy(np.concatenate([c0, c1]))
-    g = src.index_select(0, rows).index_select(1, cols).float()  # [2h, 2w, 3]: (i0 | i1) x (j0 | j1)
-    x = torch.lerp(g[:, :width], g[:, width:], torch.from_numpy(wx).view(1, width, 1))
-    y = torch.lerp(x[:height], x[height:], torch.from_numpy(wy).view(height, 1, 1))
-    return y.permute(2, 0, 1).unsqueeze(0).contiguous()
+    rows = torch.from_numpy(np.stack([r0, r1]))
+    cols = torch.from_numpy(np.stack([c0, c1]))
+    return bilinear_u8(_read_only(np.ascontiguousarray(pixels)), rows, cols, torch.from_numpy(wy), torch.from_numpy(wx))
 
 
 def _linear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

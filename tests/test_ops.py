@@ -349,3 +349,73 @@ def test_extension_status_explains_itself():
     loaded, reason = ops.extension_status()
     assert isinstance(loaded, bool) and reason
     assert ("loaded" in reason) == loaded or not loaded
+
+
+# ---------------------------------------------------------------- bilinear_u8 (the model input's resize)
+
+
+def _resize_case(size, out, seed):
+    """(args of ops.bilinear_u8 for a noise photo of `size` (w, h) resized to `out` (w, h), the photo)."""
+    import numpy as np
+
+    from s2ccrop.preprocess import _linear_taps
+
+    (w, h), (ow, oh) = size, out
+    pixels = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    r0, r1, wy = _linear_taps(oh, h)
+    c0, c1, wx = _linear_taps(ow, w)
+    args = (torch.from_numpy(pixels), torch.from_numpy(np.stack([r0, r1])), torch.from_numpy(np.stack([c0, c1])),
+            torch.from_numpy(wy), torch.from_numpy(wx))
+    return args, pixels
+
+
+def _slow_bilinear(pixels, rows, cols, wy, wx):
+    """One value at a time in float32 numpy scalars: a + t * (b - a) across, then down."""
+    import numpy as np
+
+    f32 = np.float32
+    h, w = rows.shape[1], cols.shape[1]
+    out = np.zeros((3, h, w), np.float32)
+    for i in range(h):
+        for j in range(w):
+            for c in range(3):
+                a0, b0 = f32(pixels[rows[0, i], cols[0, j], c]), f32(pixels[rows[0, i], cols[1, j], c])
+                a1, b1 = f32(pixels[rows[1, i], cols[0, j], c]), f32(pixels[rows[1, i], cols[1, j], c])
+                s, t = f32(wx[j]), f32(wy[i])
+                upper, lower = f32(a0 + f32(s * f32(b0 - a0))), f32(a1 + f32(s * f32(b1 - a1)))
+                out[c, i, j] = f32(upper + f32(t * f32(lower - upper)))
+    return out[None]
+
+
+@pytest.mark.parametrize("size, out", [((37, 23), (16, 10)), ((10, 7), (32, 32)), ((64, 48), (64, 48))])
+def test_bilinear_u8_is_the_slow_formula_bit_for_bit(size, out):
+    args, _ = _resize_case(size, out, 3)
+    want = torch.from_numpy(_slow_bilinear(*(a.numpy() for a in args)))
+    assert torch.equal(_fallback.bilinear_u8(*args), want)
+    assert torch.equal(ops.bilinear_u8(*args), want)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bilinear_u8_does_not_depend_on_threads_or_the_extension(threads):
+    args, _ = _resize_case((1023, 683), (384, 256), 5)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = ops.bilinear_u8(*args)
+    finally:
+        torch.set_num_threads(before)
+    assert got.shape == (1, 3, 256, 384) and got.dtype == torch.float32
+    assert torch.equal(got, _fallback.bilinear_u8(*args))
+    x = args[0].permute(2, 0, 1).unsqueeze(0).float()
+    assert torch.allclose(got, torch.nn.functional.interpolate(x, (256, 384), mode="bilinear", align_corners=False), atol=1e-3)
+
+
+@needs_ext
+def test_bilinear_u8_checks_its_inputs():
+    args, _ = _resize_case((20, 10), (8, 4), 1)
+    with pytest.raises(RuntimeError, match="uint8"):
+        torch.ops.s2ccrop.bilinear_u8(args[0].float(), *args[1:])
+    bad_rows = args[1].clone()
+    bad_rows[0, 0] = 99
+    with pytest.raises(RuntimeError, match="row tap out of range"):
+        torch.ops.s2ccrop.bilinear_u8(args[0], bad_rows, *args[2:])

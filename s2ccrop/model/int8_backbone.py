@@ -1,5 +1,18 @@
-"""An int8 copy of the backbone for CPU inference (issue 18): PyTorch's eager-mode static quantisation
-on the x86 engine (fbgemm/oneDNN kernels, AVX2 and up), about 2x faster than the fused float32 path.
+"""An int8 copy of the backbone for CPU inference: PyTorch's eager-mode static quantisation on the
+fbgemm engine (AVX2 and up), about 2x faster than the fused float32 path, and the same numbers on
+every x86 CPU, thread count and process:
+
+- the engine is pinned to fbgemm. PyTorch's "x86" engine picks fbgemm or oneDNN kernels per layer by
+  its own heuristics (CPU features, thread count), and the two round differently;
+- weights are quantised to 7 bits ([-64, 63]). CPUs without VNNI multiply uint8 activations by int8
+  weights in pairs summed into int16 with saturation (vpmaddubsw); VNNI CPUs sum into int32. With
+  |w| <= 64 a pair sums to at most 2·255·64 = 32640 < 2^15, so no CPU saturates and every
+  accumulator is the exact integer, whatever its order;
+- the requantisation after each layer is one float multiply and round-to-nearest per value;
+- the input is quantised here (`quantise`: a division, correctly rounded on every CPU, then
+  round-half-to-even), not by torch's quantize_per_tensor, whose vector loop multiplies by the
+  inverse scale while its scalar tail divides, so the values at each thread's chunk boundary came
+  out one step apart depending on the thread count.
 
 Quantisation needs the range of every activation. Two kinds of points:
 
@@ -39,10 +52,13 @@ RELU6_SCALE = 6.0 / 255.0
 CALIBRATION_PHOTOS = 32
 
 
+# Weights within these bounds never saturate a CPU's int16 pair sums (module docstring).
+WEIGHT_MIN, WEIGHT_MAX = -64, 63
+
+
 def engine() -> str | None:
-    """The quantised engine this torch offers for x86 CPUs ("x86", else "fbgemm"), or None."""
-    engines = torch.backends.quantized.supported_engines
-    return next((e for e in ("x86", "fbgemm") if e in engines), None)
+    """The quantised engine the int8 copy runs on: "fbgemm" where this torch has it, else None."""
+    return "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else None
 
 
 def enabled_by_env() -> bool:
@@ -94,7 +110,7 @@ class QuantisableExtractor(nn.Module):
                 tq.fuse_modules(block.body, pairs, inplace=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.quant(x.contiguous())
+        x = quantise(x.contiguous(), self.quant) if hasattr(self.quant, "scale") else self.quant(x.contiguous())
         outs = []
         for stage, dequant in zip(self.stages, self.dequant):
             x = stage(x)
@@ -107,10 +123,19 @@ class QuantisableExtractor(nn.Module):
         return [m for m in self.modules() if isinstance(m, ConvReLU2d)]
 
 
+def quantise(x: torch.Tensor, stub: nn.Module) -> torch.Tensor:
+    """`x` as a quint8 tensor with the scale and zero point of the converted quant stub `stub`:
+    clamp(round(x / scale) + zero_point, 0, 255), the same values on any CPU and thread count."""
+    scale, zero_point = float(stub.scale), int(stub.zero_point)
+    q = torch.round(x / scale).add_(zero_point).clamp_(0, 255).to(torch.uint8)
+    return torch._make_per_tensor_quantized_tensor(q, scale, zero_point)
+
+
 def _weight_observer():
     from torch.ao import quantization as tq
 
-    return tq.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    return tq.PerChannelMinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=WEIGHT_MIN, quant_max=WEIGHT_MAX)
 
 
 def _fixed(scale: float, zero_point: int):
@@ -190,7 +215,8 @@ def calibrate(feat_ext: FeatureExtractor, images: Iterable[torch.Tensor]) -> dic
 
 def quantised_extractor(folded: FeatureExtractor, calibration: dict) -> nn.Module:
     """The int8 model of `folded` (`folded_copy` of a backbone; its modules are taken over) for
-    `calibration` (from `calibrate`); needs `engine()`."""
+    `calibration` (from `calibrate`); needs `engine()`. The weights are packed for fbgemm here, and
+    a packed layer runs on the engine it was packed for."""
     from torch.ao import quantization as tq
 
     name = engine()

@@ -7,6 +7,8 @@ Inside:
 - ``rod_align(...)``: the same grid over the whole map, zero inside the box ("region of discard").
 - ``roi_align_avg`` / ``rod_align_avg``: the op at ``a + 1`` then a 2x2 average pool with stride 1
   (the only variants the model uses).
+- ``bilinear_u8(pixels, rows, cols, wy, wx)``: the model input's bilinear resize of a uint8 [H, W, 3]
+  photo from precomputed taps (``preprocess.bilinear_resize``), the same float32 bits on every CPU.
 - ``extension_status() -> (loaded, reason)``: whether the compiled ops are in use, and why (not).
 
 ``features`` is float [B, C, H, W] with H, W >= 2; ``rois`` is float [K, 5] =
@@ -28,7 +30,7 @@ from torch import Tensor
 
 from . import _extension, _fallback
 
-__all__ = ["roi_align", "rod_align", "roi_align_avg", "rod_align_avg", "extension_status"]
+__all__ = ["roi_align", "rod_align", "roi_align_avg", "rod_align_avg", "bilinear_u8", "extension_status"]
 
 
 def extension_status() -> tuple[bool, str]:
@@ -54,6 +56,15 @@ def roi_align_avg(features: Tensor, rois: Tensor, output_size: int | Sequence[in
 def rod_align_avg(features: Tensor, rois: Tensor, output_size: int | Sequence[int], spatial_scale: float) -> Tensor:
     """RoDAlign at (ah + 1, aw + 1), then a 2x2 average pool with stride 1 -> [K, C, ah, aw]."""
     return _align_avg("rod_align", features, rois, output_size, spatial_scale)
+
+
+def bilinear_u8(pixels: Tensor, rows: Tensor, cols: Tensor, wy: Tensor, wx: Tensor) -> Tensor:
+    """uint8 [H, W, 3] pixels → float32 [1, 3, h, w]: output (i, j) blends rows rows[0, i], rows[1, i]
+    with weight wy[i] and columns cols[0, j], cols[1, j] with weight wx[j] as ``a + t * (b - a)``,
+    horizontally then vertically, each operation rounded on its own (CPU tensors)."""
+    if _extension.LOADED and _extension.has_op("bilinear_u8"):
+        return torch.ops.s2ccrop.bilinear_u8(pixels, rows, cols, wy, wx)
+    return _fallback.bilinear_u8(pixels, rows, cols, wy, wx)
 
 
 def _align_avg(name: str, features: Tensor, rois: Tensor, output_size, spatial_scale: float) -> Tensor:

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["LOADED", "REASON", "WITH_CUDA", "has_kernel_for"]
+__all__ = ["LOADED", "REASON", "WITH_CUDA", "has_kernel_for", "has_op"]
 
 _DISABLE_VAR = "S2CCROP_NO_EXT"
 _OPS = ("roi_align", "rod_align")
@@ -113,3 +113,14 @@ def has_kernel_for(device: torch.device) -> bool:
     if not LOADED:
         return False
     return device.type == "cpu" or (device.type == "cuda" and WITH_CUDA)
+
+
+def has_op(name: str) -> bool:
+    """True when the loaded extension defines ``torch.ops.s2ccrop.<name>`` (an older build may not)."""
+    if not LOADED:
+        return False
+    try:
+        getattr(torch.ops.s2ccrop, name)
+    except (AttributeError, RuntimeError):
+        return False
+    return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["roi_align", "rod_align"]
+__all__ = ["roi_align", "rod_align", "bilinear_u8"]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -99,3 +99,15 @@ def rod_align(features: Tensor, rois: Tensor, aligned_height: int, aligned_width
     inside_x = (x1[:, None] <= x) & (x <= x2[:, None])
     keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
     return _bilinear(features, rois[:, 0].long(), y, x, keep, dtype)
+
+
+def bilinear_u8(pixels: Tensor, rows: Tensor, cols: Tensor, wy: Tensor, wx: Tensor) -> Tensor:
+    """`s2ccrop::bilinear_u8` in plain tensor ops: the same operations, one by one, so the same bits.
+    Gathers only the rows and columns the taps read."""
+    h, w = rows.shape[1], cols.shape[1]
+    g = pixels.index_select(0, rows.reshape(-1)).index_select(1, cols.reshape(-1)).float()  # [2h, 2w, 3]
+    left = g[:, :w]
+    x = left + (g[:, w:] - left).mul_(wx.view(1, w, 1))
+    top = x[:h]
+    y = top + (x[h:] - top).mul_(wy.view(h, 1, 1))
+    return y.permute(2, 0, 1).unsqueeze(0).contiguous()
