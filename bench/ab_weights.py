@@ -3,7 +3,6 @@
 photo (the order flips every photo) so that a busy or throttling host slows both alike.
 
     python -m bench.ab_weights A.safetensors B.safetensors --photos DIR [-n 40] [--ratios 16:9,1:1,4:3,9:16]
-    python -m bench.ab_weights s2ccrop-v5 s2ccrop-v5 --search on,off --photos DIR   # one model, two ways
 
 Prints the median of each and the median of the per-photo ratios B/A. Model time only from a decoded
 image (no decode or write); the whole program is `bench/run.py`'s job.
@@ -25,14 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=Path, required=True, help="folder of JPEG photos")
     ap.add_argument("-n", type=int, default=40, help="photos (a seeded random sample; default 40)")
     ap.add_argument("--ratios", default="16:9,1:1,4:3,9:16")
-    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto", help="bfloat16 ranking")
-    ap.add_argument("--search", default="auto,auto",
-                    help="coarse-to-fine search for A and B: two of auto/on/off, comma-separated (default auto,auto)")
     args = ap.parse_args(argv)
-    choice = {"auto": None, "on": True, "off": False}
-    searches = args.search.split(",")
-    if len(searches) != 2 or any(s not in choice for s in searches):
-        ap.error(f"--search {args.search!r}: two of auto/on/off, e.g. on,off")
 
     import torch
     from PIL import Image
@@ -43,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = sorted(args.photos.glob("*.jpg"))
     random.Random(0).shuffle(photos)
     images = [Image.open(p).convert("RGB") for p in photos[: args.n]]
-    bf16 = choice[args.bf16]
-    croppers = [Cropper(w, device="cpu", threads=1, bf16_ranking=bf16, search=choice[s])
-                for w, s in zip((args.a, args.b), searches)]
+    croppers = [Cropper(w, device="cpu", threads=1) for w in (args.a, args.b)]
     ratios = args.ratios.split(",")
     for c in croppers:  # warm-up
         for im in images[:3]:
@@ -58,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             times[k].append((time.process_time() - t0) * 1000)
     ma, mb = statistics.median(times[0]), statistics.median(times[1])
     paired = statistics.median(b / a for a, b in zip(*times))
-    how = [f"{w} (search {'on' if c.search else 'off'})" for w, c in zip((args.a, args.b), croppers)]
-    print(f"A {how[0]}: {ma:.1f} ms per photo; B {how[1]}: {mb:.1f} ms; B/A {mb / ma:.3f} "
+    print(f"A {args.a}: {ma:.1f} ms per photo; B {args.b}: {mb:.1f} ms; B/A {mb / ma:.3f} "
           f"(median of per-photo ratios {paired:.3f}); {len(images)} photos, ratios {args.ratios}, one thread")
     return 0
 

@@ -19,7 +19,7 @@ reaped workers).
 Each round also writes the crops as `--width 640` thumbnails (`--thumb-width`), both tools, since
 thumbnails are what the tool is mostly for. `--isa avx2` repeats the CLI runs, the cold first crop and
 the stage times (in a child process) with every AMX/AVX-512-only path off, as a CPU without them runs:
-oneDNN, ATen and MKL capped at AVX2 (`ISA_ENVS`) and s2ccrop's bfloat16 ranking off (S2CCROP_BF16=0).
+oneDNN, ATen, fbgemm and MKL capped at AVX2 (`ISA_ENVS`).
 The machine line lists the CPU's vector features.
 
 "before" rows time the straightforward path that the optimised one replaced, on the same photos in
@@ -50,10 +50,10 @@ GOALS = {
     "first_crop_s": 2.5,
     "peak_rss_mb": 1024.0,
 }
-# What a CPU without AMX or AVX-512 runs: every library's own cap, and our bfloat16 ranking off.
+# What a CPU without AMX or AVX-512 runs: every library's own cap.
 ISA_ENVS = {
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
-             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "S2CCROP_BF16": "0"},
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"},
 }
 VECTOR_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
@@ -245,7 +245,6 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
 
     n_cand: list[int] = []
     n_genes: list[int] = []
-    n_exact: list[int] = []
     prepared: list = []  # (prepared photo, candidate groups, faces) for the one-thread pass
     for i, path in enumerate(photos):
         rec = i >= warmup
@@ -271,10 +270,8 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
             timed("align+graph (before: literal)",
                   lambda: model._score_literal(fmap, crop_boxes, genes, p.model_size).float().cpu(), rec)
             faces = p.detections.faces if cropper.face_guard and p.detections is not None else None
-            # what the Cropper runs: bfloat16 ranking + exact contenders where the CPU has AMX
-            scores = timed("align+graph", lambda: cropper.selection_scores(fmap, 0, p, groups, faces), rec)
-            n_exact.append(int(np.isfinite(scores).sum()))
-            prepared.append((p, groups, faces))
+            scores = timed("align+graph", lambda: cropper.score_features(fmap, 0, p, boxes), rec)
+            prepared.append((p, boxes))
         crops = timed("selection", lambda: select_crops(ratios, groups, scores, faces), rec)
         fmt = choose_format("same", path)
 
@@ -290,9 +287,9 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
     torch.set_num_threads(1)
     try:
         with torch.inference_mode():
-            for i, (p, groups, faces) in enumerate(prepared):
+            for i, (p, boxes) in enumerate(prepared):
                 fmap = timed("backbone+genes (1 thread)", lambda: cropper.features([p]), i >= warmup)
-                timed("align+graph (1 thread)", lambda: cropper.selection_scores(fmap, 0, p, groups, faces), i >= warmup)
+                timed("align+graph (1 thread)", lambda: cropper.score_features(fmap, 0, p, boxes), i >= warmup)
     finally:
         torch.set_num_threads(threads)
     med = {k: median_ms(v) for k, v in times.items()}
@@ -311,11 +308,7 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
     med["model (before)"] = (med["backbone (before: unfused NCHW)"] + med["align (before: pooled ops)"]
                              + med["graph (before: literal)"])
     med["candidates per photo"] = float(np.mean(n_cand))
-    med["exactly scored per photo"] = float(np.mean(n_exact))
     med["graph (exact, every candidate)"] = med["align+graph (exact, every candidate)"] - med["align"]
-    med["bf16 ranking"] = float(model.approximates)  # any low-precision ranking (the row's name says which)
-    med["ranking kind"] = model.ranking or "none"
-    med["search"] = float(getattr(cropper, "search", False))
     return med
 
 
@@ -416,12 +409,6 @@ def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float
     lines.append(f"| align (RoI+RoD, node embedding) | {st['align (before: pooled ops)']:.2f} | {st['align']:.2f} |")
     lines.append(f"| graph + head, exact float32 for every candidate | {st['graph (before: literal)']:.2f} | "
                  f"{st['graph (exact, every candidate)']:.2f} |")
-    if st["bf16 ranking"] or st.get("search"):
-        how = [("coarse-to-fine search" if st.get("search") else "")]
-        kind = {"bf16": "bfloat16", "int8": "int8"}.get(st.get("ranking kind", "bf16"), "")
-        how.append(f"{kind} ranking, then the contenders" if st["bf16 ranking"] else "the searched candidates")
-        lines.append(f"| graph + head as shipped: {', '.join(h for h in how if h)} ({st['exactly scored per photo']:.1f} "
-                     f"per photo) scored exactly | | {st['graph']:.2f} |")
     lines.append(f"| **model** (backbone + genes + align + graph) | {st['model (before)']:.2f} | **{st['model']:.2f}** |")
     lines.append(f"| selection | | {st['selection']:.3f} |")
     lines.append(f"| encode (4 JPEG crops written) | | {st['encode']:.2f} |")
@@ -507,8 +494,8 @@ def _capped_rows(isa: str, run: dict, sc: dict, thumbs: dict | None, budget: flo
                      f"≥ {k:g}× {'met' if r >= k else '**missed**'} |")
     cpu = cli.get("cpu_s", float("nan")) * 1e3 / max(cli["crops"] // len(RATIOS), 1)
     lines.append(f"| {isa.upper()} only: CPU time per photo of the CLI run, all processes | {cpu:.0f} ms | |")
-    lines.append(f"| {isa.upper()} only: model per photo, 4 ratios ({st['exactly scored per photo']:.0f} of "
-                 f"{st['candidates per photo']:.0f} candidates scored exactly) | {st['model']:.1f} ms | |")
+    lines.append(f"| {isa.upper()} only: model per photo, 4 ratios ({st['candidates per photo']:.0f} candidates) | "
+                 f"{st['model']:.1f} ms | |")
     lines.append(_worker_row(f"{isa.upper()} only: CPU per photo of one worker", st, budget, k))
     first = run["first"]
     lines.append(f"| {isa.upper()} only: first crop, one photo, cold process | {first[0]:.2f} s | "
@@ -564,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also write the crops as thumbnails this wide, both tools (default 640; 0: skip)")
     ap.add_argument("--isa", action="append", default=[], choices=sorted(ISA_ENVS),
                     help="repeat the CLI runs, first crop and stage times with the CPU capped at this ISA "
-                         "(avx2: no AMX, no AVX-512, no bfloat16 ranking)")
+                         "(avx2: no AMX, no AVX-512)")
     ap.add_argument("--stages-only", type=Path, metavar="JSON", help=argparse.SUPPRESS)  # the capped stage pass
     args = ap.parse_args(argv)
 

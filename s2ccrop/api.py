@@ -1,9 +1,9 @@
-"""The library API: `Cropper` runs decode → candidates → preprocess → model → select for each photo."""
+"""The library API: `Cropper` decodes a photo, runs the model's backbone once, and has `decide` choose
+its crop for each ratio."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
@@ -15,47 +15,16 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from . import candidates as cand
+from .decide import Prepared, Rules, decide, guard_of
 from .errors import ConfigError
 from .genes import GeneProvider, LearnedGenes, WholeImageGenes, box_rows, pad_boxes
 from .hints import FITS, parse_focus, parse_keep
 from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
 from .preprocess import image_tensor, model_size, scale_boxes
-from .select import APPROX_MARGIN, AVERAGE_WINDOW, INT8_MARGIN, Guard, contenders, cuts_everywhere, guard_penalties, hold
-from .select import penalties_of, refine_box, select_crops
-from .search import AVERAGE_REFINE_TOP, REFINE_TOP, pays_for, searched_scores
 from .types import Crop, Ratio
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
-
-# bfloat16 ranking costs a second, exact pass over the contenders; with the shipped weights ~1.3 % of
-# the candidates. When more than this share of the first RANKING_TRIAL candidates (~3 photos at 4
-# ratios) needed it, exact scoring alone is faster.
-RANKING_GIVES_UP = 0.25
-RANKING_TRIAL = 2000
-# 0 scores every candidate (as the reference does), 1 searches coarse-to-fine with any checkpoint;
-# unset: `Cropper(search=None)` searches with our own checkpoints whose graph makes it pay.
-SEARCH_ENV = "S2CCROP_SEARCH"
-
-
-@dataclass
-class Prepared:
-    """One photo ready for the model: the upright image, its size, model size and input tensor.
-    `detections`: the gene head's object and face boxes (original pixels), filled in by the backbone
-    pass (`Cropper.features`) when the model has a gene head. What its crops must respect, in
-    fractions of the upright photo: `focus` (x, y), `keep` (x1, y1, x2, y2), `faces` (rows x1, y1, x2,
-    y2: marked in its metadata, or given); `fit`: "crop", "pad" or "auto" (`Cropper.crop`)."""
-
-    image: Image.Image
-    size: tuple[int, int]
-    model_size: tuple[int, int]
-    tensor: torch.Tensor
-    key: str | None
-    detections: Detections | None = field(default=None, repr=False)
-    focus: tuple[float, float] | None = None
-    keep: tuple[float, float, float, float] | None = None
-    faces: np.ndarray | None = field(default=None, repr=False)
-    fit: str = "crop"
 
 
 def env_threads() -> int | None:
@@ -67,19 +36,6 @@ def env_threads() -> int | None:
         return int(text)
     except ValueError:
         raise ConfigError(f"S2CCROP_THREADS={text!r} is not a whole number") from None
-
-
-def env_search() -> bool | None:
-    """$S2CCROP_SEARCH as a choice: False for 0/false/no/off, True for 1/true/yes/on, None when unset;
-    ConfigError for anything else."""
-    text = os.environ.get(SEARCH_ENV, "").strip().lower()
-    if not text:
-        return None
-    if text in ("0", "false", "no", "off"):
-        return False
-    if text in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError(f"{SEARCH_ENV}={text!r}: use 0 (score every candidate) or 1 (coarse-to-fine search)")
 
 
 def set_threads(threads: int | None = None) -> None:
@@ -112,31 +68,13 @@ class Cropper:
     `weights`: None for the embedded default, a registry name, a checkpoint path, ``"random"`` (a
     seeded untrained model, for tests) or an `S2CNet`. `genes` provides the visual-gene boxes.
     `draft`: decode JPEG paths at a reduced scale that still covers the model's input (JPEG draft
-    mode: a 12 MP photo decodes ~10x faster). The model then sees a DCT-downscaled photo instead of
-    a bilinear sample of the full one, so scores can differ slightly from ``draft=False``, which is
-    what the command line uses (it needs the full pixels to write the crops anyway).
+    mode). The model then sees a DCT-downscaled photo instead of a bilinear sample of the full one, so
+    scores can differ slightly from ``draft=False``, which is what the command line uses.
     `threads`: torch's intra-op CPU threads (process-wide); default: $S2CCROP_THREADS, else torch's
-    own choice (one per core).
-    `bf16_ranking`: on CPU, rank all candidates with a bfloat16 copy of the graph, then score exactly
-    only those within `select.APPROX_MARGIN` of their ratio's best: the same crops and scores as exact
-    scoring, faster where the CPU multiplies bfloat16 in hardware (Intel AMX). None (default): as
-    $S2CCROP_BF16 says (0 off, 1 on), else where the CPU does; True: on any CPU (slower without AMX);
-    False: never.
-    `int8_ranking`: the same with a copy of the graph whose Linear layers are dynamically quantised to
-    int8 (x86 fbgemm: AVX2 CPUs too), its candidates within `select.INT8_MARGIN` rescored; ~2x faster
-    than float32 ranking without AMX. None (default): on for our own checkpoints that choose the best
-    candidate (not with averaging, whose exact window covers most candidates) where bfloat16 ranking
-    is off, unless $S2CCROP_INT8=0 ($S2CCROP_INT8=1: for any checkpoint); False: never.
+    own choice. The crops do not depend on it.
     `selection`: "best" (the best-scoring candidate) or "average" (the score-weighted mean of the best
-    candidates, `select.average_box`, snapped to the ratio; its reported score is the model's score of
-    that box); None (default): what the model was trained for (`S2CNetConfig.selection`).
-    `search`: choose each crop by coarse-to-fine search (`s2ccrop.search`): score a cover of each
-    ratio's candidates, then those around the best two; 40-60 % of the candidates scored, nearly
-    always the same choice (README, Speed). False scores every candidate, as the reference does. None
-    (default): as $S2CCROP_SEARCH says (0 off, 1 on), else on for our own checkpoints whose graph
-    is wide enough for it to pay (`search.pays_for`: s2ccrop-v3 and v4, not the narrower default
-    s2ccrop-v5, whose every candidate costs less than a search's extra passes) and off for reference
-    ones. `score` and `score_features` always score every box asked.
+    candidates, `select.average_box`, snapped to the ratio); None (default): what the model was
+    trained for (`S2CNetConfig.selection`). Where a crop is decided: `s2ccrop.decide`.
     """
 
     def __init__(
@@ -147,26 +85,18 @@ class Cropper:
         draft: bool = False,
         threads: int | None = None,
         face_guard: bool = True,
-        bf16_ranking: bool | None = None,
         selection: str | None = None,
-        search: bool | None = None,
-        int8_ranking: bool | None = None,
     ) -> None:
         set_threads(threads)
         self.device = resolve_device(device)
-        # Loading and preparing the model is ~700 small elementwise copies: the same values on any
-        # number of threads, and each a fork/join of the thread pool, which stalls for a time slice
-        # whenever another process holds a core (1.0-1.5 s instead of 0.3 s on a busy 2-core machine).
+        # Loading and preparing the model is ~700 small elementwise copies, each a fork/join of the
+        # thread pool that stalls whenever another process holds a core: one thread for those.
         inference_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             self.model, self.weights_info = _load_model(weights)
             self.model.to(self.device).eval()
-            # int8 ranking by default for our checkpoints, unless they average: averaging needs exact
-            # scores for everything within AVERAGE_WINDOW of the best, which is most of what is ranked
-            own = getattr(self.model, "own_checkpoint", False)
-            averaging = (selection or self.model.config.selection) == "average"
-            self.model.prepare_for_inference(approximate=_ranking_kind(bf16_ranking, int8_ranking, own and not averaging))
+            self.model.prepare_for_inference()
         finally:
             torch.set_num_threads(inference_threads)
         has_head = self.model.config.genes_head
@@ -179,12 +109,9 @@ class Cropper:
         if self.selection not in ("best", "average"):
             raise ConfigError(f"selection must be 'best' or 'average', got {self.selection!r}")
         self.draft = draft
-        if search is None:
-            search = env_search()
-        if search is None:
-            search = getattr(self.model, "own_checkpoint", False) and pays_for(self.model.config)
-        self.search = bool(search)
-        self._ranking = {"on": True, "ranked": 0, "rescored": 0}  # bfloat16 ranking's tally (selection_scores)
+        config = self.model.config
+        self.rules = Rules(average=self.selection == "average", grid=config.free_form_grid, refiner=config.box_refiner,
+                           refine_ratio_given=config.refine_ratio_given, face_guard=face_guard)
 
     @property
     def config(self):
@@ -195,7 +122,7 @@ class Cropper:
             "device": str(self.device), "config": self.model.config.to_json(),
             "genes": getattr(self.genes, "name", type(self.genes).__name__),
             "face_guard": self.face_guard and self.model.config.genes_head, "selection": self.selection,
-            "search": self.search, "ranking": self.model.ranking, "backbone": "int8" if self.model.int8_backbone_active else "float",
+            "backbone": "int8" if self.model.int8_backbone_active else "float",
             **self.weights_info,
         }
 
@@ -257,19 +184,28 @@ class Cropper:
         return p.detections
 
     @torch.inference_mode()
-    def score_features(
-        self, fmap: torch.Tensor, index: int, p: Prepared, boxes: np.ndarray, approximate: bool = False
-    ) -> np.ndarray:
-        """Scores of xyxy boxes [N, 4] (original pixels) of photo `p`, image `index` of `fmap`.
-        `approximate`: bfloat16 scores where the CPU has the hardware (`S2CNet.score_boxes`)."""
+    def score_features(self, fmap: torch.Tensor, index: int, p: Prepared, boxes: np.ndarray) -> np.ndarray:
+        """Scores of xyxy boxes [N, 4] (original pixels) of photo `p`, image `index` of `fmap`."""
         crop_boxes = scale_boxes(boxes, p.size, p.model_size).to(self.device)
         genes = self._gene_boxes(p).to(self.device)
-        scores = self.model.score_boxes(fmap, crop_boxes, genes, p.model_size, index, approximate=approximate)
+        scores = self.model.score_boxes(fmap, crop_boxes, genes, p.model_size, index)
         return scores.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def refine_features(self, fmap: torch.Tensor, index: int, p: Prepared, boxes: np.ndarray) -> np.ndarray:
+        """xyxy boxes [N, 4] (original pixels) of photo `p` with their edges moved by the model's box
+        refiner (float, not snapped; unchanged for models without one)."""
+        moved = self.model.refine_boxes(fmap, scale_boxes(boxes, p.size, p.model_size).to(self.device), p.model_size, index)
+        (W, H), (w, h) = p.size, p.model_size
+        return moved.float().cpu().numpy().astype(np.float64) * [W / w, H / h, W / w, H / h]
 
     def candidates(self, p: Prepared, ratios: Sequence[Ratio]) -> list[np.ndarray]:
         W, H = p.size
         return [cand.for_ratio(W, H, r, p.model_size, self.model.config.free_form_grid) for r in ratios]
+
+    def guard(self, p: Prepared):
+        """What the crops of `p` must not cut (`decide.guard_of`), with this Cropper's face guard."""
+        return guard_of(p, self.face_guard)
 
     @property
     def averages(self) -> bool:
@@ -279,124 +215,7 @@ class Cropper:
         return self._crops(p, ratios, self.features([p]), 0)  # one backbone pass for all ratios
 
     def _crops(self, p: Prepared, ratios: Sequence[Ratio], fmap: torch.Tensor, index: int) -> list[Crop]:
-        groups = self.candidates(p, ratios)
-        guard = self.guard(p)
-        crops = select_crops(ratios, groups, self.selection_scores(fmap, index, p, groups, guard), guard,
-                             average=self.averages, size=p.size)
-        refines = self.model.config.box_refiner
-        if refines:
-            crops = self._refined(p, ratios, crops, guard, fmap, index)
-        if self.averages or refines:
-            # an averaged or refined box is not a candidate: report the model's score of the box itself
-            scores = self.score_features(fmap, index, p, np.array([c.box for c in crops], dtype=np.float64))
-            crops = [Crop(c.ratio, c.box, float(v)) for c, v in zip(crops, scores)]
-        return self._fit(p, ratios, groups, guard, crops, fmap, index)
-
-    @torch.inference_mode()
-    def _refined(self, p: Prepared, ratios: Sequence[Ratio], crops: list[Crop], guard: Guard | None,
-                 fmap: torch.Tensor, index: int) -> list[Crop]:
-        """The chosen crops with their edges moved by the model's box refiner (`S2CNet.refine_boxes`),
-        snapped to each ratio (`select.refine_box`); a crop stays where it was when the move would cut a
-        face or a hint more than it does. A ratio-given crop takes the moved box's centre and area, only
-        its area, or stays, as the model's `S2CNetConfig.refine_ratio_given` says ("move", "size", "off")."""
-        mode = self.model.config.refine_ratio_given
-        which = [i for i, r in enumerate(ratios) if mode != "off" or r.is_any]
-        if not which:
-            return crops
-        boxes = np.array([crops[i].box for i in which], dtype=np.float64)
-        moved = self.model.refine_boxes(fmap, scale_boxes(boxes, p.size, p.model_size).to(self.device), p.model_size, index)
-        (W, H), (w, h) = p.size, p.model_size
-        moved_px = moved.float().cpu().numpy().astype(np.float64) * [W / w, H / h, W / w, H / h]
-        out = list(crops)
-        for j, (i, box) in enumerate(zip(which, moved_px)):
-            x1, y1, x2, y2 = crops[i].box
-            centre = ((x1 + x2) / 2, (y1 + y2) / 2) if mode == "size" else None
-            new = refine_box(box, ratios[i], W, H, centre)
-            if guard is not None and penalties_of(np.array([new], dtype=np.float64), guard)[0] > penalties_of(boxes[j : j + 1], guard)[0]:
-                continue
-            out[i] = Crop(crops[i].ratio, new, crops[i].score, fit=crops[i].fit)
-        return out
-
-    def guard(self, p: Prepared) -> Guard | None:
-        """What the crops of `p` must not cut, in its pixels: the faces (the gene head's and those its
-        metadata marks, unless the face guard is off), the focus point, the keep region, and the
-        model's subject (its most confident object, read by `fit="auto"`). None when there is nothing."""
-        W, H = p.size
-        scale = np.array([W, H, W, H], dtype=np.float64)
-        faces = []
-        if self.face_guard:
-            if p.detections is not None:
-                faces.append(box_rows(p.detections.faces)[:, :4])
-            if p.faces is not None and len(p.faces):
-                faces.append(box_rows(p.faces)[:, :4] * scale)
-        objects = box_rows(p.detections.objects) if p.detections is not None and p.fit == "auto" else np.zeros((0, 4))
-        focus = (p.focus[0] * W, p.focus[1] * H) if p.focus is not None else None
-        keep = tuple(float(v) for v in np.asarray(p.keep) * scale) if p.keep is not None else None
-        subject = tuple(float(v) for v in objects[0, :4]) if len(objects) else None
-        if not faces and focus is None and keep is None and subject is None:
-            return None
-        return Guard(p.size, np.concatenate(faces) if faces else None, focus, keep, subject)  # type: ignore[arg-type]
-
-    def _fit(self, p: Prepared, ratios: Sequence[Ratio], groups: Sequence[np.ndarray], guard: Guard | None,
-             crops: list[Crop], fmap: torch.Tensor, index: int) -> list[Crop]:
-        """Padded fits: with fit "pad" every fixed ratio, with "auto" those whose every candidate cuts
-        a face, a hint or the subject, show the model's free-form framing (its "any" crop, grown to hold
-        whatever it cuts: `select.hold`) whole, to be padded to the ratio. The same box whatever the
-        output size."""
-        pad = [i for i, r in enumerate(ratios)
-               if not r.is_any and (p.fit == "pad" or (p.fit == "auto" and cuts_everywhere(groups[i], guard)))]
-        if not pad:
-            return crops
-        free = Ratio.parse("any")
-        framing = next((c for r, c in zip(ratios, crops) if r.is_any), None)
-        if framing is None:
-            framing = self._crops(replace(p, fit="crop"), [free], fmap, index)[0]
-        region = hold(framing.box, guard, p.size)
-        score = framing.score
-        if region != tuple(framing.box):
-            score = float(self.score_features(fmap, index, p, np.array([region], dtype=np.float64))[0])
-        out = list(crops)
-        for i in pad:
-            out[i] = Crop(crops[i].ratio, region, score, fit="pad")
-        return out
-
-    @torch.inference_mode()
-    def selection_scores(
-        self, fmap: torch.Tensor, index: int, p: Prepared, groups: Sequence[np.ndarray], faces: np.ndarray | None
-    ) -> np.ndarray:
-        """Scores of the candidate groups (all ratios at once) as `select_crops` needs them: exact for
-        every candidate that can win its group, -inf for the rest. With the search (`self.search`),
-        only the candidates `search.searched_scores` picks are scored. With bfloat16 ranking
-        (`self.model.approximates`), those candidates (all, without the search) are ranked in bfloat16
-        and only those within `select.APPROX_MARGIN` of their group's best (after the face guard) are
-        scored exactly: the same crops and scores as exact scoring of the same candidates, in less
-        time. Ranking stops paying when a checkpoint's scores are so flat that many candidates are
-        close to the best: once more than RANKING_GIVES_UP of RANKING_TRIAL candidates needed
-        rescoring, this Cropper scores exactly from then on (the same crops either way)."""
-        boxes = np.concatenate(groups, axis=0)
-        tally = self._ranking
-        ranking = self.model.approximates and tally["on"]
-        if not ranking and not self.search:
-            return self.score_features(fmap, index, p, boxes)
-        penalties = guard_penalties(groups, faces)
-        if self.search:
-            first = searched_scores(
-                groups, penalties, lambda pick: self.score_features(fmap, index, p, boxes[pick], approximate=ranking),
-                refine_top=AVERAGE_REFINE_TOP if self.averages else REFINE_TOP)
-            if not ranking:
-                return first
-        else:
-            first = self.score_features(fmap, index, p, boxes, approximate=True)
-        # averaging weighs every candidate within AVERAGE_WINDOW of the best: those need exact scores too
-        margin = (INT8_MARGIN if self.model.ranking == "int8" else APPROX_MARGIN) + (AVERAGE_WINDOW if self.averages else 0.0)
-        pick = contenders(groups, first, penalties, margin)
-        scores = np.full(len(boxes), -np.inf)
-        scores[pick] = self.score_features(fmap, index, p, boxes[pick])
-        tally["ranked"] += int(np.isfinite(first).sum())
-        tally["rescored"] += len(pick)
-        if tally["ranked"] >= RANKING_TRIAL and tally["rescored"] > RANKING_GIVES_UP * tally["ranked"]:
-            tally["on"] = False  # exact scoring from now on
-        return scores
+        return decide(p, ratios, _PhotoModel(self, fmap, index, p), self.rules)
 
     # -- the one-call API -------------------------------------------------------------------------
     def crop(
@@ -465,26 +284,17 @@ class Cropper:
         return out  # type: ignore[return-value]
 
 
-def _ranking_kind(bf16: bool | None, int8: bool | None, own: bool = False) -> "str | bool":
-    """What `S2CNet.prepare_for_inference(approximate=)` gets from the Cropper's two keywords: True for
-    either forces that ranking (bfloat16 first), False turns it off, None leaves it to
-    `model.s2cnet.ranking_kind` (bfloat16 where $S2CCROP_BF16=1 or the CPU has AMX, int8 where
-    $S2CCROP_INT8=1) and, for int8, to $S2CCROP_INT8 and whether the checkpoint is one of ours (`own`:
-    int8 ranking is on by default for ours where bfloat16 ranking is not)."""
-    from .model.s2cnet import int8_env, ranking_kind
+class _PhotoModel:
+    """The Cropper's model bound to one photo's feature map (`decide.PhotoModel`)."""
 
-    if bf16 is True:
-        return "bf16"
-    if int8 is None and own and int8_env() is not False:
-        int8 = True
-    kind = ranking_kind(None)
-    if bf16 is False and kind == "bf16":
-        kind = None
-    if int8 is True and kind is None:
-        kind = "int8"
-    if int8 is False and kind == "int8":
-        kind = None
-    return kind or False
+    def __init__(self, cropper: Cropper, fmap: torch.Tensor, index: int, p: Prepared) -> None:
+        self.cropper, self.fmap, self.index, self.p = cropper, fmap, index, p
+
+    def score(self, boxes: np.ndarray) -> np.ndarray:
+        return self.cropper.score_features(self.fmap, self.index, self.p, boxes)
+
+    def refine(self, boxes: np.ndarray) -> np.ndarray:
+        return self.cropper.refine_features(self.fmap, self.index, self.p, boxes)
 
 
 def _parse_ratios(ratios) -> list[Ratio]:

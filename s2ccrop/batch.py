@@ -186,7 +186,6 @@ class Settings:
     weights: str | None = None
     device: str = "auto"
     face_guard: bool = True
-    search: bool | None = None  # Cropper(search=): None its default, False every candidate scored
     jobs: int | None = None
     workers: int = DEFAULT_WORKERS
     preview: "str | os.PathLike[str] | None" = None
@@ -642,7 +641,7 @@ class BatchRun:
         """The run's `Cropper`, loaded on first use (`make_cropper`: its warnings become warning lines)."""
         if self.cropper is None:
             s = self.settings
-            self.cropper = make_cropper(s.weights, s.device, self.report, s.face_guard, s.search)
+            self.cropper = make_cropper(s.weights, s.device, self.report, s.face_guard)
         return self.cropper
 
     # -- step 3: write ---------------------------------------------------------------------------
@@ -870,8 +869,7 @@ def warnings_noted(notes: list[str]):
 # ================================================================ the model
 
 
-def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True,
-                 search: bool | None = None):
+def make_cropper(weights: str | None, device: str, report: Reporter, face_guard: bool = True):
     """Import torch and load the model once; its warnings become one warning line each. A stop signal
     (Ctrl-C, SIGTERM) waits for both to end (about 2 s from a cold start): raised inside torch's C++
     while it builds tensors, it would come out as a TypeError and be reported as an unreadable weights
@@ -885,10 +883,7 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
         import_torch(freeze=True)  # a batch process: freeze what torch's import made
         from .api import Cropper
 
-        # --exhaustive (search=False): every candidate scored in float32, as before the search and int8
-        # ranking (bfloat16 ranking on AMX keeps its exact rescoring, as before)
-        cropper = Cropper(weights=weights, device=device, face_guard=face_guard, search=search,
-                          int8_ranking=False if search is False else None)
+        cropper = Cropper(weights=weights, device=device, face_guard=face_guard)
     for w in caught:
         if issubclass(w.category, UserWarning):
             report.warn(str(w.message))

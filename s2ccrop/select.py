@@ -179,7 +179,7 @@ def hold(box, guard: Guard | None, size: tuple[int, int], rounds: int = 4) -> tu
 # guess than any one of them (and not bound to the candidate grid).
 AVERAGE_TOP = 10  # at most this many of the best candidates
 AVERAGE_TAU = 0.5  # weights softmax(score / tau)
-AVERAGE_WINDOW = 2.0  # and only those within this of the best score (weight >= e^-4): exact scores suffice
+AVERAGE_WINDOW = 2.0  # and only those within this of the best score (weight >= e^-4)
 
 
 def average_box(
@@ -209,17 +209,6 @@ def best_index(scores: np.ndarray) -> int:
     return int(np.argmax(scores))
 
 
-# Approximate (bfloat16) scores are off by up to ~0.05 on FCDB with the shipped weights (0.049 worst
-# over 267 photos x 4 ratios), nearly the same offset for every candidate of a photo. Every candidate
-# within this margin of its group's best approximate score is scored again exactly before choosing: 5x
-# that error, ~2 candidates per ratio on average.
-APPROX_MARGIN = 0.25
-# int8 ranking (dynamically quantised graph) errs more and less evenly: within one ratio's candidates
-# the error spread up to 0.177 (FCDB train photos 200-349 x 5 ratios, 750 groups; median 0.117), so
-# its contenders are those within this margin, 2.3x the worst spread seen.
-INT8_MARGIN = 0.4
-
-
 def guard_penalties(groups: Sequence[np.ndarray], faces: "np.ndarray | Guard | None") -> np.ndarray:
     """What the face guard and the hints subtract from each candidate's score before ranking ([N] over
     the groups in order; zeros without faces or hints). `faces`: face rows, or a `Guard`."""
@@ -227,25 +216,6 @@ def guard_penalties(groups: Sequence[np.ndarray], faces: "np.ndarray | Guard | N
     if guard is None:
         return np.zeros(sum(len(b) for b in groups))
     return np.concatenate([penalties_of(b, guard) for b in groups] or [np.zeros(0)])
-
-
-def contenders(
-    groups: Sequence[np.ndarray], approx: np.ndarray, penalties: np.ndarray, margin: float = APPROX_MARGIN
-) -> np.ndarray:
-    """Indices (ascending, over the groups in order) of the candidates that could win their group
-    given approximate scores within `margin` / 2 of the exact ones: those whose ranked approximate
-    score is within `margin` of the group's best. A candidate scored -inf (left unscored by
-    `search.searched_scores`) is never one. Every candidate when a score is NaN or +inf."""
-    ranked = np.asarray(approx, dtype=np.float64) - penalties
-    if np.isnan(ranked).any() or np.isposinf(ranked).any():
-        return np.arange(len(ranked))
-    keep, start = [], 0
-    for boxes in groups:
-        r = ranked[start : start + len(boxes)]
-        if len(r) and np.isfinite(r.max()):
-            keep.append(start + np.flatnonzero(r >= r.max() - margin))
-        start += len(boxes)
-    return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
 def same_centre_and_area(box, aspect: float, centre=None) -> tuple[float, float, float, float]:
@@ -282,8 +252,8 @@ def select_crops(
     """The best-scoring box of each ratio's candidate group (`scores` covers the groups in order).
     With `faces` (boxes [F, ≥4], same pixels as the candidates, or a `Guard` that also holds the user's
     hints), the face guard: candidates that cut through a face are penalised, and those that drop the
-    focus point or cut the keep region far more. Reported scores are the model's own. A candidate scored -inf (one
-    that `contenders` ruled out) never wins.
+    focus point or cut the keep region far more. Reported scores are the model's own. A candidate scored -inf
+    never wins; equal scores go to the earlier candidate.
 
     `average` (needs the photo's `size`): the crop is `average_box` of the best candidates by their
     guarded scores, snapped to whole pixels and to the exact ratio (`candidates.snap`), unless it cuts a

@@ -29,25 +29,39 @@ def shared_dir() -> Path:
     return path
 
 
+def photo_image(size: tuple[int, int] = (320, 240), seed: int = 0, kind: str = "blobs"):
+    """A synthetic photo (PIL, RGB) of `size` (w, h): "blobs", smooth shapes plus noise, a photo-like
+    image whose candidates get distinct scores; or "noise", uniform noise."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = size
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    if kind != "blobs":
+        raise ValueError(f"unknown kind {kind!r}")
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for _ in range(4):
+        cx, cy, r = rng.random() * w, rng.random() * h, (0.1 + 0.3 * rng.random()) * min(w, h)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+        img += blob[..., None] * rng.random(3) * 255
+    img += rng.normal(0, 12, img.shape)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
 @pytest.fixture
-def own_checkpoint(tmp_path: Path):
-    """A factory: `own_checkpoint(node_dim, seed=3, **fields)` saves a random checkpoint of ours (by
-    `save_checkpoint`, so it loads as our own) whose graph is `node_dim` wide (MLP 4x), v3's shape
-    otherwise (full free-form grid, averaged selection); `fields` override S2CNetConfig fields. Returns
-    its path."""
-    import torch
+def make_photo(tmp_path: Path):
+    """A factory: `make_photo(name, size=(320, 240), seed=0, kind="blobs", folder=None, **save_options)`
+    writes `photo_image(size, seed, kind)` to `folder/name` (default: the test's tmp_path; the format
+    follows the suffix) and returns its path."""
 
-    from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
-
-    def make(node_dim: int, seed: int = 3, **fields) -> str:
-        shape = dict(align_size=9, num_boxes=4, head="crop", node_dim=node_dim, mlp_dim=4 * node_dim,
-                     genes_head=True, graph_uses_head=False, free_form_grid="full", selection="average")
-        config = S2CNetConfig(**{**shape, **fields})
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = S2CNet(config).eval()
-        path = tmp_path / f"own-{node_dim}-{seed}.safetensors"
-        save_checkpoint(model, path, half=False)
-        return str(path)
+    def make(name: str = "p.jpg", size: tuple[int, int] = (320, 240), seed: int = 0, kind: str = "blobs",
+             folder: Path | None = None, **save) -> Path:
+        path = (folder or tmp_path) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        photo_image(size, seed, kind).save(path, **save)
+        return path
 
     return make

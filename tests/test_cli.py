@@ -32,10 +32,10 @@ KEYS = ["input", "ratio", "box", "width", "height", "score", "output", "fit"]
 def shared_cropper():
     cache = {}
 
-    def make(weights, device, report, face_guard=True, search=None):
-        key = (weights, device, face_guard, search)
+    def make(weights, device, report, face_guard=True):
+        key = (weights, device, face_guard)
         if key not in cache:
-            cache[key] = real_make(weights, device, report, face_guard, search)
+            cache[key] = real_make(weights, device, report, face_guard)
         return cache[key]
 
     real_make = batch.make_cropper
@@ -398,45 +398,15 @@ def test_face_guard_is_on_by_default_and_can_be_turned_off(tmp_path: Path, monke
     seen = []
     real = batch.make_cropper
 
-    def spy(weights, device, report, face_guard=True, search=None):
+    def spy(weights, device, report, face_guard=True):
         seen.append(face_guard)
-        return real(weights, device, report, face_guard, search)
+        return real(weights, device, report, face_guard)
 
     monkeypatch.setattr(batch, "make_cropper", spy)
     p = photo(tmp_path / "p.jpg")
     assert run(str(p), "-r", "1:1", "--dry-run", "-q")[0] == 0
     assert run(str(p), "-r", "1:1", "--dry-run", "-q", "--no-face-guard")[0] == 0
     assert seen == [True, False]
-
-
-def test_exhaustive_scores_every_candidate_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_checkpoint):
-    """A checkpoint of ours whose graph is wide enough searches coarse-to-fine by default (the default
-    s2ccrop-v5 does not: its graph is too narrow for the search to pay); --exhaustive turns it off in
-    the Cropper the run builds, and the boxes are those of scoring every candidate."""
-    from s2ccrop.search import SEARCH_MIN_NODE_DIM
-
-    # selection "best": without --exhaustive such a checkpoint may also rank in int8
-    wide = own_checkpoint(SEARCH_MIN_NODE_DIM, seed=5, free_form_grid="gaic", selection="best")
-    made = []
-    real = batch.make_cropper
-
-    def spy(*a, **k):
-        made.append(real(*a, **k))
-        return made[-1]
-
-    monkeypatch.setattr(batch, "make_cropper", spy)
-    monkeypatch.delenv("S2CCROP_SEARCH", raising=False)
-    p = photo(tmp_path / "p.jpg", (96, 64))
-    args = (str(p), "-r", "1:1", "-r", "any", "--dry-run", "--json", "-j", "1", "--weights", wide)
-    code, out, _ = run(*args)
-    assert code == 0 and made[-1].search
-    code, out2, _ = run(*args, "--exhaustive")
-    assert code == 0 and not made[-1].search
-    from s2ccrop import Cropper
-
-    assert made[-1].model.ranking in (None, "bf16")  # no int8 ranking either
-    exact = Cropper(wide, device="cpu", search=False, int8_ranking=False)
-    assert [r["box"] for r in records(out2)] == [list(c.box) for c in exact.crop(p, ["1:1", "any"])]
 
 
 def test_info_reports_ops_cache_and_default_weights(tmp_path: Path):

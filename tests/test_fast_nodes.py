@@ -169,7 +169,7 @@ def test_cropper_choices_unchanged(backend, name, monkeypatch):
     """The same crops (and scores within float rounding) as with a RoD sample per box."""
     ratios = ["any", "16:9", "4:3", "1:1", "9:16"]
     image = Image.open(EXAMPLES / name)
-    cropper = Cropper(weights="random", device="cpu", bf16_ranking=False)  # float32 throughout: the RoD table alone
+    cropper = Cropper(weights="random", device="cpu")
     new = cropper.crop(image, ratios)
     model = cropper.model
     monkeypatch.setattr(model, "embed_boxes", lambda fmap, boxes, index=0, low=None: _per_box_rod(model, fmap, boxes, index))

@@ -88,12 +88,12 @@ def test_checkpoint_keeps_the_calibration_and_inference_uses_it(calibrated, tmp_
     with torch.no_grad():
         literal = loaded(image, crops, genes)
         monkeypatch.setenv(int8_backbone.ENV, "0")
-        loaded.prepare_for_inference(approximate=False)
+        loaded.prepare_for_inference()
         assert not loaded.int8_backbone_active
         float_fmap = loaded.features(image)
         exact = loaded.score_boxes(float_fmap, crops, genes, (96, 64))
         monkeypatch.delenv(int8_backbone.ENV)
-        loaded.prepare_for_inference(approximate=False)
+        loaded.prepare_for_inference()
         assert loaded.int8_backbone_active
         fmap = loaded.features(image)
         assert torch.equal(loaded.features(image), fmap)  # every call alike
@@ -107,7 +107,7 @@ def test_checkpoint_keeps_the_calibration_and_inference_uses_it(calibrated, tmp_
 
 
 def test_reference_checkpoints_and_uncalibrated_models_keep_the_float_backbone():
-    model = S2CNet(SMALL).eval().prepare_for_inference(approximate=False)
+    model = S2CNet(SMALL).eval().prepare_for_inference()
     assert model.int8_calibration is None and not model.int8_backbone_active
 
 

@@ -247,15 +247,13 @@ def test_gradients_reach_the_backbone():
 
 def _scores_on_every_path(model, image, crops, genes):
     """(literal, shared) scores of an eval model, after checking that the eval fast path matches the
-    literal one and the bfloat16 copy stays close."""
+    literal one."""
     with torch.no_grad():
         literal = model(image, crops, genes)
-        model.prepare_for_inference(approximate=True)
+        model.prepare_for_inference()
         fmap = model.features(image)
         shared = model.score_boxes(fmap, crops, genes, (96, 64))
-        low = model.score_boxes(fmap, crops, genes, (96, 64), approximate=True)
     assert torch.allclose(literal, shared, atol=1e-5)
-    assert torch.allclose(low, shared, atol=0.05)
     return literal, shared
 
 
@@ -377,7 +375,7 @@ def test_efficientnet_lite0_fast_path_and_checkpoint_agree(tmp_path):
     genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
     with torch.no_grad():
         literal = model(image, crops, genes)
-        model.prepare_for_inference(approximate=False)
+        model.prepare_for_inference()
         fast = model.score_boxes(model.features(image), crops, genes, (96, 64))
     assert torch.allclose(literal, fast, atol=1e-4)
     save_checkpoint(model, tmp_path / "lite.safetensors", half=False)
@@ -508,7 +506,7 @@ def test_scoring_on_the_backbones_own_map_does_not_walk_the_weights_again(monkey
     import s2ccrop.model.s2cnet as s2cnet
 
     torch.manual_seed(10)
-    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval().prepare_for_inference(approximate=False)
+    model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval().prepare_for_inference()
     calls = []
     real = s2cnet._signature
     monkeypatch.setattr(s2cnet, "_signature", lambda tensors: calls.append(1) or real(tensors))

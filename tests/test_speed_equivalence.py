@@ -209,125 +209,20 @@ def test_inference_cache_follows_weight_changes():
     assert not torch.allclose(before, after)
 
 
-def test_large_photo_resize_matches_interpolate():
+@pytest.mark.parametrize("photo_size", [(2400, 1600), (500, 333), (97, 61), (256, 384)])
+def test_resize_matches_interpolate(photo_size):
+    """Gathering the 2x2 taps in numpy gives torch's bilinear interpolate within float rounding, for
+    large photos, small ones, and photos already at the model's size."""
     from s2ccrop.preprocess import image_tensor
 
-    img = _photo((2400, 1600), 11)  # above the gather threshold
+    img = _photo(photo_size, 11)
     size = model_size(*img.size)
-    assert torch.allclose(image_tensor(img, size), _reference_tensor(img, size), atol=1e-5)
-
-
-# ---------------------------------------------------------------- bfloat16 ranking, exact rescoring
+    got = image_tensor(img, size)
+    assert got.shape == (1, 3, size[1], size[0]) and got.dtype == torch.float32
+    assert torch.allclose(got, _reference_tensor(img, size), atol=1e-5)
 
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.png"))
-
-
-@pytest.fixture(scope="module")
-def shipped_pair():
-    """The shipped weights twice, choosing the best candidate (the choice ranking must not change):
-    ranking in bfloat16 (forced, so CPUs without AMX test it too) and exact."""
-    return (Cropper(device="cpu", bf16_ranking=True, selection="best"),
-            Cropper(device="cpu", bf16_ranking=False, selection="best"))
-
-
-def test_bf16_ranking_is_on_only_where_asked_or_fast():
-    from s2ccrop.model.s2cnet import bf16_matmul_is_fast
-
-    assert Cropper(weights="random", device="cpu", bf16_ranking=True).model.approximates
-    assert not Cropper(weights="random", device="cpu", bf16_ranking=False).model.approximates
-    assert Cropper(weights="random", device="cpu").model.approximates == bf16_matmul_is_fast()  # int8: ours only
-    model = _model(S2CNetConfig(9, 4, "crop"), 8).prepare_for_inference(approximate=True)
-    assert model.approximates
-    model.train()
-    assert not model.approximates  # training never takes it
-    model.eval()
-    with torch.no_grad():
-        model.node_emb[0].weight.mul_(2.0)
-    assert not model.approximates  # stale copy after a weight change: exact path
-    model.prepare_for_inference(approximate=True)
-    with torch.no_grad():
-        model.GraphTransformer.fc_gcn.weight.mul_(0.5)  # the graph is copied too
-    assert not model.approximates
-
-
-@pytest.mark.parametrize("env, fast, approximates", [
-    ({"S2CCROP_BF16": "0"}, False, False), ({"S2CCROP_BF16": "off"}, False, False),
-    ({"S2CCROP_BF16": "1"}, True, True), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False, False),
-    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True, True),
-])
-def test_bf16_switch_in_the_environment(monkeypatch, env, fast, approximates):
-    """$S2CCROP_BF16=0 keeps bfloat16 ranking off even where AMX would turn it on, =1 forces it on,
-    and a oneDNN capped below AMX counts as a CPU without it (bench/run.py --isa avx2 sets both)."""
-    from s2ccrop.model import s2cnet
-
-    monkeypatch.delenv("S2CCROP_BF16", raising=False)
-    monkeypatch.delenv("S2CCROP_INT8", raising=False)
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # as on an AMX CPU
-    assert s2cnet.bf16_matmul_is_fast()
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert s2cnet.bf16_matmul_is_fast() is fast
-    assert Cropper(weights="random", device="cpu").model.approximates is approximates
-    # the keyword still wins over the environment
-    assert not Cropper(weights="random", device="cpu", bf16_ranking=False).model.approximates
-
-
-def test_approximate_scores_track_exact(shipped_pair):
-    """Approximate scores: every candidate, in order, within the error the margin was set from."""
-    from s2ccrop.select import APPROX_MARGIN
-
-    fast, _ = shipped_pair
-    for seed, size in enumerate(SIZES):
-        p = fast.prepare(_photo(size, 40 + seed))
-        boxes = np.concatenate(fast.candidates(p, [Ratio.parse(r) for r in RATIOS]))
-        fmap = fast.features([p])
-        exact = fast.score_features(fmap, 0, p, boxes)
-        approx = fast.score_features(fmap, 0, p, boxes, approximate=True)
-        assert approx.shape == exact.shape == (len(boxes),)
-        assert not np.array_equal(approx, exact)  # it did take the bfloat16 path
-        assert np.abs(approx - exact).max() < APPROX_MARGIN / 2.5
-
-
-@pytest.mark.parametrize("source", ["examples", "synthetic"])
-def test_bf16_ranking_chooses_what_exact_scoring_chooses(shipped_pair, source):
-    fast, exact = shipped_pair
-    photos = [Image.open(p) for p in EXAMPLES] if source == "examples" else [
-        _photo(size, 50 + seed) for seed, size in enumerate(SIZES)]
-    assert photos
-    for photo in photos:
-        a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
-        assert [c.box for c in a] == [c.box for c in b]
-        assert all(abs(x.score - y.score) < SCORE_TOL for x, y in zip(a, b))  # winners rescored exactly
-
-
-def test_contenders_keep_every_possible_winner():
-    from s2ccrop.select import contenders
-
-    rng = np.random.default_rng(0)
-    groups = [np.zeros((n, 4)) for n in (50, 1, 30)]
-    exact = rng.normal(0, 2, 81)
-    approx = exact + rng.uniform(-0.1, 0.1, 81)  # error below half the margin
-    pick = contenders(groups, approx, np.zeros(81), margin=0.25)
-    assert np.all(np.diff(pick) > 0)
-    for start, n in ((0, 50), (50, 1), (51, 30)):
-        assert start + int(np.argmax(exact[start : start + n])) in pick
-    # a margin of 0 keeps exactly each group's approximate best
-    assert list(contenders(groups, approx, np.zeros(81), margin=0.0)) == [
-        int(np.argmax(approx[:50])), 50, 51 + int(np.argmax(approx[51:]))]
-
-
-def test_contenders_follow_the_face_guard_and_fall_back_on_nan():
-    from s2ccrop.select import FACE_CUT_PENALTY, contenders
-
-    groups = [np.zeros((4, 4))]
-    approx = np.array([3.0, 2.9, 1.0, 0.0])
-    penalties = np.array([FACE_CUT_PENALTY, 0.0, 0.0, 0.0])  # the best cuts a face
-    assert list(contenders(groups, approx, penalties, margin=0.25)) == [1]
-    assert list(contenders(groups, np.array([1.0, np.nan, 0.0, 0.0]), np.zeros(4))) == [0, 1, 2, 3]
-    assert list(contenders([np.zeros((0, 4))], np.zeros(0), np.zeros(0))) == []
 
 
 def test_select_crops_never_picks_a_ruled_out_candidate():
@@ -358,7 +253,7 @@ def test_fused_relu6_backbone_equals_the_modules():
 
 
 def test_rod_table_is_shared_within_a_map_and_renewed_for_another():
-    model = _model(S2CNetConfig(9, 4, "crop"), 10).prepare_for_inference(approximate=False)
+    model = _model(S2CNetConfig(9, 4, "crop"), 10).prepare_for_inference()
     boxes = torch.tensor([[0.0, 0, 60, 40], [10, 5, 90, 60]])
     with torch.inference_mode():
         fmap1, fmap2 = torch.randn(2, 8, 6, 8), torch.randn(2, 8, 6, 8)
@@ -372,45 +267,7 @@ def test_rod_table_is_shared_within_a_map_and_renewed_for_another():
         assert not torch.equal(other_map, first)
 
 
-def test_bf16_ranking_gives_up_when_scores_are_flat():
-    """A seeded random model scores every candidate nearly alike: ranking would rescore them all."""
-    from s2ccrop import api
-
-    cropper = Cropper(weights="random", device="cpu", bf16_ranking=True)
-    exact = Cropper(weights="random", device="cpu", bf16_ranking=False)
-    calls = []
-    original = cropper.score_features
-    cropper.score_features = lambda *a, **k: calls.append(k.get("approximate", False)) or original(*a, **k)
-    photos = [_photo(SIZES[i % 3], 60 + i) for i in range(6)]
-    for photo in photos:
-        assert [c.box for c in cropper.crop(photo, RATIOS)] == [c.box for c in exact.crop(photo, RATIOS)]
-    assert cropper._ranking["on"] is False  # gave up after the trial...
-    ranked_photos = calls.count(True)
-    assert 1 <= ranked_photos < len(photos) and calls[-1] is False  # ...having ranked the first photos
-    counts = [sum(map(len, cropper.candidates(cropper.prepare(ph), [Ratio.parse(r) for r in RATIOS]))) for ph in photos]
-    assert ranked_photos == 1 + int(np.searchsorted(np.cumsum(counts), api.RANKING_TRIAL))  # the trial, in photos
-
-
-def test_bf16_ranking_keeps_going_with_the_shipped_weights_choosing_the_best():
-    fast = Cropper(device="cpu", bf16_ranking=True, selection="best")
-    for seed, size in enumerate(SIZES):
-        fast.crop(_photo(size, 70 + seed), RATIOS)
-    assert fast._ranking["on"] and fast._ranking["rescored"] < 0.1 * fast._ranking["ranked"]
-
-
-def test_averaging_needs_so_many_exact_scores_that_bf16_ranking_gives_up():
-    """The shipped model averages: every candidate within AVERAGE_WINDOW of the best needs its exact
-    score (~27 % of them on these photos), so after its trial the Cropper scores exactly throughout."""
-    fast = Cropper(device="cpu", bf16_ranking=True)
-    assert fast.selection == "average"
-    for seed, size in enumerate(SIZES):
-        fast.crop(_photo(size, 70 + seed), RATIOS)
-    from s2ccrop import api
-
-    assert not fast._ranking["on"] and fast._ranking["ranked"] >= api.RANKING_TRIAL
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32])
 @pytest.mark.parametrize("nodes", [1, 2, 3, 4])
 def test_sum_of_products_is_the_reduction_bit_for_bit(dtype, nodes):
     from s2ccrop.model.graph import sum_of_products
@@ -426,86 +283,3 @@ def test_sum_of_products_is_the_reduction_bit_for_bit(dtype, nodes):
             assert torch.equal(got, want)
         else:  # bfloat16 partial sums: within two bfloat16 roundings of the float32-accumulated reduction
             assert torch.allclose(got.float(), want.float(), rtol=2 * 2**-8, atol=2 * 2**-8 * want.float().abs().max())
-
-
-def test_bf16_ranking_averages_what_exact_scoring_averages():
-    """With averaging, every candidate within AVERAGE_WINDOW of the best gets an exact score, so the
-    averaged crop is the exact path's too."""
-    fast = Cropper(device="cpu", bf16_ranking=True, selection="average")
-    exact = Cropper(device="cpu", bf16_ranking=False, selection="average")
-    for photo in [Image.open(p) for p in EXAMPLES] + [_photo(size, 60 + seed) for seed, size in enumerate(SIZES)]:
-        a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
-        assert [c.box for c in a] == [c.box for c in b]
-        assert all(abs(x.score - y.score) < SCORE_TOL for x, y in zip(a, b))
-
-
-# ---------------------------------------------------------------- int8 ranking (CPUs without AMX)
-
-int8 = pytest.mark.skipif(not __import__("s2ccrop.model.s2cnet", fromlist=["x"]).int8_linear_is_available(),
-                          reason="this torch has no x86/fbgemm quantised engine")
-
-
-@int8
-def test_int8_ranking_is_the_default_for_our_weights_where_bf16_is_not(monkeypatch):
-    from s2ccrop.model.s2cnet import bf16_matmul_is_fast
-
-    for key in ("S2CCROP_INT8", "S2CCROP_BF16"):
-        monkeypatch.delenv(key, raising=False)
-    want = "bf16" if bf16_matmul_is_fast() else "int8"
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert Cropper(device="cpu", selection="best").model.ranking == want
-    assert not caught  # torch's deprecation notices of eager quantisation would reach the CLI's stderr
-    assert Cropper(device="cpu", bf16_ranking=False, selection="best").model.ranking == "int8"
-    # the shipped model averages: its exact window covers most candidates, so no int8 ranking by default
-    assert Cropper(device="cpu").selection == "average"
-    assert Cropper(device="cpu", bf16_ranking=False).model.ranking is None
-    assert Cropper(device="cpu", bf16_ranking=False, int8_ranking=True).model.ranking == "int8"
-    assert Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, selection="best").model.ranking is None
-    assert Cropper(weights="random", device="cpu", bf16_ranking=False).model.ranking is None  # reference shape
-    assert Cropper(weights="random", device="cpu", bf16_ranking=False, int8_ranking=True).model.ranking == "int8"
-    monkeypatch.setenv("S2CCROP_INT8", "0")
-    assert Cropper(device="cpu", bf16_ranking=False, selection="best").model.ranking is None
-    monkeypatch.setenv("S2CCROP_INT8", "1")
-    assert Cropper(weights="random", device="cpu", bf16_ranking=False).model.ranking == "int8"
-
-
-@int8
-def test_int8_scores_track_exact_within_the_margin():
-    from s2ccrop.select import INT8_MARGIN
-
-    fast = Cropper(device="cpu", bf16_ranking=False, int8_ranking=True)
-    assert fast.model.ranking == "int8"
-    for seed, size in enumerate(SIZES):
-        p = fast.prepare(_photo(size, 80 + seed))
-        groups = fast.candidates(p, [Ratio.parse(r) for r in RATIOS])
-        boxes = np.concatenate(groups)
-        with torch.inference_mode():
-            fmap = fast.features([p])
-            exact = fast.score_features(fmap, 0, p, boxes)
-            approx = fast.score_features(fmap, 0, p, boxes, approximate=True)
-        assert not np.array_equal(approx, exact)  # it did take the int8 path
-        start = 0
-        for g in groups:  # what decides a contender: the error's spread within one ratio
-            err = approx[start : start + len(g)] - exact[start : start + len(g)]
-            start += len(g)
-            assert err.max() - err.min() < INT8_MARGIN / 1.5
-
-
-@int8
-@pytest.mark.parametrize("search", [False, True])
-def test_int8_ranking_chooses_what_float32_scoring_chooses(search):
-    fast = Cropper(device="cpu", bf16_ranking=False, int8_ranking=True, search=search, selection="best")
-    exact = Cropper(device="cpu", bf16_ranking=False, int8_ranking=False, search=search, selection="best")
-    for photo in [Image.open(p) for p in EXAMPLES] + [_photo(size, 90 + seed) for seed, size in enumerate(SIZES)]:
-        a, b = fast.crop(photo, RATIOS), exact.crop(photo, RATIOS)
-        if not search:  # every candidate ranked: the exact winner is always among the contenders
-            assert [c.box for c in a] == [c.box for c in b]
-        p = fast.prepare(photo)
-        with torch.inference_mode():
-            fmap = fast.features([p])
-            for c in a:  # whatever is chosen, its score is the exact one
-                assert abs(fast.score_features(fmap, 0, p, np.array([c.box], dtype=np.float64))[0] - c.score) < SCORE_TOL
-    assert fast._ranking["on"] and fast._ranking["rescored"] < 0.2 * fast._ranking["ranked"]

