@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import envvars
 from .errors import ConfigError
 
-ENV_VAR = "S2CCROP_SHARED"
+ENV_VAR = envvars.SHARED
 
 
 def _default_location() -> Path:
@@ -32,7 +33,7 @@ def shared_dir(explicit: "str | os.PathLike[str] | None" = None) -> Path | None:
         if not path.is_dir():
             raise ConfigError(f"shared folder {str(path)!r} does not exist or is not a folder")
         return path
-    env = os.environ.get(ENV_VAR)
+    env = envvars.path(ENV_VAR)
     if env:
         path = Path(env).expanduser()
         return path if path.is_dir() else None

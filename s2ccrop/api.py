@@ -15,6 +15,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from . import candidates as cand
+from . import envvars
 from .decide import Prepared, Rules, decide, guard_of
 from .errors import ConfigError
 from .genes import GeneProvider, LearnedGenes, WholeImageGenes, box_rows, pad_boxes
@@ -27,21 +28,10 @@ from .types import Crop, Ratio
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
 
 
-def env_threads() -> int | None:
-    """$S2CCROP_THREADS as a number (None when unset); ConfigError when it is not a whole number."""
-    text = os.environ.get("S2CCROP_THREADS", "").strip()
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"S2CCROP_THREADS={text!r} is not a whole number") from None
-
-
 def set_threads(threads: int | None = None) -> None:
     """Set torch's intra-op CPU threads from `threads` or $S2CCROP_THREADS (unset: leave torch's default)."""
     if threads is None:
-        threads = env_threads()
+        threads = envvars.threads()
         if threads is None:
             return
     if threads < 1:

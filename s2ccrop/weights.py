@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import envvars
 from .errors import WeightsError
 
-ENV_CACHE = "S2CCROP_CACHE"
-ENV_OFFLINE = "S2CCROP_OFFLINE"
-ENV_MANIFEST = "S2CCROP_MANIFEST"
+ENV_CACHE, ENV_OFFLINE, ENV_MANIFEST = envvars.CACHE, envvars.OFFLINE, envvars.MANIFEST
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on a header
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -52,7 +51,7 @@ Progress = Callable[[int, "int | None"], None]  # (bytes done, total or None)
 
 def cache_dir() -> Path:
     """The cache root: $S2CCROP_CACHE, else the platform's user cache dir."""
-    env = os.environ.get(ENV_CACHE)
+    env = envvars.path(ENV_CACHE)
     if env:
         return Path(env).expanduser()
     from platformdirs import user_cache_dir
@@ -71,7 +70,7 @@ def ensure_cache_dir() -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        where = f"${ENV_CACHE}" if os.environ.get(ENV_CACHE) else "the platform's cache folder"
+        where = f"${ENV_CACHE}" if envvars.path(ENV_CACHE) else "the platform's cache folder"
         raise WeightsError(
             f"cannot use the weights cache {folder}: {(exc.strerror or str(exc)).lower()} (it is below {where}; "
             f"set {ENV_CACHE} to a folder you can write)"
@@ -95,7 +94,7 @@ def embedded_dir() -> Path:
 
 
 def offline() -> bool:
-    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on")
+    return envvars.switch(ENV_OFFLINE)
 
 
 # ---------------------------------------------------------------- registry
@@ -187,7 +186,7 @@ def _entry(manifest: Path, name: str, raw: object) -> Entry:
 def registry() -> Registry:
     """The shipped manifest, the extra manifest ($S2CCROP_MANIFEST) over it, then imported weights."""
     reg = load_manifest(embedded_dir() / MANIFEST_NAME)
-    extra = os.environ.get(ENV_MANIFEST)
+    extra = envvars.path(ENV_MANIFEST)
     if extra:
         more = load_manifest(Path(extra).expanduser())
         reg.entries.update(more.entries)

@@ -590,3 +590,10 @@ def test_only_the_local_crop_command_allows_the_fast_exit(tmp_path: Path, monkey
     monkeypatch.setitem(cli._FAST_EXIT, "ok", False)
     assert run("info", "--json")[0] == 0 and cli._FAST_EXIT["ok"] is False
     assert run("p.jpg", "-r", "1:1", "--dry-run", "-q")[0] == 0 and cli._FAST_EXIT["ok"] is True
+
+
+@pytest.mark.parametrize("command", [(), ("crop",), ("preview",), ("weights",), ("info",)])
+def test_help_shows_no_type_after_a_flag(command):
+    """A flag takes no value: its help line shows none (Typer 0.29 would print `<bool>`)."""
+    code, out, _ = run(*command, "--help")
+    assert code == 0 and "--help" in out and "<bool>" not in out

@@ -100,3 +100,21 @@ def test_the_engines_load_without_the_command_line_typer_or_torch():
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["[]"]
+
+
+def test_environment_variables_have_one_home_and_one_table():
+    """Only `s2ccrop/envvars.py` names an S2CCROP_ variable in code (messages may mention one through
+    its constant), and docs/ARCHITECTURE.md's *Environment* table lists exactly the variables it reads."""
+    import re
+
+    from s2ccrop import envvars
+
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "envvars.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not re.fullmatch(r"S2CCROP_[A-Z0-9_]+", node.value), f"{path}: {node.value} belongs in envvars.py"
+    table = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").split("## Environment", 1)[1]
+    documented = set(re.findall(r"^\| `(S2CCROP_[A-Z0-9_]+)", table, re.M))
+    assert documented == set(envvars.VARIABLES)

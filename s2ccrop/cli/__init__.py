@@ -16,12 +16,12 @@ import os
 import signal
 import sys
 
-from .. import __version__, interrupts
+from .. import __version__, envvars, interrupts
 from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, Env, display, one_line
 from ..errors import S2CCropError
 from .rules import SUBCOMMANDS, asks_version
 
-DEBUG_ENV = "S2CCROP_DEBUG"  # set: unexpected errors show their traceback instead of one line
+DEBUG_ENV = envvars.DEBUG  # on: unexpected errors show their traceback instead of one line
 
 __all__ = ["DEBUG_ENV", "SUBCOMMANDS", "main", "run"]
 
@@ -57,7 +57,7 @@ def _main(argv: list[str] | None, env: Env | None, stop: interrupts.StopHandler)
         _safe_write(env.stderr, f"{PROG}: error: {one_line(exc)}\n")
         code = EXIT_USAGE
     except OSError as exc:  # the system refused something the command needs (a file, a folder): not our bug
-        if os.environ.get(DEBUG_ENV):
+        if envvars.switch(DEBUG_ENV):
             raise
         where = f"{display(exc.filename)}: " if exc.filename else ""
         _safe_write(env.stderr, f"{PROG}: error: {where}{one_line(exc.strerror or exc)}\n")
@@ -65,7 +65,7 @@ def _main(argv: list[str] | None, env: Env | None, stop: interrupts.StopHandler)
     except SystemExit as exc:  # a pass-through command's own argparse: --help, usage errors
         code = exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
     except Exception as exc:  # a bug of ours: one line for the user, the traceback on request
-        if os.environ.get(DEBUG_ENV):
+        if envvars.switch(DEBUG_ENV):
             raise
         _safe_write(env.stderr, f"{PROG}: internal error: {type(exc).__name__}: {one_line(exc)} "
                                 f"(run with {DEBUG_ENV}=1 for the traceback, and please report it)\n")

@@ -134,6 +134,24 @@ def _epilog(*parts: str) -> str:
     return "\n\n".join(line for line in text.splitlines() if line.strip())  # one paragraph per line
 
 
+def _flags_show_no_type() -> None:
+    """Typer 0.29's help lists a type beside every option, `<bool>` for flags that take no value (ours,
+    --help, --install-completion): a flag shows none."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "s2ccrop_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) and not getattr(self, "count", False) else shown(self, ctx)
+
+    display_type_rich.s2ccrop_flags = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
+
+
 def _presets() -> str:
     return "ratio presets (-r NAME) and groups:\n" + preset_table()
 

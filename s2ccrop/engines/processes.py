@@ -42,7 +42,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Iterable, Iterator
 
-from .. import interrupts
+from .. import envvars, interrupts
 from ..batch import BatchRun, Env, Job, Settings
 
 MAX_AUTO_PROCESSES = 8
@@ -215,9 +215,8 @@ def _remove_temp_files(job: Job) -> None:
 def _worker_threads(processes: int) -> int:
     """torch threads per worker: $S2CCROP_THREADS when set (the parent's Cropper has already checked
     it), else the usable cores shared out."""
-    from ..api import env_threads
 
-    return env_threads() or max(1, usable_cores() // processes)
+    return envvars.threads() or max(1, usable_cores() // processes)
 
 
 def _init_worker(threads: int, parent_pid: int) -> None:

@@ -34,18 +34,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import warnings
 from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 
+from .. import envvars
 from .backbone import FeatureExtractor, InvertedResidual, fold_batchnorm
 
 CALIBRATION_KEY = "s2ccrop_int8_backbone"
 FORMAT = 1
-ENV = "S2CCROP_INT8_BACKBONE"
+ENV = envvars.INT8_BACKBONE
 RELU6_SCALE = 6.0 / 255.0
 # How many training photos a calibration is measured on (each costs one backbone pass; FCDB
 # validation with 32: README, Speed).
@@ -63,7 +63,7 @@ def engine() -> str | None:
 
 def enabled_by_env() -> bool:
     """False when $S2CCROP_INT8_BACKBONE is 0/false/no/off."""
-    return os.environ.get(ENV, "").strip().lower() not in ("0", "false", "no", "off")
+    return envvars.switch(ENV, default=True)
 
 
 class _Block(nn.Module):

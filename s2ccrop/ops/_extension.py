@@ -11,19 +11,20 @@ If the extension cannot be used, the reason is kept (never swallowed) and report
 from __future__ import annotations
 
 import importlib
-import os
 from types import ModuleType
 
 import torch
 
+from .. import envvars
+
 __all__ = ["LOADED", "REASON", "WITH_CUDA", "has_kernel_for", "has_op"]
 
-_DISABLE_VAR = "S2CCROP_NO_EXT"
+_DISABLE_VAR = envvars.NO_EXT
 _OPS = ("roi_align", "rod_align")
 
 
 def _disabled_by_env() -> bool:
-    return os.environ.get(_DISABLE_VAR, "").strip().lower() not in ("", "0", "false", "no")
+    return envvars.switch(_DISABLE_VAR)
 
 
 def _import_compiled() -> tuple[ModuleType | None, str]:
@@ -89,7 +90,7 @@ def _register_autograd(name: str, forward, backward) -> None:
 
 def _load() -> tuple[bool, str, bool]:
     if _disabled_by_env():
-        return False, f"disabled at run time by {_DISABLE_VAR}={os.environ[_DISABLE_VAR]}; using the pure-PyTorch fallback", False
+        return False, f"disabled at run time by {_DISABLE_VAR}={envvars.text(_DISABLE_VAR)}; using the pure-PyTorch fallback", False
     if not hasattr(torch.library, "register_autograd"):
         return False, f"torch {torch.__version__} lacks torch.library.register_autograd (needs torch >= 2.4)", False
     module, reason = _import_compiled()

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import envvars
 from .._shared import shared_dir
 
 FORMAT_VERSION = 1
@@ -519,8 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="labels JSON to write")
     parser.add_argument("--limit", type=int, default=None, help="label only the first N photos")
     args = parser.parse_args(argv)
-    threads = os.environ.get("S2CCROP_THREADS", "").strip()
-    torch.set_num_threads(int(threads) if threads else 1)
+    torch.set_num_threads(envvars.threads() or 1)
     label_fcdb(args.data, args.teachers, args.out, limit=args.limit)
     return 0
 
