@@ -29,19 +29,8 @@ MAX_STEPS = 6
 # photo and none keeps more than 84 % of it. "full" puts corners on the bin lines from the edge inwards
 # (0..4 and 8..12), so crops that keep a whole side or nearly the whole photo exist too: the best
 # possible IoU with the FCDB human crops rises from 0.828 to 0.885, with ~200 boxes instead of ~84.
-# Two experiments of issue 19: "wide" is "full" with aspects up to 4:1 (the others stop at 2:1, yet 17 %
-# of FCDB's human crops are wider: the best possible IoU rises from 0.877 to 0.896 with 230 boxes
-# instead of 210 on a 4:3 photo); "deep" also lets corners go half the photo inwards (0..5 and 7..12)
-# and keeps boxes of more than 30 % of the bins, so free-form crops can be as tight as the human crops
-# that keep under half the photo (best possible 0.918, ~690 boxes).
-# Each entry: (first edge indices, second edge indices, corner offset in steps, least share of the
-# bins, widest aspect in pixels).
-FREE_FORM_GRIDS = {
-    "gaic": (range(0, 4), range(8, 12), 0.5, 0.5, 2.0),
-    "full": (range(0, 5), range(8, 13), 0.0, 0.5, 2.0),
-    "wide": (range(0, 5), range(8, 13), 0.0, 0.5, 4.0),
-    "deep": (range(0, 6), range(7, 13), 0.0, 0.3, 4.0),
-}
+# (The "wide" and "deep" grids of issue 19's experiments left on 2026-12-06: docs/RECIPES.md.)
+FREE_FORM_GRIDS = {"gaic": (range(0, 4), range(8, 12), 0.5), "full": (range(0, 5), range(8, 13), 0.0)}
 
 
 def gaic_grid(width: float, height: float, kind: str = "gaic") -> np.ndarray:
@@ -50,22 +39,21 @@ def gaic_grid(width: float, height: float, kind: str = "gaic") -> np.ndarray:
 
     Reference grid: rows y1 ∈ {0..3}, y2 ∈ {8..11}, cols x1 ∈ {0..3}, x2 ∈ {8..11}, corners at
     step·(0.5 + index); kept when the box covers more than half the bins and its aspect lies strictly in
-    (0.5, 2). The "full" grid keeps boxes by the same rules; "wide" and "deep" allow aspects up to 4 and
-    "deep" boxes of more than 30 % of the bins.
+    (0.5, 2). The "full" grid keeps boxes by the same rules.
     """
     if kind not in FREE_FORM_GRIDS:
         raise ValueError(f"free-form grid must be one of {sorted(FREE_FORM_GRIDS)}, got {kind!r}")
-    first, second, offset, share, widest = FREE_FORM_GRIDS[kind]
+    first, second, offset = FREE_FORM_GRIDS[kind]
     step_w, step_h = width / GRID_BINS, height / GRID_BINS
     boxes = []
     for y1 in first:
         for y2 in second:
             for x1 in first:
                 for x2 in second:
-                    if (y2 - y1) * (x2 - x1) <= (share - 1e-4) * GRID_BINS * GRID_BINS:
+                    if (y2 - y1) * (x2 - x1) <= 0.4999 * GRID_BINS * GRID_BINS:
                         continue
                     aspect = (x2 - x1) * step_w / ((y2 - y1) * step_h)
-                    if not 1 / widest < aspect < widest:
+                    if not 0.5 < aspect < 2:
                         continue
                     boxes.append(
                         (step_w * (offset + x1), step_h * (offset + y1), step_w * (offset + x2), step_h * (offset + y2))

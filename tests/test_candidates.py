@@ -148,18 +148,3 @@ def test_full_grid_reaches_the_edges_and_keeps_the_reference_rules():
                           cand.for_ratio(1024, 768, Ratio.parse("any"), model_size(1024, 768), "full"))
     with pytest.raises(ValueError, match="free-form grid"):
         cand.gaic_grid(240, 240, "dense")
-
-
-def test_wide_and_deep_grids_reach_wider_and_tighter_crops():
-    full, wide, deep = (cand.gaic_grid(360, 240, g) for g in ("full", "wide", "deep"))
-    assert len(full) == 196 and len(wide) == 230 and len(deep) == 680  # a 3:2 photo
-    for grid in (wide, deep):
-        assert set(map(tuple, full.tolist())) <= set(map(tuple, grid.tolist()))  # every full-grid box is still there
-        corners = grid / np.array([30, 20, 30, 20])
-        assert np.allclose(corners, np.round(corners))  # on the bin lines
-    for grid, least in ((wide, 0.5), (deep, 0.3)):
-        w, h = grid[:, 2] - grid[:, 0], grid[:, 3] - grid[:, 1]
-        assert (w * h / (360 * 240)).min() > least - 1e-3 and (w / h).max() < 4 and (w / h).min() > 0.25
-        assert (w / h > 2).sum() > 5  # crops wider than 2:1, which "gaic" and "full" never offer
-    share = (deep[:, 2] - deep[:, 0]) * (deep[:, 3] - deep[:, 1]) / (360 * 240)
-    assert (share < 0.5).sum() > 100 and (deep[:, :2] / np.array([30, 20])).max() == 5

@@ -386,22 +386,24 @@ def test_validate_scores_an_ensemble_by_the_mean_of_its_members_scores(tmp_path,
     averages crops as a model scoring -IoU / 2 does."""
     from types import SimpleNamespace
 
-    from s2ccrop.training import train
+    from s2ccrop.training import validation
     from s2ccrop.training.datasets import load_fcdb
     from s2ccrop.training.losses import box_iou
+    from s2ccrop.training.samples import cache_photo
 
     records, _ = load_fcdb(_random_fcdb(tmp_path / "fcdb", n=3))
-    photos = [train.cache_photo(r, 96) for r in records]
+    photos = [cache_photo(r, 96) for r in records]
     config = SimpleNamespace(free_form_grid="full", box_refiner=False, input_short_side=256)
     a = SimpleNamespace(config=config, eval=lambda: None, weight=1.0)
     b = SimpleNamespace(config=config, eval=lambda: None, weight=-2.0)
-    monkeypatch.setattr(train, "_scores_of", lambda m, s, boxes, n: (m.weight * box_iou(boxes, s.crop), None))
+    monkeypatch.setattr(validation, "_scores_of", lambda m, s, boxes, n: (m.weight * box_iou(boxes, s.crop), None))
     half = SimpleNamespace(config=config, eval=lambda: None, weight=-0.5)  # what the mean of a and b is
-    best, worst, mean = train.validate(a, photos, 4), train.validate(b, photos, 4), train.validate([a, b], photos, 4)
+    validate = validation.validate
+    best, worst, mean = validate(a, photos, 4), validate(b, photos, 4), validate([a, b], photos, 4)
     assert best["val_iou_any"] > worst["val_iou_any"] + 0.2
     assert (mean["val_iou_any"], mean["val_iou_ratio"]) == (worst["val_iou_any"], worst["val_iou_ratio"])
-    assert mean == train.validate(half, photos, 4)  # the averaged crops too, which depend on the scores' scale
-    assert train.validate([a, a], photos, 4) == best
+    assert mean == validate(half, photos, 4)  # the averaged crops too, which depend on the scores' scale
+    assert validate([a, a], photos, 4) == best
 
 
 def test_measure_ensemble_is_read_by_eval_folds_like_a_run(tmp_path, capsys):
@@ -410,7 +412,8 @@ def test_measure_ensemble_is_read_by_eval_folds_like_a_run(tmp_path, capsys):
     from s2ccrop.model import S2CNet, S2CNetConfig, load_checkpoint, save_checkpoint
     from s2ccrop.training.run_eval import fold_logs, main, measure_ensemble
     from s2ccrop.training.datasets import cv_split, load_fcdb, split_fcdb
-    from s2ccrop.training.train import cache_photo, validate
+    from s2ccrop.training.samples import cache_photo
+    from s2ccrop.training.validation import validate
 
     data = _random_fcdb(tmp_path / "fcdb")
     runs = []

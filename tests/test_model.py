@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -109,6 +109,69 @@ def test_safetensors_roundtrip_keeps_config(tmp_path, half):
         assert torch.allclose(loaded.state_dict()[k].to(v.dtype), v, atol=tol, rtol=0), k
 
 
+# The model config in weights/s2ccrop-v5.safetensors' metadata, written before the options `backbone`,
+# `box_geometry` and `size_prior` left the package (2026-12-06): each at its off value.
+V5_CONFIG_JSON = (
+    '{"align_size": 9, "backbone": "mobilenet_v2", "box_geometry": false, "box_refiner": true, "depth": 2, "dropout": 0.1, '
+    '"free_form_grid": "full", "genes_head": true, "graph_uses_head": false, "head": "crop", "heads": 4, '
+    '"input_short_side": 256, "mlp_dim": 256, "node_dim": 64, "num_boxes": 4, "reduced_dim": 8, '
+    '"refine_ratio_given": "size", "selection": "average", "size_prior": false}'
+)
+V5_CONFIG = S2CNetConfig(align_size=9, num_boxes=4, dropout=0.1, node_dim=64, mlp_dim=256, genes_head=True, graph_uses_head=False,
+                         free_form_grid="full", selection="average", box_refiner=True, refine_ratio_given="size")
+
+
+def _with_config_metadata(path: Path, config_json: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from s2ccrop.model.checkpoint import read_state_dict
+
+    meta = read_state_dict(path)[2]
+    save_file(load_file(str(path)), str(path), metadata={**meta, "s2ccrop_config": config_json})
+
+
+def test_a_checkpoint_naming_removed_options_at_their_off_values_loads_as_before(tmp_path):
+    """Checkpoints written before backbone / box_geometry / size_prior were removed name them, off
+    (s2ccrop-v5 does): they load strictly to the same config, which no longer has those fields."""
+    from s2ccrop.model.s2cnet import REMOVED_OPTIONS
+
+    assert S2CNetConfig.from_json(V5_CONFIG_JSON) == V5_CONFIG
+    assert not set(REMOVED_OPTIONS) & set(json.loads(V5_CONFIG.to_json()))
+    torch.manual_seed(12)
+    model = S2CNet(V5_CONFIG).eval()
+    save_checkpoint(model, tmp_path / "v5.safetensors", half=False)
+    _with_config_metadata(tmp_path / "v5.safetensors", V5_CONFIG_JSON)
+    loaded = load_checkpoint(tmp_path / "v5.safetensors")
+    assert loaded.config == V5_CONFIG and loaded.own_checkpoint
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "s2ccrop-v5.safetensors"
+    if shipped.is_file():
+        from s2ccrop.model.checkpoint import read_state_dict
+
+        _, config, meta = read_state_dict(shipped)
+        assert config == V5_CONFIG and json.loads(meta["s2ccrop_config"]) == json.loads(V5_CONFIG_JSON)
+
+
+@pytest.mark.parametrize("name, value", [("size_prior", True), ("box_geometry", True), ("backbone", "efficientnet_lite0")])
+def test_a_checkpoint_that_needs_a_removed_option_is_refused_by_name(tmp_path, name, value):
+    text = json.dumps({**json.loads(V5_CONFIG_JSON), name: value})
+    with pytest.raises(ValueError, match=f"needs {name} = {json.dumps(value)}, an option removed") as info:
+        S2CNetConfig.from_json(text)
+    assert len(str(info.value).splitlines()) == 1
+    save_checkpoint(S2CNet(V5_CONFIG).eval(), tmp_path / "old.safetensors", half=False)
+    _with_config_metadata(tmp_path / "old.safetensors", text)
+    with pytest.raises(ValueError, match=f"needs {name} = "):
+        load_checkpoint(tmp_path / "old.safetensors")
+
+
+@pytest.mark.parametrize("grid", ["wide", "deep"])
+def test_a_checkpoint_trained_on_a_removed_free_form_grid_is_refused_by_name(grid):
+    with pytest.raises(ValueError, match=f"free_form_grid must be 'gaic' or 'full', got '{grid}' \\(removed") as info:
+        S2CNetConfig.from_json(json.dumps({**json.loads(V5_CONFIG_JSON), "free_form_grid": grid}))
+    assert len(str(info.value).splitlines()) == 1
+
+
 def test_imagenet_positional_mapping_gives_torchvision_features():
     tv = pytest.importorskip("torchvision")
     torch.manual_seed(3)
@@ -156,13 +219,7 @@ def _slow_scores(model: S2CNet, image: torch.Tensor, crops: torch.Tensor, genes:
         roi = roi_align_avg(fmap, rois, a, 1 / 16)
         rod = rod_align_avg(fmap, rois, a, 1 / 16)
         feats = torch.stack([roi, rod], 2).reshape(len(boxes), -1).double()
-        pre_norm = lin(feats, "node_emb.0")
-        if cfg.box_geometry:  # edges as fractions, log share of the image, log aspect
-            bw, bh = (boxes[:, 2] - boxes[:, 0]).double(), (boxes[:, 3] - boxes[:, 1]).double()
-            geo = torch.stack([boxes[:, 0] / w, boxes[:, 1] / h, boxes[:, 2] / w, boxes[:, 3] / h,
-                               torch.log(bw * bh / (w * h)), torch.log(bw / bh)], 1).double()
-            pre_norm = pre_norm + lin(geo, "GeoEmb")
-        x = F.relu(ln(pre_norm, "node_emb.1"))  # [n, 256]
+        x = F.relu(ln(lin(feats, "node_emb.0"), "node_emb.1"))  # [n, 256]
         n = x.shape[0]
         centres = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / w, (boxes[:, 1] + boxes[:, 3]) / 2 / h], 1).double()
         th, ph = lin(centres, "GraphConstructor.pos_ascension_theta"), lin(centres, "GraphConstructor.pos_ascension_phi")
@@ -200,10 +257,7 @@ def _slow_scores(model: S2CNet, image: torch.Tensor, crops: torch.Tensor, genes:
     return torch.stack(out).float()
 
 
-GEOMETRY = S2CNetConfig(align_size=9, num_boxes=4, box_geometry=True)
-
-
-@pytest.mark.parametrize("config", [GAICV1, GAICV2, GEOMETRY], ids=["GAICv1", "GAICv2", "box-geometry"])
+@pytest.mark.parametrize("config", [GAICV1, GAICV2], ids=["GAICv1", "GAICv2"])
 def test_forward_equals_slow_reference(config):
     torch.manual_seed(4)
     model = S2CNet(config).eval()
@@ -243,190 +297,6 @@ def test_gradients_reach_the_backbone():
     scores.sum().backward()
     assert model.Feat_ext.feature3[0][0][0].weight.grad.abs().sum() > 0
     assert model.DimRed.weight.grad.abs().sum() > 0
-
-
-def _scores_on_every_path(model, image, crops, genes):
-    """(literal, shared) scores of an eval model, after checking that the eval fast path matches the
-    literal one."""
-    with torch.no_grad():
-        literal = model(image, crops, genes)
-        model.prepare_for_inference()
-        fmap = model.features(image)
-        shared = model.score_boxes(fmap, crops, genes, (96, 64))
-    assert torch.allclose(literal, shared, atol=1e-5)
-    return literal, shared
-
-
-def test_box_geometry_is_ours_only_and_every_path_agrees(tmp_path):
-    """Reference configs have no GeoEmb (their state_dicts stay the reference's); with it, the eval fast
-    path and the bfloat16 copy read it too, and a checkpoint keeps the setting."""
-    assert not any(k.startswith("GeoEmb") for k in S2CNet(GAICV1).state_dict())
-    torch.manual_seed(5)
-    model = S2CNet(GEOMETRY).eval()
-    assert model.state_dict()["GeoEmb.weight"].shape == (256, 6)
-    image = torch.randn(1, 3, 64, 96)
-    crops = torch.tensor([[0.0, 0.0, 95.0, 63.0], [10.0, 5.0, 70.0, 50.0], [10.0, 5.0, 40.0, 27.5]])
-    genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
-    literal, shared = _scores_on_every_path(model, image, crops, genes)
-    with torch.no_grad():
-        model.GeoEmb.weight.zero_()
-        model.GeoEmb.bias.zero_()
-        without = model.score_boxes(model.features(image), crops, genes, (96, 64))
-    assert not torch.allclose(without, shared, atol=1e-3)  # the geometry term did change the scores
-    save_checkpoint(model, tmp_path / "g.safetensors", half=False)
-    assert load_checkpoint(tmp_path / "g.safetensors").config.box_geometry
-
-
-def _lite_port_state_dict(seed: int = 11) -> "dict[str, torch.Tensor]":
-    """A random EfficientNet-Lite0 state_dict under the PyTorch port's names (``_conv_stem``,
-    ``_blocks.N._expand_conv``, …, its head conv and classifier), with non-trivial BatchNorm statistics."""
-    from s2ccrop.model.backbone import EFFICIENTNET_LITE0, backbone_blocks
-
-    torch.manual_seed(seed)
-    blocks = backbone_blocks(EFFICIENTNET_LITE0)
-    out: dict[str, torch.Tensor] = {}
-
-    def bn(prefix, m):
-        out.update({f"{prefix}.weight": torch.rand(m.num_features) + 0.5, f"{prefix}.bias": torch.randn(m.num_features),
-                    f"{prefix}.running_mean": torch.randn(m.num_features), f"{prefix}.running_var": torch.rand(m.num_features) + 0.5,
-                    f"{prefix}.num_batches_tracked": torch.tensor(7)})
-
-    out["_conv_stem.weight"] = torch.randn_like(blocks[0][0].weight)
-    bn("_bn0", blocks[0][1])
-    for i, block in enumerate(blocks[1:]):
-        layers = [m for m in block.conv if not isinstance(m, torch.nn.ReLU6)]
-        names = (["_expand_conv", "_bn0"] if len(layers) == 6 else []) + ["_depthwise_conv", "_bn1", "_project_conv", "_bn2"]
-        for name, m in zip(names, layers):
-            if isinstance(m, torch.nn.Conv2d):
-                out[f"_blocks.{i}.{name}.weight"] = torch.randn_like(m.weight) * 0.2
-            else:
-                bn(f"_blocks.{i}.{name}", m)
-    out["_conv_head.weight"] = torch.randn(1280, 320, 1, 1)
-    bn("_bn1", torch.nn.BatchNorm2d(1280))
-    out["_fc.weight"], out["_fc.bias"] = torch.randn(1000, 1280), torch.randn(1000)
-    return out
-
-
-def test_efficientnet_lite0_backbone_shapes_and_channels():
-    model = S2CNet(S2CNetConfig(backbone="efficientnet_lite0", genes_head=True)).eval()
-    assert model.DimRed.weight.shape == (8, 40 + 112 + 320, 1, 1)
-    assert model.GeneHead.lateral3.weight.shape[1] == 40 and model.GeneHead.lateral4.weight.shape[1] == 112
-    with torch.no_grad():
-        f3, f4, f5 = model.Feat_ext(torch.randn(1, 3, 64, 96))
-    assert (f3.shape, f4.shape, f5.shape) == ((1, 40, 8, 12), (1, 112, 4, 6), (1, 320, 2, 3))
-    depthwise = [m.kernel_size for m in model.Feat_ext.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
-    assert depthwise.count((5, 5)) == 9 and depthwise.count((3, 3)) == 7  # Lite0's 16 blocks
-    assert all(m.eps == 1e-3 for m in model.Feat_ext.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    with pytest.raises(ValueError, match="backbone must be one of"):
-        S2CNetConfig(backbone="resnet50")
-
-
-def test_efficientnet_lite2_layout_matches_the_published_port():
-    """Lite2's blocks, (depthwise kernel, output channels) each, as the PyPI port's 21 ``_blocks`` hold
-    them (read off efficientnet-lite2-9656183e.pth), cut at strides 8, 16 and 32."""
-    from s2ccrop.model.backbone import FeatureExtractor
-
-    port = [(3, 16)] + [(3, 24)] * 3 + [(5, 48)] * 3 + [(3, 88)] * 4 + [(5, 120)] * 4 + [(5, 208)] * 5 + [(3, 352)]
-    extractor = FeatureExtractor("efficientnet_lite2").eval()
-    blocks = [b for stage in (extractor.feature3, extractor.feature4, extractor.feature5) for b in stage[0]][1:]
-    ours = [(b.conv[-5].kernel_size[0] if len(b.conv) > 5 else b.conv[0].kernel_size[0], b.conv[-2].out_channels) for b in blocks]
-    assert ours == port
-    with torch.no_grad():
-        f3, f4, f5 = extractor(torch.randn(1, 3, 64, 96))
-    assert (f3.shape, f4.shape, f5.shape) == ((1, 48, 8, 12), (1, 120, 4, 6), (1, 352, 2, 3))
-    model = S2CNet(S2CNetConfig(backbone="efficientnet_lite2", genes_head=True))
-    assert model.DimRed.weight.shape == (8, 48 + 120 + 352, 1, 1)
-
-
-def test_efficientnet_lite_mapping_folds_the_input_normalisation():
-    """The port's weights see x' = (255 p - 127) / 128; after the mapping the stem sees our
-    x = (p - mean) / std and gives the same outputs (exactly, but at the zero-padded border); every
-    other tensor is copied as it is, in order, and the head conv and classifier are dropped."""
-    from s2ccrop.model.backbone import FeatureExtractor, efficientnet_lite_to_extractor
-    from s2ccrop.preprocess import MEAN, STD
-
-    port = _lite_port_state_dict()
-    mapped = efficientnet_lite_to_extractor(port)
-    raw = FeatureExtractor("efficientnet_lite0").eval()
-    raw.load_state_dict(dict(zip(raw.state_dict(), [v for k, v in port.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))])))
-    ours = FeatureExtractor("efficientnet_lite0").eval()
-    ours.load_state_dict(mapped)
-    assert torch.equal(mapped["feature5.0.16.conv.6.weight"], port["_blocks.15._project_conv.weight"])
-    assert torch.equal(mapped["feature3.0.0.1.running_var"], port["_bn0.running_var"])
-    p = torch.rand(1, 3, 32, 48)
-    lite_input = (255 * p - 127) / 128
-    our_input = (p - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        expected = raw.feature3[0][0](lite_input)
-        got = ours.feature3[0][0](our_input)
-    assert expected.abs().max() > 0.5
-    assert torch.allclose(got[..., 1:, 1:], expected[..., 1:, 1:], atol=1e-4)  # top/left rows saw the padding
-    with pytest.raises(ValueError, match="not an EfficientNet-Lite state_dict"):
-        efficientnet_lite_to_extractor({"_conv_stem.weight": torch.zeros(32, 3, 3, 3)})
-
-
-def test_efficientnet_lite0_fast_path_and_checkpoint_agree(tmp_path):
-    torch.manual_seed(6)
-    config = S2CNetConfig(backbone="efficientnet_lite0", num_boxes=4, genes_head=True, node_dim=128, mlp_dim=512)
-    model = S2CNet(config).eval()
-    model.load_imagenet_backbone(_lite_port_state_dict())
-    image = torch.randn(1, 3, 64, 96)
-    crops = torch.tensor([[0.0, 0.0, 95.0, 63.0], [10.0, 5.0, 70.0, 50.0]])
-    genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
-    with torch.no_grad():
-        literal = model(image, crops, genes)
-        model.prepare_for_inference()
-        fast = model.score_boxes(model.features(image), crops, genes, (96, 64))
-    assert torch.allclose(literal, fast, atol=1e-4)
-    save_checkpoint(model, tmp_path / "lite.safetensors", half=False)
-    loaded = load_checkpoint(tmp_path / "lite.safetensors")
-    assert loaded.config.backbone == "efficientnet_lite0"
-    with torch.no_grad():
-        assert torch.allclose(loaded(image, crops, genes), literal, atol=1e-5)
-
-
-SIZE_PRIOR = S2CNetConfig(align_size=9, num_boxes=4, size_prior=True)
-
-
-def test_size_prior_is_ours_only_adds_its_hand_computed_term_on_every_path(tmp_path):
-    """Reference configs have no SizePrior; with one, every scoring path adds
-    -weight * (log(box area / image area) - mu)² to the graph's score, and a checkpoint keeps it."""
-    assert not any(k.startswith("SizePrior") for k in S2CNet(GAICV1).state_dict())
-    torch.manual_seed(6)
-    model = S2CNet(SIZE_PRIOR).eval()
-    plain = S2CNet(dataclasses.replace(SIZE_PRIOR, size_prior=False)).eval()
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("SizePrior")})
-    # a prior that predicts a quarter of the photo with weight 2, whatever the photo shows
-    with torch.no_grad():
-        model.SizePrior.out.weight.zero_()
-        model.SizePrior.out.bias.copy_(torch.tensor([math.log(0.25), math.log(math.expm1(2.0))]))
-    image = torch.randn(1, 3, 64, 96)
-    crops = torch.tensor([[0.0, 0.0, 96.0, 64.0], [0.0, 0.0, 48.0, 32.0], [10.0, 5.0, 34.0, 21.0]])
-    genes = torch.tensor([[0.0, 0.0, 96.0, 64.0]] * 4)
-    expected_term = torch.tensor([-2 * math.log(4) ** 2, 0.0, -2 * math.log(0.25 / 0.0625) ** 2])
-    literal, _ = _scores_on_every_path(model, image, crops, genes)
-    with torch.no_grad():
-        assert torch.allclose(literal - plain(image, crops, genes), expected_term, atol=1e-4)
-    save_checkpoint(model, tmp_path / "p.safetensors", half=False)
-    again = load_checkpoint(tmp_path / "p.safetensors")
-    assert again.config.size_prior
-    with torch.no_grad():
-        assert torch.allclose(again.eval()(image, crops, genes), literal, atol=1e-5)
-
-
-def test_size_prior_reads_the_photo():
-    """Before training the prior is mild (a share of 0.6 at weight 0.25) and its prediction depends on
-    the feature map, so training can make it follow the photo."""
-    from s2ccrop.model.size_prior import INITIAL_SHARE, INITIAL_WEIGHT, SizePrior, log_share
-
-    torch.manual_seed(7)
-    prior = SizePrior(8)
-    mu, weight = prior.predict(torch.zeros(1, 8, 4, 6))
-    assert abs(mu.item() - math.log(INITIAL_SHARE)) < 0.05 and abs(weight.item() - INITIAL_WEIGHT) < 0.05
-    mu2, _ = prior.predict(torch.randn(2, 8, 4, 6) * 5)
-    assert mu2.shape == (2,) and not torch.isclose(mu2[0], mu2[1])
-    assert torch.allclose(log_share(torch.tensor([[0.0, 0.0, 50.0, 20.0], [3.0, 3.0, 3.0, 4.0]]), 100, 40),
-                          torch.tensor([math.log(0.25), math.log(1 / 4000)]))
 
 
 REFINER = S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True)

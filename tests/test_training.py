@@ -127,7 +127,7 @@ def test_training_candidates_include_the_crop_and_stay_inside():
 
 
 def test_one_edge_boxes_move_exactly_one_edge_by_the_given_share_of_its_side():
-    from s2ccrop.training.train import _one_edge
+    from s2ccrop.training.samples import _one_edge
 
     crop = np.array([100.0, 80.0, 200.0, 130.0])  # 100 x 50 in a 352 x 256 image: no edge clips
     boxes = _one_edge(crop, 400, (0.05, 0.25), (352, 256), np.random.default_rng(0))
@@ -152,7 +152,7 @@ def test_one_edge_boxes_move_exactly_one_edge_by_the_given_share_of_its_side():
 
 
 def test_rescaled_boxes_keep_centre_and_aspect_and_stay_inside():
-    from s2ccrop.training.train import _rescaled
+    from s2ccrop.training.samples import _rescaled
 
     rng = np.random.default_rng(0)
     crop = np.array([100.0, 80.0, 200.0, 130.0])  # 100 x 50, centre (150, 105), in a 352 x 256 image
@@ -355,17 +355,6 @@ def test_averaged_box_loss_matches_select_and_pulls_weight_to_the_better_box():
     assert scores.grad[0] < 0 < scores.grad[1] and scores.grad[2] == 0  # raise the matching box, lower the other
 
 
-def test_size_prior_trains_on_the_human_crops_share(tmp_path):
-    data, _ = _tiny_fcdb_with_labels(tmp_path)
-    cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, size_prior=True, size_weight=0.5)
-    run(data, cfg, tmp_path / "w.safetensors", None, log=lambda m: None)
-    row = json.loads((tmp_path / "w.log.jsonl").read_text().splitlines()[-1])
-    assert row["size"] > 0  # the squared error of the predicted log share was trained on
-    assert load_checkpoint(tmp_path / "w.safetensors").config.size_prior
-    with pytest.raises(ValueError, match="needs size_prior"):
-        TrainConfig(size_weight=0.5)
-
-
 def test_box_refiner_trains_towards_the_human_crops_and_validate_measures_its_moves(tmp_path):
     data, _ = _tiny_fcdb_with_labels(tmp_path)
     cfg = TrainConfig(epochs=2, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=6, box_refiner=True,
@@ -387,7 +376,7 @@ def test_validate_moves_the_averaged_crops_with_the_refiner():
     """validate's refined boxes: the free-form one clipped to the image, the ratio-given one at its own
     aspect with the moved box's centre and area, inside the image."""
     from s2ccrop.model import S2CNet, S2CNetConfig
-    from s2ccrop.training.train import _refined
+    from s2ccrop.training.validation import _refined
 
     model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4, box_refiner=True)).eval()
     with torch.no_grad():
@@ -408,7 +397,8 @@ def test_validate_refines_ratio_given_crops_as_the_config_says(tmp_path):
     unrefined one), or keeps its centre and takes the moved box's area ("size", checked on `_refined`).
     The mode is saved with the model and needs a refiner."""
     from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
-    from s2ccrop.training.train import _refined, cache_photo, validate
+    from s2ccrop.training.samples import cache_photo
+    from s2ccrop.training.validation import _refined, validate
 
     data, _ = _tiny_fcdb_with_labels(tmp_path)
     photos = [cache_photo(r, 96) for r in load_fcdb(data)[0]]
@@ -455,6 +445,7 @@ def test_validate_refines_ratio_given_crops_as_the_config_says(tmp_path):
 def test_a_smaller_model_input_is_trained_measured_and_calibrated_at_its_size(tmp_path, monkeypatch):
     import s2ccrop.training.calibrate as calibrate_module
     import s2ccrop.training.train as train_module
+    import s2ccrop.training.validation as validation_module
 
     data, _ = _tiny_fcdb_with_labels(tmp_path)
     cfg = TrainConfig(epochs=1, val_fraction=0.5, threads=1, n_grid=8, n_ratio=4, n_jitter=2, input_short_side=128,
@@ -474,6 +465,7 @@ def test_a_smaller_model_input_is_trained_measured_and_calibrated_at_its_size(tm
             yield x
 
     monkeypatch.setattr(train_module, "augment", framing)
+    monkeypatch.setattr(validation_module, "augment", framing)
     monkeypatch.setattr(calibrate_module, "model_inputs", inputs)
     run(data, cfg, tmp_path / "w.safetensors", None, log=lambda m: None)
     assert seen and set(seen) == {128}  # every training framing and every measured photo

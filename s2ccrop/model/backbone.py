@@ -1,83 +1,49 @@
-"""Backbone feature extractors split at strides 8, 16 and 32, with the reference state_dict names.
+"""MobileNetV2 feature extractor split at strides 8, 16 and 32, with the reference state_dict names.
 
 The reference wraps slices of a MobileNetV2 ``features`` Sequential; slicing an ``nn.Sequential``
 keeps the original child indices, which is why its keys read ``feature4.0.7.conv.0.weight``. We build
 the same module tree so that reference checkpoints load strictly.
-
-Our own configs may instead use EfficientNet-Lite0 or -Lite2 (issue 19's "stronger ImageNet features" lever): the
-same inverted-residual blocks with 5x5 depthwise kernels in some stages, ReLU6, no squeeze-excitation,
-so it is built from the same modules and runs through the same fused inference path.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """One backbone's layout. `settings`: (expand_ratio, out_channels, repeats, first_stride, kernel) per
-    stage after a 3x3 stride-2 stem conv; `splits`: where the block list is cut into the stride-8, 16
-    and 32 stages; `channels`: what those stages return; `bn_eps`: its BatchNorm epsilon."""
-
-    settings: tuple
-    splits: tuple
-    channels: tuple
-    bn_eps: float = 1e-5
-    stem: int = 32
-
-
-MOBILENET_V2 = BackboneSpec(
-    settings=((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 32, 3, 2, 3), (6, 64, 4, 2, 3), (6, 96, 3, 1, 3),
-              (6, 160, 3, 2, 3), (6, 320, 1, 1, 3)),
-    splits=(7, 14, 18), channels=(32, 96, 320),
-)
-# EfficientNet-Lite0 (Tan & Le; the Lite variants drop squeeze-excitation and use ReLU6). Trained in
-# TensorFlow, hence BatchNorm's epsilon of 1e-3.
-EFFICIENTNET_LITE0 = BackboneSpec(
-    settings=((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3), (6, 112, 3, 1, 5),
-              (6, 192, 4, 2, 5), (6, 320, 1, 1, 3)),
-    splits=(6, 12, 17), channels=(40, 112, 320), bn_eps=1e-3,
-)
-# EfficientNet-Lite2: Lite0's stages 1.1x as wide (rounded to 8 channels) and 1.2x as deep, the first and
-# last stage's repeats and the stem kept (the Lite variants fix them); 3.2x Lite0's multiply-adds.
-EFFICIENTNET_LITE2 = BackboneSpec(
-    settings=((1, 16, 1, 1, 3), (6, 24, 3, 2, 3), (6, 48, 3, 2, 5), (6, 88, 4, 2, 3), (6, 120, 4, 1, 5),
-              (6, 208, 5, 2, 5), (6, 352, 1, 1, 3)),
-    splits=(8, 16, 22), channels=(48, 120, 352), bn_eps=1e-3,
-)
-BACKBONES = {"mobilenet_v2": MOBILENET_V2, "efficientnet_lite0": EFFICIENTNET_LITE0, "efficientnet_lite2": EFFICIENTNET_LITE2}
+# (expand_ratio, out_channels, repeats, first_stride) of MobileNetV2 width 1.0
+_SETTINGS = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
+# What the stride-8, 16 and 32 stages return.
+CHANNELS = (32, 96, 320)
 
 
-def backbone_spec(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {name!r}") from None
-
-
-def _conv_bn(inp: int, oup: int, stride: int, eps: float = 1e-5) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup, eps=eps), nn.ReLU6(inplace=True))
+def _conv_bn(inp: int, oup: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup), nn.ReLU6(inplace=True))
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, kernel: int = 3, eps: float = 1e-5) -> None:
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
         hidden = inp * expand_ratio
         self.use_res_connect = stride == 1 and inp == oup
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers += [nn.Conv2d(inp, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden, eps=eps), nn.ReLU6(inplace=True)]
+            layers += [nn.Conv2d(inp, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
         layers += [
-            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden, eps=eps),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
             nn.ReLU6(inplace=True),
             nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
-            nn.BatchNorm2d(oup, eps=eps),
+            nn.BatchNorm2d(oup),
         ]
         self.conv = nn.Sequential(*layers)
 
@@ -86,35 +52,27 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_res_connect else out
 
 
-def backbone_blocks(spec: BackboneSpec = MOBILENET_V2) -> nn.Sequential:
-    """The feature blocks of `spec`: stem conv + inverted residuals (18 for MobileNetV2 width 1.0)."""
-    blocks: list[nn.Module] = [_conv_bn(3, spec.stem, 2, spec.bn_eps)]
-    inp = spec.stem
-    for t, c, n, s, k in spec.settings:
+def mobilenet_v2_blocks() -> nn.Sequential:
+    """The 18 feature blocks of MobileNetV2 width 1.0: stem conv + 17 inverted residuals."""
+    blocks: list[nn.Module] = [_conv_bn(3, 32, 2)]
+    inp = 32
+    for t, c, n, s in _SETTINGS:
         for i in range(n):
-            blocks.append(InvertedResidual(inp, c, s if i == 0 else 1, t, k, spec.bn_eps))
+            blocks.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
             inp = c
     return nn.Sequential(*blocks)
 
 
-def mobilenet_v2_blocks() -> nn.Sequential:
-    """The 18 feature blocks of MobileNetV2 width 1.0: stem conv + 17 inverted residuals."""
-    return backbone_blocks(MOBILENET_V2)
-
-
 class FeatureExtractor(nn.Module):
-    """Returns (f3, f4, f5) at strides 8, 16 and 32: 32/96/320 channels for MobileNetV2 (the
-    reference's), 40/112/320 for EfficientNet-Lite0, 48/120/352 for -Lite2."""
+    """Returns (f3, f4, f5): 32 ch at stride 8, 96 ch at stride 16, 320 ch at stride 32."""
 
-    def __init__(self, backbone: str = "mobilenet_v2") -> None:
+    def __init__(self) -> None:
         super().__init__()
-        spec = backbone_spec(backbone)
-        blocks = backbone_blocks(spec)
-        a, b, c = spec.splits
+        blocks = mobilenet_v2_blocks()
         # Each stage is Sequential(slice of blocks): the slice keeps the original indices.
-        self.feature3 = nn.Sequential(blocks[0:a])
-        self.feature4 = nn.Sequential(blocks[a:b])
-        self.feature5 = nn.Sequential(blocks[b:c])
+        self.feature3 = nn.Sequential(blocks[0:7])
+        self.feature4 = nn.Sequential(blocks[7:14])
+        self.feature5 = nn.Sequential(blocks[14:18])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f3 = self.feature3(x)
@@ -130,49 +88,17 @@ def torchvision_to_reference(state_dict: "OrderedDict[str, torch.Tensor] | dict[
     (``features.1.conv.0.0.weight`` ↔ ``feature3.0.1.conv.0.weight``). Its final 1×1 conv
     (``features.18``) and the classifier have no counterpart and are dropped.
     """
+    target = FeatureExtractor().state_dict()
     source = [(k, v) for k, v in state_dict.items() if k.startswith("features.") and int(k.split(".")[1]) < 18]
-    return _by_position(source, FeatureExtractor().state_dict(), "a torchvision MobileNetV2 state_dict", "tensors in features[0:18]")
-
-
-def _by_position(
-    source: "list[tuple[str, torch.Tensor]]", target: "dict[str, torch.Tensor]", what: str, counted: str
-) -> "OrderedDict[str, torch.Tensor]":
-    """`source`'s tensors under `target`'s names, in order; a count or shape that differs is an error."""
     if len(source) != len(target):
-        raise ValueError(f"not {what}: {len(source)} {counted}, expected {len(target)}")
+        raise ValueError(
+            f"not a torchvision MobileNetV2 state_dict: {len(source)} tensors in features[0:18], expected {len(target)}"
+        )
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for (src_name, tensor), (dst_name, ref) in zip(source, target.items()):
         if tuple(tensor.shape) != tuple(ref.shape):
             raise ValueError(f"shape mismatch mapping {src_name} {tuple(tensor.shape)} -> {dst_name} {tuple(ref.shape)}")
         out[dst_name] = tensor
-    return out
-
-
-# EfficientNet-Lite's ImageNet weights expect pixels p in [0, 255] as (p - 127) / 128; ours are
-# normalised with torchvision's ImageNet mean and std (preprocess.MEAN / STD).
-LITE_MEAN, LITE_STD = 127.0, 128.0
-
-
-def efficientnet_lite_to_extractor(
-    state_dict: "dict[str, torch.Tensor]", backbone: str = "efficientnet_lite0",
-    mean: "tuple[float, float, float]" = (0.485, 0.456, 0.406), std: "tuple[float, float, float]" = (0.229, 0.224, 0.225),
-) -> "OrderedDict[str, torch.Tensor]":
-    """Map an EfficientNet-Lite ImageNet state_dict (the ``_conv_stem`` / ``_blocks.N`` names of the
-    PyTorch port) onto ``FeatureExtractor(backbone)`` names, by position; its head conv and classifier
-    are dropped. The stem is rewritten for our input normalisation: the network was trained on
-    x' = (255 p - 127) / 128 and gets x = (p - mean) / std, so x' = a x + b per channel with
-    a = 255 std / 128 and b = (255 mean - 127) / 128; the stem conv's weights are scaled by a and the
-    constant W·b it would add is taken off its BatchNorm's running mean (exact but at the padded border)."""
-    target = FeatureExtractor(backbone).state_dict()
-    source = [(k, v) for k, v in state_dict.items() if k.startswith(("_conv_stem.", "_bn0.", "_blocks."))]
-    out = _by_position(source, target, f"an EfficientNet-Lite state_dict for {backbone}", "stem and block tensors")
-    names = list(target)
-    conv, bn_mean = names[0], names[3]  # stem conv weight; its BatchNorm: weight, bias, running_mean, ...
-    a = 255.0 * torch.tensor(std, dtype=torch.float64) / LITE_STD
-    b = (255.0 * torch.tensor(mean, dtype=torch.float64) - LITE_MEAN) / LITE_STD
-    w = out[conv].double()
-    out[bn_mean] = (out[bn_mean].double() - (w * b.view(1, 3, 1, 1)).sum((1, 2, 3))).to(out[bn_mean].dtype)
-    out[conv] = (w * a.view(1, 3, 1, 1)).to(out[conv].dtype)
     return out
 
 

@@ -14,23 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..candidates import FREE_FORM_GRIDS
 from ..ops import rod_align_avg, roi_align, roi_align_avg
 from ..preprocess import SHORT_SIDE
 from . import int8_backbone
-from .backbone import (
-    FeatureExtractor,
-    backbone_spec,
-    efficientnet_lite_to_extractor,
-    fold_batchnorm,
-    fuse_relu6,
-    torchvision_to_reference,
-)
+from .backbone import CHANNELS, FeatureExtractor, fold_batchnorm, fuse_relu6, torchvision_to_reference
 from .box_refiner import BoxRefiner, apply_offsets
 from .fast_nodes import rod_keep_mask, rod_table
 from .gene_head import GeneHead
-from .geometry import GEOMETRY_FEATURES, box_geometry
 from .graph import GraphConstructor, GraphTransformer
-from .size_prior import SizePrior
 
 SPATIAL_SCALE = 1.0 / 16.0
 MOS_MEAN, MOS_STD = 2.95, 0.8  # scores are normalised MOS: (mos - 2.95) / 0.8
@@ -38,6 +30,14 @@ MOS_MEAN, MOS_STD = 2.95, 0.8  # scores are normalised MOS: (mos - 2.95) / 0.8
 
 # what the box refiner may do to a ratio-given crop (S2CNetConfig.refine_ratio_given, select.refine_box)
 REFINE_MODES = ("move", "size", "off")
+# Options of ours that left the package on 2026-12-06 (issue 30), each with the value that means "off":
+# a checkpoint's config may still name one at that value (s2ccrop-v5 does) and loads as before; one
+# that needs it on is refused. docs/RECIPES.md and the git history keep what they were.
+REMOVED_OPTIONS = {
+    "backbone": "mobilenet_v2",  # EfficientNet-Lite0/-Lite2 backbones
+    "size_prior": False,  # a per-photo prior on how much of the photo to keep
+    "box_geometry": False,  # each graph node also embedding its box's geometry
+}
 
 
 @dataclass(frozen=True)
@@ -55,20 +55,12 @@ class S2CNetConfig:
     dropout: float = 0.0
     genes_head: bool = False  # ours only: a learned visual-gene head (model/gene_head.py); reference checkpoints have none
     graph_uses_head: bool = True  # with a gene head: whether the graph was trained on its boxes (else on the whole image)
-    # ours only: each node's embedding also gets a linear map of its box's geometry (`box_geometry`).
-    # The reference encodes a box only through what RoI/RoD sample and its centre, so two crops of one
-    # centre that differ in size look alike to the graph but for the coarse RoD mask.
-    box_geometry: bool = False
     # ours only: the free-form grid the model was trained to choose among (candidates.FREE_FORM_GRIDS);
     # reference checkpoints use the reference's
     free_form_grid: str = "gaic"
     # ours only: how the crop is chosen from the scores, "best" (the reference's argmax) or "average"
     # (select.average_box of the best candidates, for models trained for it)
     selection: str = "best"
-    # ours only: the feature extractor (backbone.BACKBONES); reference checkpoints use MobileNetV2
-    backbone: str = "mobilenet_v2"
-    # ours only: a per-photo prior on how much of the photo to keep, added to every score (size_prior.py)
-    size_prior: bool = False
     # ours only: a head that moves the chosen crop's edges (box_refiner.py; `S2CNet.refine_boxes`)
     box_refiner: bool = False
     # ours only: what the refiner does to a ratio-given crop (free-form crops always take its move):
@@ -81,7 +73,6 @@ class S2CNetConfig:
     input_short_side: int = SHORT_SIDE
 
     def __post_init__(self) -> None:
-        backbone_spec(self.backbone)
         if self.head not in ("crop", "graph"):
             raise ValueError(f"head must be 'crop' or 'graph', got {self.head!r}")
         if not 64 <= self.input_short_side <= 1024:
@@ -90,8 +81,9 @@ class S2CNetConfig:
             raise ValueError("align_size and num_boxes must be positive")
         if self.selection not in ("best", "average"):
             raise ValueError(f"selection must be 'best' or 'average', got {self.selection!r}")
-        if self.free_form_grid not in ("gaic", "full", "wide", "deep"):
-            raise ValueError(f"free_form_grid must be 'gaic', 'full', 'wide' or 'deep', got {self.free_form_grid!r}")
+        if self.free_form_grid not in FREE_FORM_GRIDS:
+            gone = " (removed on 2026-12-06; docs/RECIPES.md)" if self.free_form_grid in ("wide", "deep") else ""
+            raise ValueError(f"free_form_grid must be 'gaic' or 'full', got {self.free_form_grid!r}{gone}")
         if self.refine_ratio_given not in REFINE_MODES:
             raise ValueError(f"refine_ratio_given must be one of {', '.join(REFINE_MODES)}, got {self.refine_ratio_given!r}")
         if self.refine_ratio_given != "move" and not self.box_refiner:
@@ -108,7 +100,18 @@ class S2CNetConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "S2CNetConfig":
-        return cls(**json.loads(text))
+        """The config a checkpoint's metadata holds. Options that left the package (`REMOVED_OPTIONS`)
+        are dropped where they hold their "off" value; a checkpoint that needs one is refused."""
+        fields = json.loads(text)
+        if not isinstance(fields, dict):
+            raise ValueError(f"a model config is a JSON object, got {type(fields).__name__}")
+        for name, off in REMOVED_OPTIONS.items():
+            if name in fields:
+                value = fields.pop(name)
+                if value != off:
+                    raise ValueError(f"this checkpoint needs {name} = {json.dumps(value)}, an option removed on 2026-12-06 "
+                                     f"(only {json.dumps(off)} loads; docs/RECIPES.md)")
+        return cls(**fields)
 
 
 def _fused_features(feat_ext: nn.Module, dim_red: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -167,9 +170,8 @@ class S2CNet(nn.Module):
         # Our checkpoints may carry the activation ranges of an int8 copy of the backbone
         # (int8_backbone.calibrate, stored in their metadata): then CPU inference runs that copy.
         self.int8_calibration: dict | None = None
-        channels = backbone_spec(config.backbone).channels
-        self.Feat_ext = FeatureExtractor(config.backbone)
-        self.DimRed = nn.Conv2d(sum(channels), config.reduced_dim, kernel_size=1)
+        self.Feat_ext = FeatureExtractor()
+        self.DimRed = nn.Conv2d(sum(CHANNELS), config.reduced_dim, kernel_size=1)
         self.node_emb = nn.Sequential(
             nn.Linear(config.node_input_dim, config.node_dim), nn.LayerNorm(config.node_dim), nn.ReLU(inplace=True)
         )
@@ -180,11 +182,7 @@ class S2CNet(nn.Module):
         else:
             self.FC_layers = _graph_head(config.num_boxes + 1)
         if config.genes_head:
-            self.GeneHead = GeneHead(channels=channels)
-        if config.box_geometry:
-            self.GeoEmb = nn.Linear(GEOMETRY_FEATURES, config.node_dim)
-        if config.size_prior:
-            self.SizePrior = SizePrior(config.reduced_dim)
+            self.GeneHead = GeneHead(channels=CHANNELS)
         if config.box_refiner:
             self.BoxRefiner = BoxRefiner(config.reduced_dim)
 
@@ -267,17 +265,6 @@ class S2CNet(nn.Module):
         cache = self.__dict__.get("_inference")
         return bool(cache and cache.get("int8_backbone"))
 
-
-    def _geometry(self) -> tuple[nn.Module, ...]:
-        return (self.GeoEmb,) if self.config.box_geometry else ()
-
-    def _add_geometry(self, x: torch.Tensor, boxes: torch.Tensor, fmap: torch.Tensor, geo: nn.Module | None) -> torch.Tensor:
-        """x + GeoEmb(box_geometry(boxes)) with configs that have it (the image size is the map's times 16)."""
-        if geo is None:
-            return x
-        height, width = fmap.shape[2] / SPATIAL_SCALE, fmap.shape[3] / SPATIAL_SCALE
-        return x + geo(box_geometry(boxes.to(x.dtype), width, height))
-
     def _inference_cache(self, fmap: torch.Tensor | None = None) -> dict | None:
         """The copies `prepare_for_inference` made, while they still match the weights (eval mode, no
         gradients); None otherwise. Comparing the weights' signature walks every parameter, so a
@@ -314,15 +301,10 @@ class S2CNet(nn.Module):
             keep = rod_keep_mask(rois, fmap.shape[2], fmap.shape[3], a + 1, SPATIAL_SCALE)
             keep = keep.to(table.dtype)
             x = torch.addmm(torch.addmm(fast["bias"], roi, fast["roi_w"]), keep, table)
-            x = self._add_geometry(x, boxes, fmap, getattr(self, "GeoEmb", None))
             return self.node_emb[2](self.node_emb[1](x))
         roi = roi_align_avg(fmap, rois, a, SPATIAL_SCALE)
         rod = rod_align_avg(fmap, rois, a, SPATIAL_SCALE)
-        nodes = torch.stack([roi, rod], dim=2).flatten(1)
-        if not self.config.box_geometry:
-            return self.node_emb(nodes)
-        x = self._add_geometry(self.node_emb[0](nodes), boxes, fmap, self.GeoEmb)
-        return self.node_emb[2](self.node_emb[1](x))
+        return self.node_emb(torch.stack([roi, rod], dim=2).flatten(1))
 
     def _rod_table(self, fmap: torch.Tensor, batch_index: int, fast: dict) -> torch.Tensor:
         """`rod_table` of image `batch_index` of `fmap`, remembered for the last map: the crop and gene
@@ -346,8 +328,7 @@ class S2CNet(nn.Module):
     ) -> torch.Tensor:
         """Scores [N] of crop boxes [N, 4] given the image's gene boxes [D, 4]; image_size = (w, h) resized.
         In eval mode each distinct thing is computed once (`_score_shared`); in training mode the
-        literal SPEC graph runs (`_score_literal`). Models with a size prior (`S2CNetConfig.size_prior`)
-        add its term to every score."""
+        literal SPEC graph runs (`_score_literal`)."""
         d = self.config.num_boxes
         if gene_boxes.shape != (d, 4):
             raise ValueError(f"expected {d} gene boxes of 4 coordinates, got shape {tuple(gene_boxes.shape)}")
@@ -355,12 +336,8 @@ class S2CNet(nn.Module):
         if n == 0:
             return fmap.new_zeros(0)
         if not self.training:
-            scores = self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
-        else:
-            scores = self._score_literal(fmap, crop_boxes, gene_boxes, image_size, batch_index)
-        if self.config.size_prior:
-            scores = scores + self.SizePrior(fmap, crop_boxes, image_size, batch_index).to(scores.dtype)
-        return scores
+            return self._score_shared(fmap, crop_boxes, gene_boxes, image_size, batch_index)
+        return self._score_literal(fmap, crop_boxes, gene_boxes, image_size, batch_index)
 
     def refine_boxes(
         self, fmap: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], batch_index: int = 0
@@ -424,10 +401,5 @@ class S2CNet(nn.Module):
 
     # -- initialisation -----------------------------------------------------------------------
     def load_imagenet_backbone(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Initialise `Feat_ext` from an ImageNet state_dict of this config's backbone (positional
-        mapping): torchvision's MobileNetV2, or the PyTorch port of EfficientNet-Lite."""
-        if self.config.backbone == "mobilenet_v2":
-            mapped = torchvision_to_reference(state_dict)
-        else:
-            mapped = efficientnet_lite_to_extractor(state_dict, self.config.backbone)
-        self.Feat_ext.load_state_dict(mapped, strict=True)
+        """Initialise `Feat_ext` from torchvision's ImageNet MobileNetV2 state_dict (positional mapping)."""
+        self.Feat_ext.load_state_dict(torchvision_to_reference(state_dict), strict=True)

@@ -7,6 +7,8 @@
   markdown table formatter.
 - ``baselines``: whole-image, centred-crop and smartcrop baselines; ``python -m s2ccrop.training.baselines``
   measures them on the FCDB validation split.
+- ``train``: the training loop and ``s2ccrop train``; its recipe is ``config.TrainConfig``, what a step sees of
+  a photo ``samples``, the per-epoch measure ``validation``, the gene-head-only stage ``head_stage``.
 
 The data itself lives in ``../shared`` (found via ``s2ccrop._shared.shared_dir``) and is never copied here.
 """

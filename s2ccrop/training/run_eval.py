@@ -198,12 +198,13 @@ def paired_difference(run: dict, base: dict) -> dict:
 
 
 def remeasure(run_dir: Path, data: Path, folds: int = 3) -> None:
-    """Measure a run's finished fold models on their folds with today's `train.validate` (e.g. the
+    """Measure a run's finished fold models on their folds with today's `validation.validate` (e.g. the
     averaged crop, for runs from before it was measured) into <run>/remeasured.json."""
     import torch
 
     from ..model import load_checkpoint
-    from .train import cache_photo, validate
+    from .samples import cache_photo
+    from .validation import validate
 
     train, _ = split_fcdb(load_fcdb(data)[0])
     out = {}
@@ -220,13 +221,14 @@ def remeasure(run_dir: Path, data: Path, folds: int = 3) -> None:
 
 def measure_ensemble(members: Sequence[Path], out_dir: Path, data: Path, folds: int = 3, log=print) -> dict:
     """Cross-validate the ensemble of several runs: on each fold that every member finished, the mean
-    score of their fold models (each trained without that fold) chooses the crop (`train.validate`).
+    score of their fold models (each trained without that fold) chooses the crop (`validation.validate`).
     Written as <out_dir>/remeasured.json, which `fold_logs` reads like a run's own, so that
     `s2ccrop eval folds <out_dir> --against <run>` compares it fold by fold."""
     import torch
 
     from ..model import load_checkpoint
-    from .train import cache_photo, validate
+    from .samples import cache_photo
+    from .validation import validate
 
     train, _ = split_fcdb(load_fcdb(data)[0])
     out: dict = {}

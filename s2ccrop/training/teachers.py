@@ -444,7 +444,7 @@ def _rows(boxes: np.ndarray, sx: float, sy: float) -> list[list[float]]:
 
 
 def _decode(path: Path) -> np.ndarray:
-    """The photo as ``cache_photo`` in train.py reads it (PIL, no EXIF transpose, RGB), at full size."""
+    """The photo as ``cache_photo`` (training/samples.py) reads it (PIL, no EXIF transpose, RGB), at full size."""
     from PIL import Image
 
     with Image.open(path) as im:
