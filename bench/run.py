@@ -221,7 +221,8 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
 
     from s2ccrop.api import Cropper
     from s2ccrop.io.images import open_image
-    from s2ccrop.io.writers import choose_format, write_crop
+    from s2ccrop.io.formats import choose_format
+    from s2ccrop.io.writers import write_crop
     from s2ccrop.model.s2cnet import _fused_features
     from s2ccrop.preprocess import SHORT_SIDE, scale_boxes
     from s2ccrop.select import select_crops

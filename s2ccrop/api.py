@@ -229,7 +229,7 @@ class Cropper:
         face guard; None: those the file's XMP metadata marks (`io.xmp`; paths only).
         `fit`: "crop" cuts to the ratio; "pad" gives each fixed ratio a `Crop(fit="pad")` whose box is
         the model's free-form framing, grown to hold the hints and the faces it would cut, to be shown
-        whole in a padded thumbnail of the ratio (`io.writers.render_pad`); "auto" pads only the ratios
+        whole in a padded thumbnail of the ratio (`io.render.render_pad`); "auto" pads only the ratios
         whose every candidate cuts a face, a hint or the model's subject (its most confident object)."""
         parsed = _parse_ratios(ratios)  # a bad ratio and a bad hint fail before any decoding
         focus, keep = parse_focus(focus, "focus"), parse_keep(keep, "keep")

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -33,10 +32,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import envvars
+from .checkpoint_files import check_metadata, inspect_checkpoint, is_safetensors
 from .errors import WeightsError
 
 ENV_CACHE, ENV_OFFLINE, ENV_MANIFEST = envvars.CACHE, envvars.OFFLINE, envvars.MANIFEST
-_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on a header
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -448,7 +447,7 @@ def import_weights(source: "str | os.PathLike[str]", name: str | None = None, *,
     record = folder / f"{name}.json"
     if record.exists() and not force:
         raise WeightsError(f"weights {name!r} already exist in {folder}; pass --force to replace them")
-    suffix = ".safetensors" if _is_safetensors(src) else ".pth"
+    suffix = ".safetensors" if is_safetensors(src) else ".pth"
     dest = folder / f"{name}{suffix}"
     _copy_verified(src, dest, sha)
     info = {"name": name, "file": dest.name, "sha256": sha, "config": config, "imported_from": str(src.resolve())}
@@ -484,68 +483,6 @@ def _copy_verified(src: Path, dest: Path, sha: str) -> None:
 def _name_from(path: Path) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or "weights"
     return stem[:64]
-
-
-def _is_safetensors(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    return len(head) == 9 and head[8:9] == b"{"
-
-
-def inspect_checkpoint(path: Path) -> str:
-    """Load `path` as S2CNet (no pickled code runs) and describe its config; WeightsError if it does not fit."""
-    from .model.checkpoint import model_from_state_dict, read_state_dict
-
-    check_metadata(path)
-    state_dict, config, _ = read_state_dict(path)
-    model = model_from_state_dict(state_dict, config)
-    cfg = getattr(model, "config", config)
-    return _config_label(cfg)
-
-
-def check_metadata(path: Path) -> None:
-    """WeightsError when a safetensors file's `s2ccrop_config` metadata is not a model config this
-    version reads (malformed JSON, unknown fields, bad values). Other damage is the loader's to report."""
-    config = _header_metadata(path).get("s2ccrop_config")
-    if config is None:
-        return
-    from .model import S2CNetConfig
-
-    try:
-        S2CNetConfig.from_json(config)
-    except (ValueError, TypeError) as exc:
-        raise WeightsError(
-            f"{path}: its s2ccrop_config metadata is not a model configuration this s2ccrop reads "
-            f"({type(exc).__name__}: {exc}); is the file damaged, or written by a newer s2ccrop?"
-        ) from None
-
-
-def _header_metadata(path: Path) -> dict:
-    """The `__metadata__` of a safetensors header ({} for anything else, or a header past reading)."""
-    try:
-        with open(path, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            if length > _MAX_HEADER:
-                return {}
-            header = json.loads(fh.read(length))
-    except (OSError, ValueError, struct.error):
-        return {}
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return meta if isinstance(meta, dict) else {}
-
-
-def _config_label(cfg) -> str:
-    if cfg is None:
-        return "unknown"
-    try:
-        from .model import CONFIGS
-
-        for label, known in CONFIGS.items():
-            if known == cfg:
-                return label
-    except Exception:
-        pass
-    return str(cfg)
 
 
 # ---------------------------------------------------------------- listing and verification

@@ -265,7 +265,8 @@ def test_a_file_s2ccrop_did_not_write_is_never_replaced(here: Path):
 
 
 def test_the_writer_itself_refuses_a_file_that_appeared_after_planning(tmp_path: Path):
-    from s2ccrop.io.writers import Occupied, OutputFormat, write_crop, written_by_s2ccrop
+    from s2ccrop.io.formats import OutputFormat
+    from s2ccrop.io.writers import Occupied, write_crop, written_by_s2ccrop
 
     out = tmp_path / "a_1x1.png"
     write_crop(out, noise(8, 8), (0, 0, 8, 8), (8, 8), OutputFormat("PNG", "png"))

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from s2ccrop import Cropper
-from s2ccrop.io.writers import pad_canvas, pad_placement, render_pad
+from s2ccrop.io.formats import pad_canvas
+from s2ccrop.io.render import pad_placement, render_pad
 from s2ccrop.select import Guard, cuts_everywhere, hold
 from s2ccrop.types import Ratio
 

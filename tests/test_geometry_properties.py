@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from s2ccrop import candidates as cand
-from s2ccrop.io.writers import SizeSpec, output_size, render_crop
+from s2ccrop.io.formats import SizeSpec, output_size
+from s2ccrop.io.render import render_crop
 from s2ccrop.preprocess import model_size
 from s2ccrop.types import Ratio
 

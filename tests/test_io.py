@@ -13,17 +13,9 @@ from PIL import Image, ImageCms
 
 from s2ccrop.errors import ConfigError, InputError
 from s2ccrop.io.images import open_image, to_rgb
-from s2ccrop.io.writers import (
-    Cancelled,
-    ContactSheet,
-    OutputFormat,
-    SizeSpec,
-    atomic_write,
-    choose_format,
-    output_size,
-    parse_wxh,
-    write_crop,
-)
+from s2ccrop.io.formats import OutputFormat, SizeSpec, choose_format, output_size, parse_wxh
+from s2ccrop.io.preview import ContactSheet
+from s2ccrop.io.writers import Cancelled, atomic_write, write_crop
 
 # Orientation o: the op a viewer applies to the stored pixels to show them upright, and its inverse
 # (used here to make the stored pixels from an upright picture).

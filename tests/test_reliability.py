@@ -597,7 +597,8 @@ def test_unpinned_damaged_safetensors_path_is_one_line_not_a_traceback(tmp_path:
 
 # Modules that read checkpoints or data from disk. (engines/ pickles its own jobs between Ray workers:
 # objects it made itself, never a file a user hands over, so it is not in this list.)
-LOADERS = ("weights.py", "api.py", "model", "training", "io", "genes.py", "cli", "batch.py", "info.py")
+LOADERS = ("weights.py", "checkpoint_files.py", "api.py", "model", "training", "io", "genes.py", "cli", "batch.py",
+           "settings.py", "loader.py", "info.py")
 
 
 def test_package_loads_weights_only_through_safe_loaders():

@@ -17,8 +17,9 @@ import signal
 import sys
 
 from .. import __version__, envvars, interrupts
-from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, Env, display, one_line
+from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ..errors import S2CCropError
+from ..report import PROG, Env, display, one_line
 from .rules import SUBCOMMANDS, asks_version
 
 DEBUG_ENV = envvars.DEBUG  # on: unexpected errors show their traceback instead of one line

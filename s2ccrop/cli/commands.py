@@ -17,13 +17,14 @@ import typer
 from typer.core import TyperGroup
 
 from .. import __version__
-from ..batch import DEFAULT_WORKERS, EXIT_OK, EXIT_USAGE, FORMATS, MAX_JOBS, PROG, Env, Settings, one_line
-from ..batch import range_phrase
+from ..batch import EXIT_OK, EXIT_USAGE
 from ..engines import ENGINES, check_address
 from ..errors import ConfigError
 from ..hints import FITS
 from ..io.paths import DEFAULT_TEMPLATE
 from ..presets import preset_table
+from ..report import PROG, Env, one_line
+from ..settings import DEFAULT_WORKERS, FORMATS, MAX_JOBS, Settings, range_phrase
 from .rules import with_default_command
 
 # Owned by the training package: each is `main(argv: list[str]) -> int` with its own argparse.

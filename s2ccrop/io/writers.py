@@ -1,4 +1,5 @@
-"""Writing crops: exact output sizes, formats, ICC profiles, and atomic replacement.
+"""Durable writes: every image s2ccrop writes is encoded (ICC kept, tagged as ours) and put in place
+whole, or not at all; `write_crop` renders a crop (`io.render`) and writes it so.
 
 Every file is written to a hidden temporary file in the destination folder, checked to hold every
 byte written (a full disk is an error, never a shorter file), flushed to disk, then renamed over the
@@ -16,38 +17,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import math
 import os
 import secrets
 import stat
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from PIL import Image
 
 from .._version import __version__
-from ..errors import ConfigError
 from ..interrupts import temp_file
+from .formats import DEFAULT_QUALITY, OutputFormat
 from .images import flatten, open_regular_file
+from .render import render_crop, render_pad
 
-FORMAT_CHOICES = ("same", "jpg", "png", "webp")
-DEFAULT_QUALITY = 90
 OWNER = "s2ccrop"
 SOFTWARE = f"{OWNER} {__version__}"  # the Software tag of every image written here
 SOFTWARE_TAG = 0x0131  # EXIF/TIFF "Software"
-
-# Output format by the input's suffix when --format same: the name is known before decoding, which
-# --skip-existing needs. Suffixes we cannot write back (gif, ppm, ...) become PNG, which is lossless;
-# so does BMP, which has nowhere to carry the Software tag that marks an image as ours.
-_SAME_BY_SUFFIX = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-    ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
-}
-# Phone photos (HEIC/HEIF) are lossy photos that s2ccrop does not encode: their thumbnails are JPEG.
-_SAME_AS_JPEG = {".heic", ".heif", ".hif"}
-_BY_OPTION = {"jpg": ("JPEG", "jpg"), "jpeg": ("JPEG", "jpg"), "png": ("PNG", "png"), "webp": ("WEBP", "webp")}
 _NO_ALPHA = {"JPEG", "BMP"}
 _RGB_ONLY = {"WEBP"}
 
@@ -63,153 +50,7 @@ class Occupied(FileExistsError):
         super().__init__(errno.EEXIST, "a file s2ccrop did not write is there; it is left alone", os.fspath(path))
 
 
-@dataclass(frozen=True)
-class OutputFormat:
-    pil: str  # Pillow format name
-    ext: str  # extension without the dot, as it appears in output names
-
-
-def choose_format(option: str, input_path: "str | os.PathLike[str]") -> OutputFormat:
-    """The output format for one input: --format, or the input's own for 'same'."""
-    option = option.lower()
-    if option in _BY_OPTION:
-        return OutputFormat(*_BY_OPTION[option])
-    if option != "same":
-        raise ConfigError(f"invalid --format {option!r}: choose from {', '.join(FORMAT_CHOICES)}")
-    suffix = os.path.splitext(os.fspath(input_path))[1]
-    if suffix.lower() in _SAME_AS_JPEG:
-        return OutputFormat("JPEG", "jpg")
-    pil = _SAME_BY_SUFFIX.get(suffix.lower())
-    if pil is None:
-        return OutputFormat("PNG", "png")
-    return OutputFormat(pil, suffix[1:])
-
-
-# ---------------------------------------------------------------- sizes
-
-
-@dataclass(frozen=True)
-class SizeSpec:
-    """--size WxH (both set), --width or --height (one set), or neither (the crop's own pixels)."""
-
-    width: int | None = None
-    height: int | None = None
-    upscale: bool = False
-
-    @classmethod
-    def parse_size(cls, text: str, upscale: bool = False) -> "SizeSpec":
-        w, h = parse_wxh(text)
-        return cls(w, h, upscale)
-
-
-def parse_wxh(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"invalid size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
-    if w <= 0 or h <= 0 or w > 65_500 or h > 65_500:
-        raise ConfigError(f"invalid size {text!r}: both sides must be between 1 and 65500 pixels")
-    return w, h
-
-
-def output_size(box_size: tuple[int, int], ratio: float | None, spec: SizeSpec) -> tuple[tuple[int, int], bool]:
-    """Pixel size of the written crop, and whether it was kept smaller than asked (no upscaling).
-
-    `ratio` is the requested width/height (None for free-form crops, which keep their own shape):
-    deriving the free side from it rather than from the rounded box keeps 16:9 at --width 1280 at 720.
-    """
-    bw, bh = box_size
-    shape = ratio if ratio is not None else bw / bh
-    if spec.width and spec.height:
-        want = (spec.width, spec.height)
-    elif spec.width:
-        want = (spec.width, _round(spec.width / shape))
-    elif spec.height:
-        want = (_round(spec.height * shape), spec.height)
-    else:
-        return (bw, bh), False
-    if not spec.upscale and (want[0] > bw or want[1] > bh):
-        return (bw, bh), True
-    return want, False
-
-
-def _round(x: float) -> int:
-    return max(1, math.floor(x + 0.5))
-
-
 # ---------------------------------------------------------------- encoding
-
-
-def render_crop(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
-    """Cut `box` out of `image` and resample it to exactly `size` in one pass."""
-    if size == (box[2] - box[0], box[3] - box[1]):
-        return image.crop(box)
-    return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
-
-
-# ---------------------------------------------------------------- padded fits
-
-PAD_BLUR_SHRINK = 8  # the background is blurred at 1/8 of the thumbnail's size: cheap, and as smooth
-PAD_DIM = 0.8  # and a little darker, so the photo itself stands out
-
-
-def pad_canvas(region_size: tuple[int, int], ratio: float) -> tuple[int, int]:
-    """The smallest (w, h) of `ratio` (= w / h) that holds a region of `region_size` at its own pixels."""
-    rw, rh = region_size
-    if rw >= rh * ratio:
-        return rw, max(rh, _round(rw / ratio))
-    return max(rw, _round(rh * ratio)), rh
-
-
-def pad_placement(region_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Where a region of `region_size` goes in a padded thumbnail of `size`: (x, y, w, h), scaled to
-    fit whole and centred."""
-    (rw, rh), (w, h) = region_size, size
-    scale = min(w / rw, h / rh)
-    iw, ih = min(w, max(1, _round(rw * scale))), min(h, max(1, _round(rh * scale)))
-    return (w - iw) // 2, (h - ih) // 2, iw, ih
-
-
-def render_pad(image: Image.Image, region: tuple[int, int, int, int], size: tuple[int, int],
-               color: str | None = None) -> Image.Image:
-    """A thumbnail of exactly `size` that shows `region` of `image` whole (`render_crop` of it, scaled
-    to fit and centred; its pixels are exactly those of a direct resize of the region), on `color`, or
-    by default on a blurred, darkened copy of the photo scaled to cover the thumbnail."""
-    region = tuple(int(v) for v in region)
-    x, y, iw, ih = pad_placement((region[2] - region[0], region[3] - region[1]), size)
-    if color is not None:
-        from PIL import ImageColor
-
-        canvas = Image.new(image.mode, size, ImageColor.getcolor(color, image.mode))
-    else:
-        canvas = _blurred_cover(image, region, size)
-    canvas.paste(render_crop(image, region, (iw, ih)), (x, y))
-    return canvas
-
-
-def _blurred_cover(image: Image.Image, region: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
-    from PIL import ImageEnhance, ImageFilter
-
-    W, H = size
-    iw, ih = image.size
-    scale = max(W / iw, H / ih)
-    cw, ch = min(iw, W / scale), min(ih, H / scale)  # the part of the photo that covers the thumbnail
-    cx, cy = (region[0] + region[2]) / 2, (region[1] + region[3]) / 2
-    x1, y1 = min(max(cx - cw / 2, 0), iw - cw), min(max(cy - ch / 2, 0), ih - ch)
-    small = (max(1, W // PAD_BLUR_SHRINK), max(1, H // PAD_BLUR_SHRINK))
-    back = image.resize(small, Image.Resampling.BILINEAR, box=(x1, y1, x1 + cw, y1 + ch), reducing_gap=2.0)
-    back = back.filter(ImageFilter.GaussianBlur(max(1.0, max(small) / 24)))
-    if back.mode in ("L", "RGB"):
-        back = ImageEnhance.Brightness(back).enhance(PAD_DIM)
-    return back.resize(size, Image.Resampling.BILINEAR)
-
-
-def pad_size(region: tuple[int, int, int, int], ratio: float, spec: "SizeSpec") -> tuple[tuple[int, int], bool]:
-    """The size of a padded thumbnail of `ratio` for `region`, and whether it was kept smaller than
-    asked (as `output_size`: never enlarged unless `spec.upscale`)."""
-    canvas = pad_canvas((region[2] - region[0], region[3] - region[1]), ratio)
-    return output_size(canvas, ratio, spec)
 
 
 def prepare_for(image: Image.Image, pil_format: str, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
@@ -537,117 +378,6 @@ def remove_temp_files(path: "str | os.PathLike[str]") -> int:
     return removed
 
 
-# ---------------------------------------------------------------- preview / contact sheet
-
-_PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128))
-
-
-PAD_INSET = 0.34  # a padded fit is shown as an inset of this share of the tile, in its lower right corner
-
-
-def preview_tile(image: Image.Image, crops, caption: str, *, tile: int = 480, hints=None,
-                 pad_color: str | None = None) -> Image.Image:
-    """A thumbnail of the photo with each crop drawn and labelled "ratio score" ("ratio pad score" for
-    a padded fit, whose thumbnail is also shown as an inset), captioned below. `hints`
-    (`s2ccrop.hints.Hints`) are drawn in white: the keep region as a rectangle, the focus point as a
-    ringed cross."""
-    from PIL import ImageDraw
-
-    from .images import to_rgb
-
-    w, h = image.size
-    scale = min(tile / w, tile / h)  # small photos are enlarged: a preview is for looking
-    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-    thumb = to_rgb(image.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0))
-    font = _font(12)
-    caption_h = 18
-    canvas = Image.new("RGB", (tile, tile + caption_h), (24, 24, 24))
-    canvas.paste(thumb, ((tile - tw) // 2, (tile - th) // 2))
-    draw = ImageDraw.Draw(canvas)
-    ox, oy = (tile - tw) // 2, (tile - th) // 2
-    for i, crop in enumerate(crops):
-        colour = _PALETTE[i % len(_PALETTE)]
-        x1, y1, x2, y2 = crop.box
-        rect = (ox + x1 * scale, oy + y1 * scale, ox + x2 * scale - 1, oy + y2 * scale - 1)
-        padded = getattr(crop, "fit", "crop") == "pad"
-        draw.rectangle(rect, outline=colour, width=2)
-        label = f"{crop.ratio} {'pad ' if padded else ''}{crop.score:.2f}"
-        tx, ty = rect[0] + 3, rect[1] + 3 + 14 * (i % 3)  # stagger labels of boxes sharing a corner
-        draw.rectangle(draw.textbbox((tx, ty), label, font=font), fill=(0, 0, 0))
-        draw.text((tx, ty), label, fill=colour, font=font)
-    if hints:
-        _draw_hints(draw, hints, (ox, oy), (tw, th))
-    for i, crop in enumerate(crops):
-        if getattr(crop, "fit", "crop") == "pad":
-            _pad_inset(canvas, image, crop, pad_color, _PALETTE[i % len(_PALETTE)], tile)
-            break  # one inset: the tile has room for one
-    draw.text((4, tile + 3), caption[-70:], fill=(230, 230, 230), font=font)
-    return canvas
-
-
-def _draw_hints(draw, hints, origin: tuple[int, int], size: tuple[int, int]) -> None:
-    (ox, oy), (tw, th) = origin, size
-    white, black = (255, 255, 255), (0, 0, 0)
-    if hints.keep is not None:
-        x1, y1, x2, y2 = hints.keep
-        rect = (ox + x1 * tw, oy + y1 * th, ox + x2 * tw - 1, oy + y2 * th - 1)
-        draw.rectangle(rect, outline=black, width=3)
-        draw.rectangle(rect, outline=white, width=1)
-    if hints.focus is not None:
-        x, y = ox + hints.focus[0] * tw, oy + hints.focus[1] * th
-        for colour, width in ((black, 4), (white, 2)):
-            draw.ellipse((x - 9, y - 9, x + 9, y + 9), outline=colour, width=width)
-            draw.line((x - 14, y, x + 14, y), fill=colour, width=width - 1)
-            draw.line((x, y - 14, x, y + 14), fill=colour, width=width - 1)
-
-
-def _pad_inset(canvas: Image.Image, image: Image.Image, crop, pad_color, colour, tile: int) -> None:
-    from .images import to_rgb
-
-    w, h = crop.ratio.split(":") if ":" in crop.ratio else (1, 1)
-    ratio = float(w) / float(h)
-    side = int(tile * PAD_INSET)
-    size = (side, max(1, round(side / ratio))) if ratio >= 1 else (max(1, round(side * ratio)), side)
-    inset = to_rgb(render_pad(image, crop.box, size, pad_color))
-    x, y = tile - size[0] - 6, tile - size[1] - 6
-    canvas.paste((255, 255, 255), (x - 2, y - 2, x + size[0] + 2, y + size[1] + 2))
-    canvas.paste(inset, (x, y))
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: bitmap font only
-        return ImageFont.load_default()
-
-
-class ContactSheet:
-    """Preview tiles collected during a run, composed into one image at the end."""
-
-    def __init__(self, *, tile: int = 480, columns: int = 4, limit: int = 200) -> None:
-        self.tile, self.columns, self.limit = tile, columns, limit
-        self.tiles: list[Image.Image] = []
-        self.dropped = 0
-
-    def add(self, tile: Image.Image) -> None:
-        if len(self.tiles) < self.limit:  # bounded memory on huge runs
-            self.tiles.append(tile)
-        else:
-            self.dropped += 1
-
-    def compose(self) -> Image.Image:
-        cols = min(self.columns, len(self.tiles))
-        rows = -(-len(self.tiles) // cols)
-        tw, th = self.tiles[0].size
-        sheet = Image.new("RGB", (cols * tw + (cols - 1) * 4, rows * th + (rows - 1) * 4), (0, 0, 0))
-        for i, t in enumerate(self.tiles):
-            sheet.paste(t, ((i % cols) * (tw + 4), (i // cols) * (th + 4)))
-        return sheet
-
-    def save(self, path: "str | os.PathLike[str]", quality: int = DEFAULT_QUALITY) -> None:
-        suffix = os.path.splitext(os.fspath(path))[1].lower()
-        pil = {".png": "PNG", ".webp": "WEBP"}.get(suffix, "JPEG")
-        write_image(Path(path), self.compose(), pil, quality=quality)
+__all__ = ["OWNER", "SOFTWARE", "SOFTWARE_TAG", "Cancelled", "CheckedFile", "Occupied", "WriteBatch", "atomic_write",
+           "prepare_for", "remove_temp_files", "save_image", "temp_path_for", "write_crop", "write_image",
+           "written_by_s2ccrop"]

@@ -1,0 +1,69 @@
+"""Rendering a crop's pixels: `render_crop` cuts a box out of the upright photo and resamples it to
+exactly the size asked in one pass; `render_pad` shows a region whole in a thumbnail of another shape
+(a padded fit), centred on a plain colour or on a blurred, darkened copy of the photo.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from .formats import round_pixels
+
+
+def render_crop(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
+    """Cut `box` out of `image` and resample it to exactly `size` in one pass."""
+    if size == (box[2] - box[0], box[3] - box[1]):
+        return image.crop(box)
+    return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+
+
+# ---------------------------------------------------------------- padded fits
+
+PAD_BLUR_SHRINK = 8  # the background is blurred at 1/8 of the thumbnail's size: cheap, and as smooth
+PAD_DIM = 0.8  # and a little darker, so the photo itself stands out
+
+
+def pad_placement(region_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where a region of `region_size` goes in a padded thumbnail of `size`: (x, y, w, h), scaled to
+    fit whole and centred."""
+    (rw, rh), (w, h) = region_size, size
+    scale = min(w / rw, h / rh)
+    iw, ih = min(w, max(1, round_pixels(rw * scale))), min(h, max(1, round_pixels(rh * scale)))
+    return (w - iw) // 2, (h - ih) // 2, iw, ih
+
+
+def render_pad(image: Image.Image, region: tuple[int, int, int, int], size: tuple[int, int],
+               color: str | None = None) -> Image.Image:
+    """A thumbnail of exactly `size` that shows `region` of `image` whole (`render_crop` of it, scaled
+    to fit and centred; its pixels are exactly those of a direct resize of the region), on `color`, or
+    by default on a blurred, darkened copy of the photo scaled to cover the thumbnail."""
+    region = tuple(int(v) for v in region)
+    x, y, iw, ih = pad_placement((region[2] - region[0], region[3] - region[1]), size)
+    if color is not None:
+        from PIL import ImageColor
+
+        canvas = Image.new(image.mode, size, ImageColor.getcolor(color, image.mode))
+    else:
+        canvas = _blurred_cover(image, region, size)
+    canvas.paste(render_crop(image, region, (iw, ih)), (x, y))
+    return canvas
+
+
+def _blurred_cover(image: Image.Image, region: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
+    from PIL import ImageEnhance, ImageFilter
+
+    W, H = size
+    iw, ih = image.size
+    scale = max(W / iw, H / ih)
+    cw, ch = min(iw, W / scale), min(ih, H / scale)  # the part of the photo that covers the thumbnail
+    cx, cy = (region[0] + region[2]) / 2, (region[1] + region[3]) / 2
+    x1, y1 = min(max(cx - cw / 2, 0), iw - cw), min(max(cy - ch / 2, 0), ih - ch)
+    small = (max(1, W // PAD_BLUR_SHRINK), max(1, H // PAD_BLUR_SHRINK))
+    back = image.resize(small, Image.Resampling.BILINEAR, box=(x1, y1, x1 + cw, y1 + ch), reducing_gap=2.0)
+    back = back.filter(ImageFilter.GaussianBlur(max(1.0, max(small) / 24)))
+    if back.mode in ("L", "RGB"):
+        back = ImageEnhance.Brightness(back).enhance(PAD_DIM)
+    return back.resize(size, Image.Resampling.BILINEAR)
+
+
+__all__ = ["PAD_BLUR_SHRINK", "PAD_DIM", "pad_placement", "render_crop", "render_pad"]
