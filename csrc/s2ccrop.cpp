@@ -53,4 +53,8 @@ TORCH_LIBRARY(s2ccrop, m) {
   // pixels uint8 [H, W, 3], rows/cols int64 [2, n] (first and second taps), wy [h], wx [w] -> float [1, 3, h, w]
   // (the model input's bilinear resize, CPU only: s2ccrop/preprocess.py)
   m.def("bilinear_u8(Tensor pixels, Tensor rows, Tensor cols, Tensor wy, Tensor wx) -> Tensor");
+  // quint8 a, b (same shape) -> quint8 at (scale, zero_point): quantise(dequantise(a) + dequantise(b));
+  // quint8 -> float32 (q - zero_point) * scale (the int8 backbone's sums and outputs: cpu/quantized_kernel.cpp)
+  m.def("qadd(Tensor a, Tensor b, float scale, int zero_point) -> Tensor");
+  m.def("dequantize(Tensor a) -> Tensor");
 }

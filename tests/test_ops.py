@@ -419,3 +419,60 @@ def test_bilinear_u8_checks_its_inputs():
     bad_rows[0, 0] = 99
     with pytest.raises(RuntimeError, match="row tap out of range"):
         torch.ops.s2ccrop.bilinear_u8(args[0], bad_rows, *args[2:])
+
+
+# ---------------------------------------------------------------- qadd, dequantize (the int8 backbone's sums and outputs)
+
+
+def _quint8(shape, scale, zero_point, seed, channels_last=True):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    if channels_last:
+        q = q.contiguous(memory_format=torch.channels_last)
+    return torch._make_per_tensor_quantized_tensor(q, scale, zero_point)
+
+
+def _slow_qadd(a, b, scale, zero_point):
+    """One value at a time in float32 numpy scalars, as the op's docstring reads."""
+    import numpy as np
+
+    f32 = np.float32
+    ia, ib = a.int_repr().flatten().numpy(), b.int_repr().flatten().numpy()
+    out = np.empty(ia.shape, np.uint8)
+    for i in range(len(ia)):
+        fa = f32(int(ia[i]) - a.q_zero_point()) * f32(a.q_scale())
+        fb = f32(int(ib[i]) - b.q_zero_point()) * f32(b.q_scale())
+        q = f32(np.rint(f32(f32(fa + fb) / f32(scale)))) + f32(zero_point)
+        out[i] = min(max(q, 0), 255)
+    return out.reshape(a.shape)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_qadd_and_dequantize_are_the_slow_formula_bit_for_bit(channels_last):
+    a = _quint8((1, 5, 7, 9), 0.0696, 141, 1, channels_last)
+    b = _quint8((1, 5, 7, 9), 0.0413, 118, 2, channels_last)
+    want = torch.from_numpy(_slow_qadd(a, b, 0.0811, 130))
+    for fn in (ops.qadd, _fallback.qadd):
+        got = fn(a, b, 0.0811, 130)
+        assert got.is_quantized and got.q_scale() == pytest.approx(0.0811) and got.q_zero_point() == 130
+        assert torch.equal(got.int_repr().contiguous(), want)
+    float_want = (a.int_repr().to(torch.int32) - 141).to(torch.float32) * torch.tensor(0.0696, dtype=torch.float32)
+    assert torch.equal(ops.dequantize(a), float_want) and torch.equal(_fallback.dequantize(a), float_want)
+    if channels_last:  # the next layer reads channels-last: the sum keeps it
+        assert ops.qadd(a, b, 0.0811, 130).is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_qadd_does_not_depend_on_threads_or_the_extension(threads):
+    a = _quint8((1, 24, 96, 64), 0.05, 120, 3)
+    b = _quint8((1, 24, 96, 64), 0.07, 131, 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = ops.qadd(a, b, 0.09, 125)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got.int_repr(), _fallback.qadd(a, b, 0.09, 125).int_repr())
+    # and within one step of torch's own quantized add (which rounds differently in places)
+    theirs = torch.ops.quantized.add(a, b, 0.09, 125)
+    assert (got.int_repr().int() - theirs.int_repr().int()).abs().max() <= 1

@@ -9,10 +9,11 @@ every x86 CPU, thread count and process:
   |w| <= 64 a pair sums to at most 2·255·64 = 32640 < 2^15, so no CPU saturates and every
   accumulator is the exact integer, whatever its order;
 - the requantisation after each layer is one float multiply and round-to-nearest per value;
-- the input is quantised here (`quantise`: a division, correctly rounded on every CPU, then
-  round-half-to-even), not by torch's quantize_per_tensor, whose vector loop multiplies by the
-  inverse scale while its scalar tail divides, so the values at each thread's chunk boundary came
-  out one step apart depending on the thread count.
+- the input is quantised, the residual sums added and the stage outputs dequantised here
+  (`quantise`, `ops.qadd`, `ops.dequantize`: divisions, multiplications and additions each correctly
+  rounded on its own, then round-half-to-even), not by torch's quantized kernels, whose vector loops round
+  differently from their scalar tails: which values fell in a tail (the thread count, the vector
+  width) moved boxes.
 
 Quantisation needs the range of every activation. Two kinds of points:
 
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from .. import envvars
+from ..ops import dequantize, qadd
 from .backbone import FeatureExtractor, InvertedResidual, fold_batchnorm
 
 CALIBRATION_KEY = "s2ccrop_int8_backbone"
@@ -78,7 +80,11 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
-        return self.add.add(x, y) if self.residual else y
+        if not self.residual:
+            return y
+        if hasattr(self.add, "scale") and x.is_quantized:  # converted: the sum, exact on every CPU
+            return qadd(x, y, float(self.add.scale), int(self.add.zero_point))
+        return self.add.add(x, y)  # float (calibration) or prepared
 
 
 class QuantisableExtractor(nn.Module):
@@ -114,7 +120,7 @@ class QuantisableExtractor(nn.Module):
         outs = []
         for stage, dequant in zip(self.stages, self.dequant):
             x = stage(x)
-            outs.append(dequant(x).contiguous(memory_format=torch.channels_last))
+            outs.append((dequantize(x) if x.is_quantized else dequant(x)).contiguous(memory_format=torch.channels_last))
         return outs[0], outs[1], outs[2]
 
     def fixed_points(self) -> list[nn.Module]:
@@ -124,9 +130,13 @@ class QuantisableExtractor(nn.Module):
 
 
 def quantise(x: torch.Tensor, stub: nn.Module) -> torch.Tensor:
-    """`x` as a quint8 tensor with the scale and zero point of the converted quant stub `stub`:
-    clamp(round(x / scale) + zero_point, 0, 255), the same values on any CPU and thread count."""
-    scale, zero_point = float(stub.scale), int(stub.zero_point)
+    """`x` as a quint8 tensor with the scale and zero point of the converted quant stub `stub`."""
+    return _requantised(x, float(stub.scale), int(stub.zero_point))
+
+
+def _requantised(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """clamp(round(x / scale) + zero_point, 0, 255) as quint8: one correctly rounded division and a
+    round-half-to-even per value, the same on every CPU, vector width and thread count."""
     q = torch.round(x / scale).add_(zero_point).clamp_(0, 255).to(torch.uint8)
     return torch._make_per_tensor_quantized_tensor(q, scale, zero_point)
 

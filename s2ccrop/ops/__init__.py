@@ -9,6 +9,9 @@ Inside:
   (the only variants the model uses).
 - ``bilinear_u8(pixels, rows, cols, wy, wx)``: the model input's bilinear resize of a uint8 [H, W, 3]
   photo from precomputed taps (``preprocess.bilinear_resize``), the same float32 bits on every CPU.
+- ``qadd(a, b, scale, zero_point)``, ``dequantize(q)``: the int8 backbone's residual sums and stage
+  outputs on per-tensor quint8 tensors, each operation rounded on its own (the same bits on every CPU;
+  torch's own kernels round differently in their vector loops and scalar tails).
 - ``extension_status() -> (loaded, reason)``: whether the compiled ops are in use, and why (not).
 
 ``features`` is float [B, C, H, W] with H, W >= 2; ``rois`` is float [K, 5] =
@@ -30,7 +33,8 @@ from torch import Tensor
 
 from . import _extension, _fallback
 
-__all__ = ["roi_align", "rod_align", "roi_align_avg", "rod_align_avg", "bilinear_u8", "extension_status"]
+__all__ = ["roi_align", "rod_align", "roi_align_avg", "rod_align_avg", "bilinear_u8", "qadd", "dequantize",
+           "extension_status"]
 
 
 def extension_status() -> tuple[bool, str]:
@@ -65,6 +69,21 @@ def bilinear_u8(pixels: Tensor, rows: Tensor, cols: Tensor, wy: Tensor, wx: Tens
     if _extension.LOADED and _extension.has_op("bilinear_u8"):
         return torch.ops.s2ccrop.bilinear_u8(pixels, rows, cols, wy, wx)
     return _fallback.bilinear_u8(pixels, rows, cols, wy, wx)
+
+
+def qadd(a: Tensor, b: Tensor, scale: float, zero_point: int) -> Tensor:
+    """quint8 a + b at (`scale`, `zero_point`): clamp(round((dequantize(a) + dequantize(b)) / scale) +
+    zero_point, 0, 255), in a's memory format."""
+    if _extension.LOADED and _extension.has_op("qadd"):
+        return torch.ops.s2ccrop.qadd(a, b, float(scale), int(zero_point))
+    return _fallback.qadd(a, b, float(scale), int(zero_point))
+
+
+def dequantize(q: Tensor) -> Tensor:
+    """float32 (q - zero_point) * scale of a per-tensor quint8 tensor."""
+    if _extension.LOADED and _extension.has_op("dequantize"):
+        return torch.ops.s2ccrop.dequantize(q)
+    return _fallback.dequantize(q)
 
 
 def _align_avg(name: str, features: Tensor, rois: Tensor, output_size, spatial_scale: float) -> Tensor:

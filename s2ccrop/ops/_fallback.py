@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["roi_align", "rod_align", "bilinear_u8"]
+__all__ = ["roi_align", "rod_align", "bilinear_u8", "qadd", "dequantize"]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -111,3 +111,15 @@ def bilinear_u8(pixels: Tensor, rows: Tensor, cols: Tensor, wy: Tensor, wx: Tens
     top = x[:h]
     y = top + (x[h:] - top).mul_(wy.view(h, 1, 1))
     return y.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def dequantize(q: Tensor) -> Tensor:
+    """`s2ccrop::dequantize`: float32 (q - zero_point) * scale, an exact integer times the scale."""
+    return (q.int_repr().to(torch.int32) - q.q_zero_point()).to(torch.float32).mul_(q.q_scale())
+
+
+def qadd(a: Tensor, b: Tensor, scale: float, zero_point: int) -> Tensor:
+    """`s2ccrop::qadd`: clamp(round((dequantize(a) + dequantize(b)) / scale) + zero_point, 0, 255) as quint8,
+    each operation rounded on its own."""
+    q = torch.round(dequantize(a).add_(dequantize(b)).div_(scale)).add_(zero_point).clamp_(0, 255).to(torch.uint8)
+    return torch._make_per_tensor_quantized_tensor(q, scale, zero_point)
