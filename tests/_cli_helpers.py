@@ -6,9 +6,7 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from s2ccrop import cli
 from s2ccrop.batch import Env
@@ -20,11 +18,6 @@ def run_in_process(*argv, stdin=None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main([os.fspath(a) for a in argv], Env(stdin if stdin is not None else io.BytesIO(b""), out, err, False))
     return code, out.getvalue(), err.getvalue()
-
-
-def noise(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    arr = np.random.default_rng(seed).integers(0, 255, (h, w, len(mode)), dtype=np.uint8)
-    return Image.fromarray(arr if len(mode) > 1 else arr[..., 0], mode=mode)
 
 
 class FastCropper:

@@ -29,16 +29,24 @@ def shared_dir() -> Path:
     return path
 
 
-def photo_image(size: tuple[int, int] = (320, 240), seed: int = 0, kind: str = "blobs"):
-    """A synthetic photo (PIL, RGB) of `size` (w, h): "blobs", smooth shapes plus noise, a photo-like
-    image whose candidates get distinct scores; or "noise", uniform noise."""
+PHOTO_MODES = ("L", "LA", "RGB", "RGBA")  # the modes photo_image makes: 8 bits a band
+
+
+def photo_image(size: tuple[int, int] = (320, 240), seed: int = 0, kind: str = "blobs", mode: str = "RGB"):
+    """A synthetic photo (PIL) of `size` (w, h): "blobs", smooth shapes plus noise, a photo-like
+    image whose candidates get distinct scores; or "noise", uniform noise,
+    `np.random.default_rng(seed).integers(0, 255, (h, w, bands), dtype=np.uint8)`. `mode`: one of
+    PHOTO_MODES; "noise" draws every band (alpha too), "blobs" is drawn in RGB and converted."""
     import numpy as np
     from PIL import Image
 
+    if mode not in PHOTO_MODES:
+        raise ValueError(f"unknown mode {mode!r}: one of {PHOTO_MODES}")
     w, h = size
     rng = np.random.default_rng(seed)
     if kind == "noise":
-        return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        arr = rng.integers(0, 255, (h, w, len(mode)), dtype=np.uint8)
+        return Image.fromarray(arr[..., 0] if len(mode) == 1 else arr)  # the shape gives the mode
     if kind != "blobs":
         raise ValueError(f"unknown kind {kind!r}")
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -48,20 +56,29 @@ def photo_image(size: tuple[int, int] = (320, 240), seed: int = 0, kind: str = "
         blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
         img += blob[..., None] * rng.random(3) * 255
     img += rng.normal(0, 12, img.shape)
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    image = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    return image if mode == "RGB" else image.convert(mode)
 
 
 @pytest.fixture
 def make_photo(tmp_path: Path):
-    """A factory: `make_photo(name, size=(320, 240), seed=0, kind="blobs", folder=None, **save_options)`
-    writes `photo_image(size, seed, kind)` to `folder/name` (default: the test's tmp_path; the format
-    follows the suffix) and returns its path."""
+    """A factory: `make_photo(name, size=(320, 240), seed=0, kind="blobs", folder=None, mode="RGB",
+    orientation=None, **save_options)` writes `photo_image(size, seed, kind, mode)` to `folder/name`
+    (default: the test's tmp_path; missing folders are made; the format follows the suffix unless
+    save_options give `format`), with `orientation` as its EXIF orientation tag (1-8) where given, and
+    returns its path."""
 
     def make(name: str = "p.jpg", size: tuple[int, int] = (320, 240), seed: int = 0, kind: str = "blobs",
-             folder: Path | None = None, **save) -> Path:
+             folder: Path | None = None, mode: str = "RGB", orientation: int | None = None, **save) -> Path:
+        from PIL import Image
+
         path = (folder or tmp_path) / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        photo_image(size, seed, kind).save(path, **save)
+        if orientation is not None:
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            save["exif"] = exif
+        photo_image(size, seed, kind, mode).save(path, **save)
         return path
 
     return make

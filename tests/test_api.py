@@ -11,23 +11,19 @@ from s2ccrop import ConfigError, Crop, Cropper
 from s2ccrop.api import resolve_device
 from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
 
+from conftest import photo_image
+
 
 @pytest.fixture(scope="module")
 def cropper():
     return Cropper(weights="random", device="cpu")
 
 
-def _photo(w=320, h=240, seed=0):
-    rng = np.random.default_rng(seed)
-    arr = (rng.random((h, w, 3)) * 255).astype(np.uint8)
-    return Image.fromarray(arr)
-
-
 RATIOS = ["16:9", "4:3", "1:1", "9:16", "1.91:1", "4:5", "21:9", "any"]
 
 
 def test_crop_all_ratios_inside_and_exact(cropper):
-    img = _photo()
+    img = photo_image(kind="noise")
     crops = cropper.crop(img, RATIOS)
     assert [c.ratio for c in crops] == RATIOS
     for c in crops:
@@ -41,17 +37,13 @@ def test_crop_all_ratios_inside_and_exact(cropper):
 
 
 def test_single_ratio_string_and_normalisation(cropper):
-    crops = cropper.crop(_photo(), "16x9")
+    crops = cropper.crop(photo_image(kind="noise"), "16x9")
     assert len(crops) == 1 and crops[0].ratio == "16:9"
 
 
-def test_path_input_is_exif_transposed(cropper, tmp_path):
+def test_path_input_is_exif_transposed(cropper, make_photo):
     # a 320x240 stored image with orientation 6 (rotate 90° CW) is a 240x320 upright photo
-    img = _photo()
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    path = tmp_path / "rot.jpg"
-    img.save(path, exif=exif)
+    path = make_photo("rot.jpg", kind="noise", orientation=6)
     crops = cropper.crop(path, ["any", "1:1"])
     for c in crops:
         assert c.box[2] <= 240 and c.box[3] <= 320
@@ -66,17 +58,17 @@ def test_one_backbone_pass_for_all_ratios(cropper, monkeypatch):
         return original(x, genes)
 
     monkeypatch.setattr(cropper.model, "features_and_genes", counting)
-    cropper.crop(_photo(), RATIOS)
+    cropper.crop(photo_image(kind="noise"), RATIOS)
     assert len(calls) == 1
 
 
 def test_deterministic(cropper):
-    img = _photo(seed=3)
+    img = photo_image(seed=3, kind="noise")
     assert cropper.crop(img, RATIOS) == cropper.crop(img, RATIOS)
 
 
 def test_best_box_is_argmax_of_scores(cropper):
-    img = _photo(seed=5)
+    img = photo_image(seed=5, kind="noise")
     p = cropper.prepare(img)
     from s2ccrop import candidates
     from s2ccrop.types import Ratio
@@ -96,15 +88,15 @@ def test_checkpoint_path_weights(tmp_path):
     assert c.config.num_boxes == 4
     assert c.info()["sha256"]
     direct = Cropper(weights=model, device="cpu")
-    img = _photo(seed=7)
+    img = photo_image(seed=7, kind="noise")
     assert c.crop(img, ["4:3"]) == direct.crop(img, ["4:3"])
 
 
 def test_errors(cropper):
     with pytest.raises(ConfigError):
-        cropper.crop(_photo(), ["16:0"])
+        cropper.crop(photo_image(kind="noise"), ["16:0"])
     with pytest.raises(ConfigError):
-        cropper.crop(_photo(), [])
+        cropper.crop(photo_image(kind="noise"), [])
     with pytest.raises(ConfigError):
         resolve_device("tpu")
 
@@ -146,7 +138,7 @@ def test_a_model_trained_on_the_full_grid_chooses_among_it():
 
     torch.manual_seed(0)
     full = Cropper(weights=S2CNet(S2CNetConfig(align_size=9, num_boxes=4, free_form_grid="full")).eval(), device="cpu")
-    img = _photo(seed=6)
+    img = photo_image(seed=6, kind="noise")
     p = full.prepare(img)
     boxes = full.candidates(p, [Ratio.parse("any")])[0]
     assert np.array_equal(boxes, candidates.free_form(320, 240, p.model_size, "full"))
@@ -166,7 +158,7 @@ def test_averaged_selection_is_the_snapped_weighted_mean_and_scores_its_own_box(
     model = S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval()
     best, avg = Cropper(weights=model, device="cpu"), Cropper(weights=model, device="cpu", selection="average")
     assert (best.info()["selection"], avg.info()["selection"]) == ("best", "average")
-    img = _photo(seed=7)
+    img = photo_image(seed=7, kind="noise")
     p = avg.prepare(img)
     for ratio in ("any", "4:5", "16:9"):
         r = Ratio.parse(ratio)
@@ -228,7 +220,7 @@ def test_a_refining_model_moves_each_chosen_crop_and_scores_the_moved_box():
     from s2ccrop.types import Ratio
 
     refining, plain = _refining_cropper([-0.1, 0.0, 0.0, 0.05])
-    img = _photo(seed=9)
+    img = photo_image(seed=9, kind="noise")
     ratios = ["any", "4:5", "16:9"]
     before, after = plain.crop(img, ratios), refining.crop(img, ratios)
     p = refining.prepare(img)
@@ -251,7 +243,7 @@ def test_a_refiner_leaves_ratio_given_crops_or_changes_only_their_size_as_the_co
     off, plain = _refining_cropper(offsets, ratio_given="off")
     sized, _ = _refining_cropper(offsets, ratio_given="size")
     everything, _ = _refining_cropper(offsets)
-    img = _photo(seed=9)
+    img = photo_image(seed=9, kind="noise")
     ratios = ["16:9", "any", "4:5"]
     before, moved = plain.crop(img, ratios), everything.crop(img, ratios)
     after, resized = off.crop(img, ratios), sized.crop(img, ratios)
@@ -274,7 +266,7 @@ def test_the_refiner_never_moves_a_crop_into_a_face():
     the crop stays where the plain model put it; a move away from the face is kept."""
     towards, plain = _refining_cropper([0.0, 0.0, 0.06, 0.0])  # x2 + ~13 px: into the face, not past it
     away, _ = _refining_cropper([-0.05, 0.0, 0.0, 0.0])
-    img = _photo(seed=9)
+    img = photo_image(seed=9, kind="noise")
     x1, y1, x2, y2 = plain.crop(img, ["any"])[0].box
     assert x1 >= 10 and x2 <= 300  # room on both sides (the random model's choice is fixed by its seed)
     face = [[(x2 + 6) / 320, (y1 + 5) / 240, (x2 + 20) / 320, (y1 + 25) / 240]]
@@ -292,7 +284,7 @@ def test_a_model_with_a_smaller_input_gets_photos_at_its_own_size():
 
     torch.manual_seed(3)
     small = Cropper(weights=S2CNet(S2CNetConfig(align_size=9, num_boxes=4, input_short_side=192)).eval(), device="cpu")
-    img = _photo(640, 480, seed=4)
+    img = photo_image((640, 480), seed=4, kind="noise")
     p = small.prepare(img)
     assert p.model_size == model_size(640, 480, short_side=192) == (256, 192)
     assert tuple(p.tensor.shape) == (1, 3, 192, 256)

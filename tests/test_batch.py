@@ -17,19 +17,18 @@ from s2ccrop.batch import BatchRun, Env, Job, Settings
 from s2ccrop.errors import ConfigError
 
 try:
-    from ._cli_helpers import FastCropper, noise
+    from ._cli_helpers import FastCropper
 except ImportError:
-    from _cli_helpers import FastCropper, noise
+    from _cli_helpers import FastCropper
 
 
 @pytest.fixture
-def photos(tmp_path: Path, monkeypatch) -> Path:
+def photos(tmp_path: Path, make_photo, monkeypatch) -> Path:
     """tmp_path (the working folder) with in/a.png (32x24), in/sub/b.jpg (20x30) and in/bad.png."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
-    (tmp_path / "in" / "sub").mkdir(parents=True)
-    noise(32, 24).save(tmp_path / "in" / "a.png")
-    noise(20, 30, seed=1).save(tmp_path / "in" / "sub" / "b.jpg")
+    make_photo("in/a.png", (32, 24), kind="noise")
+    make_photo("in/sub/b.jpg", (20, 30), seed=1, kind="noise")
     (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
     return tmp_path
 

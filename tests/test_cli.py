@@ -24,6 +24,8 @@ from s2ccrop.batch import Env
 from s2ccrop.cli import commands
 from s2ccrop.types import Ratio
 
+from conftest import photo_image
+
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ["input", "ratio", "box", "width", "height", "score", "output", "fit"]
 
@@ -60,14 +62,6 @@ def errors_of(err: str) -> list[str]:
     return [l for l in err.splitlines() if "warning:" not in l]
 
 
-def photo(path: Path, size=(48, 32), seed: int = 0, fmt: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(arr).save(path, format=fmt)
-    return path
-
-
 def records(out: str) -> list[dict]:
     return [json.loads(l) for l in out.splitlines()]
 
@@ -79,9 +73,9 @@ def subprocess_env(tmp_path: Path) -> dict:
 # ------------------------------------------------------------------ folders, JSON, names
 
 
-def test_nested_folders_are_mirrored_and_json_is_exact(tmp_path: Path):
-    photo(tmp_path / "in" / "a.jpg", (60, 40))
-    photo(tmp_path / "in" / "2023" / "deep" / "b.png", (40, 60), seed=1)
+def test_nested_folders_are_mirrored_and_json_is_exact(tmp_path: Path, make_photo):
+    make_photo("in/a.jpg", (60, 40), kind="noise")
+    make_photo("in/2023/deep/b.png", (40, 60), seed=1, kind="noise")
     code, out, err = run("in", "-o", "out", "-r", "16:9", "-r", "og", "-r", "any", "--json")
     assert code == 0, err
     recs = records(out)
@@ -102,8 +96,8 @@ def test_nested_folders_are_mirrored_and_json_is_exact(tmp_path: Path):
     assert sorted(p.name for p in (tmp_path / "in").rglob("*") if p.is_file()) == ["a.jpg", "b.png"]
 
 
-def test_default_outputs_go_beside_inputs_and_a_rerun_does_not_crop_them(tmp_path: Path):
-    photo(tmp_path / "p" / "x.jpg")
+def test_default_outputs_go_beside_inputs_and_a_rerun_does_not_crop_them(make_photo):
+    make_photo("p/x.jpg", (48, 32), kind="noise")
     code, out, _ = run("p", "-r", "square", "-r", "phone")
     assert code == 0
     assert out.splitlines()[0].startswith("p/x.jpg  1:1  ") and out.splitlines()[0].endswith("-> p/x_1x1.jpg")
@@ -114,8 +108,8 @@ def test_default_outputs_go_beside_inputs_and_a_rerun_does_not_crop_them(tmp_pat
     assert sorted(os.listdir("p")) == before
 
 
-def test_name_template_preset_and_subfolders(tmp_path: Path):
-    photo(tmp_path / "x.jpg")
+def test_name_template_preset_and_subfolders(make_photo):
+    make_photo("x.jpg", (48, 32), kind="noise")
     code, out, err = run("x.jpg", "-r", "phone", "-r", "1:1", "--name", "{preset}/{stem}.{ext}", "--format", "png",
                          "-o", "o", "--json")
     assert code == 0, err
@@ -126,8 +120,8 @@ def test_name_template_preset_and_subfolders(tmp_path: Path):
 # ------------------------------------------------------------------ exact sizes
 
 
-def test_width_gives_exact_sizes_for_many_ratios(tmp_path: Path):
-    photo(tmp_path / "big.png", (120, 90))
+def test_width_gives_exact_sizes_for_many_ratios(make_photo):
+    make_photo("big.png", (120, 90), kind="noise")
     ratios = ["16:9", "9:16", "1:1", "4:5", "1.91:1", "21:9", "3:1", "any"]
     code, out, err = run("big.png", *[a for r in ratios for a in ("-r", r)], "--width", 24, "--upscale", "--json",
                          "-o", "o")
@@ -143,8 +137,8 @@ def test_width_gives_exact_sizes_for_many_ratios(tmp_path: Path):
 
 @pytest.mark.parametrize("size, ratio", [("32x18", "16:9"), ("18x32", "9:16"), ("20x20", "1:1"),
                                          ("1200x628", "300:157")])
-def test_size_is_exact_and_never_upscales_without_asking(tmp_path: Path, size: str, ratio: str):
-    photo(tmp_path / "p.png", (96, 64))
+def test_size_is_exact_and_never_upscales_without_asking(make_photo, size: str, ratio: str):
+    make_photo("p.png", (96, 64), kind="noise")
     w, h = map(int, size.split("x"))
     code, out, err = run("p.png", "--size", size, "--json", "-o", "o")  # ratio follows from --size
     assert code == 0, err
@@ -174,7 +168,7 @@ INVERSE = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTAT
 def test_exif_orientations_1_to_8_give_upright_outputs(tmp_path: Path):
     upright = {}
     for o in range(1, 9):
-        up = Image.fromarray(np.random.default_rng(o).integers(0, 255, (30, 50, 3), dtype=np.uint8))
+        up = photo_image((50, 30), seed=o, kind="noise")
         stored = up if INVERSE[o] is None else up.transpose(INVERSE[o])
         exif = Image.Exif()
         exif[0x0112] = o
@@ -196,8 +190,8 @@ def photo_dir(tmp_path: Path) -> Path:
     return tmp_path / "exif"
 
 
-def test_format_and_quality(tmp_path: Path):
-    photo(tmp_path / "n.png", (64, 64))
+def test_format_and_quality(make_photo):
+    make_photo("n.png", (64, 64), kind="noise")
     for q in (10, 95):
         assert run("n.png", "-r", "1:1", "--format", "webp", "--quality", q, "--name", f"{{stem}}_q{q}.{{ext}}")[0] == 0
     assert Image.open("n_q10.webp").format == "WEBP"
@@ -209,9 +203,9 @@ def test_format_and_quality(tmp_path: Path):
 # ------------------------------------------------------------------ stdin
 
 
-def test_stdin_newline_and_nul(tmp_path: Path):
-    a = photo(tmp_path / "a b.jpg")
-    b = photo(tmp_path / "line\nbreak.png", seed=2)
+def test_stdin_newline_and_nul(make_photo):
+    a = make_photo("a b.jpg", (48, 32), kind="noise")
+    b = make_photo("line\nbreak.png", (48, 32), seed=2, kind="noise")
     code, out, err = run("-", "-r", "1:1", "--json", "--dry-run", stdin=f"{a.name}\n\n".encode())
     assert code == 0 and [r["input"] for r in records(out)] == ["a b.jpg"]
     code, out, err = run("-", "-0", "-r", "1:1", "--json", "--dry-run", stdin=f"{b.name}\0{a.name}\0".encode())
@@ -224,8 +218,8 @@ def test_stdin_newline_and_nul(tmp_path: Path):
 # ------------------------------------------------------------------ dry run, skip-existing, overwrite rules
 
 
-def test_dry_run_writes_nothing(tmp_path: Path):
-    photo(tmp_path / "d" / "p.jpg")
+def test_dry_run_writes_nothing(make_photo):
+    make_photo("d/p.jpg", (48, 32), kind="noise")
     code, out, _ = run("d", "--dry-run", "--json", "-o", "o")
     recs = records(out)
     assert code == 0 and [r["ratio"] for r in recs] == ["any", "1:1", "4:5", "16:9", "9:16"]
@@ -233,9 +227,9 @@ def test_dry_run_writes_nothing(tmp_path: Path):
     assert not Path("o").exists() and os.listdir("d") == ["p.jpg"]
 
 
-def test_skip_existing_makes_a_rerun_a_noop(tmp_path: Path, monkeypatch):
-    photo(tmp_path / "s" / "p.jpg")
-    photo(tmp_path / "s" / "q.jpg", seed=3)
+def test_skip_existing_makes_a_rerun_a_noop(make_photo, monkeypatch):
+    make_photo("s/p.jpg", (48, 32), kind="noise")
+    make_photo("s/q.jpg", (48, 32), seed=3, kind="noise")
     assert run("s", "-o", "o", "-r", "1:1", "-r", "16:9")[0] == 0
     stamp = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in Path("o").iterdir()}
     os.remove("o/q_16x9.jpg")
@@ -250,8 +244,8 @@ def test_skip_existing_makes_a_rerun_a_noop(tmp_path: Path, monkeypatch):
     assert run("s", "-o", "o", "-r", "1:1", "-r", "16:9", "--skip-existing") == (0, "", "")
 
 
-def test_an_input_is_never_overwritten(tmp_path: Path):
-    src = photo(tmp_path / "keep.jpg")
+def test_an_input_is_never_overwritten(make_photo):
+    src = make_photo("keep.jpg", (48, 32), kind="noise")
     data = src.read_bytes()
     code, out, err = run("keep.jpg", "-r", "1:1", "--name", "{stem}.{ext}")
     assert code == 1 and out == ""
@@ -260,9 +254,9 @@ def test_an_input_is_never_overwritten(tmp_path: Path):
     assert src.read_bytes() == data
 
 
-def test_same_stem_collision_is_an_error_not_a_silent_overwrite(tmp_path: Path):
-    photo(tmp_path / "c" / "a.jpg")
-    photo(tmp_path / "c" / "a.png", seed=5)
+def test_same_stem_collision_is_an_error_not_a_silent_overwrite(make_photo):
+    make_photo("c/a.jpg", (48, 32), kind="noise")
+    make_photo("c/a.png", (48, 32), seed=5, kind="noise")
     code, out, err = run("c", "-r", "1:1", "--format", "jpg", "-o", "o", "--json")
     assert code == 1 and [r["input"] for r in records(out)] == ["c/a.jpg"]
     assert "c/a.png: output o/a_1x1.jpg was already written for c/a.jpg" in err
@@ -271,8 +265,8 @@ def test_same_stem_collision_is_an_error_not_a_silent_overwrite(tmp_path: Path):
 # ------------------------------------------------------------------ errors and exit codes
 
 
-def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(tmp_path: Path):
-    photo(tmp_path / "b" / "good.jpg")
+def test_bad_inputs_get_one_line_each_and_the_batch_goes_on(tmp_path: Path, make_photo):
+    make_photo("b/good.jpg", (48, 32), kind="noise")
     (tmp_path / "b" / "empty.jpg").write_bytes(b"")
     (tmp_path / "b" / "text.png").write_text("not a picture")
     code, out, err = run("b", "missing.jpg", "-r", "1:1", "--json", "-o", "o")
@@ -304,17 +298,17 @@ def test_usage_errors_exit_2(argv, message):
     assert code == 2 and out == "" and message in err
 
 
-def test_weights_error_exits_2_before_any_output(tmp_path: Path):
-    photo(tmp_path / "p.jpg")
+def test_weights_error_exits_2_before_any_output(make_photo):
+    make_photo("p.jpg", (48, 32), kind="noise")
     code, out, err = run("p.jpg", "--weights", "does/not/exist.safetensors")
     assert (code, out) == (2, "") and err == "s2ccrop: error: does/not/exist.safetensors: no such weights file\n"
     assert os.listdir(".") == ["p.jpg"]
 
 
-def test_interrupt_exits_130_and_leaves_no_partial_file(tmp_path: Path, monkeypatch):
+def test_interrupt_exits_130_and_leaves_no_partial_file(make_photo, monkeypatch):
     from s2ccrop.io import writers
 
-    photo(tmp_path / "i.jpg")
+    make_photo("i.jpg", (48, 32), kind="noise")
 
     def interrupted_save(fh, *a, **k):
         fh.write(b"half an image")
@@ -335,8 +329,8 @@ def test_real_sigint_exits_130(tmp_path: Path):
     assert proc.returncode == 130 and b"Traceback" not in err and err.endswith(b"s2ccrop: interrupted\n")
 
 
-def test_broken_pipe_is_not_a_crash(tmp_path: Path):
-    photo(tmp_path / "bp" / "0.jpg")
+def test_broken_pipe_is_not_a_crash(tmp_path: Path, make_photo):
+    make_photo("bp/0.jpg", (48, 32), kind="noise")
     env = subprocess_env(tmp_path)
     # `true` exits without reading, long before the first result: every write hits a closed pipe.
     cmd = f"{sys.executable} -m s2ccrop bp -r 1:1 --dry-run --json | true"
@@ -349,8 +343,8 @@ def test_broken_pipe_is_not_a_crash(tmp_path: Path):
 # ------------------------------------------------------------------ entry points, help, subcommands
 
 
-def test_python_m_s2ccrop_runs_the_real_pipeline(tmp_path: Path):
-    photo(tmp_path / "m" / "x.jpg", (64, 48))
+def test_python_m_s2ccrop_runs_the_real_pipeline(tmp_path: Path, make_photo):
+    make_photo("m/x.jpg", (64, 48), kind="noise")
     proc = subprocess.run([sys.executable, "-m", "s2ccrop", "m", "-r", "desktop", "--width", "32", "--json",
                            "-o", "out"], capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path,
                           timeout=300)
@@ -377,8 +371,8 @@ def test_help_shows_examples_presets_and_subcommands():
         assert needle in out
 
 
-def test_subcommand_rule_and_dash_dash(tmp_path: Path):
-    photo(tmp_path / "info" / "p.jpg")
+def test_subcommand_rule_and_dash_dash(make_photo):
+    make_photo("info/p.jpg", (48, 32), kind="noise")
     code, out, _ = run("info", "--json")
     assert code == 0 and "compiled_ops" in json.loads(out)
     code, out, _ = run("-r", "1:1", "--dry-run", "--json", "--", "info")
@@ -394,7 +388,7 @@ def test_external_subcommands_are_lazy_and_a_missing_one_is_a_usage_error(monkey
     assert (code, out) == (2, "") and err.startswith("s2ccrop: error: the 'train' command is not available")
 
 
-def test_face_guard_is_on_by_default_and_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_face_guard_is_on_by_default_and_can_be_turned_off(make_photo, monkeypatch: pytest.MonkeyPatch):
     seen = []
     real = batch.make_cropper
 
@@ -403,7 +397,7 @@ def test_face_guard_is_on_by_default_and_can_be_turned_off(tmp_path: Path, monke
         return real(weights, device, report, face_guard)
 
     monkeypatch.setattr(batch, "make_cropper", spy)
-    p = photo(tmp_path / "p.jpg")
+    p = make_photo("p.jpg", (48, 32), kind="noise")
     assert run(str(p), "-r", "1:1", "--dry-run", "-q")[0] == 0
     assert run(str(p), "-r", "1:1", "--dry-run", "-q", "--no-face-guard")[0] == 0
     assert seen == [True, False]
@@ -440,15 +434,15 @@ def test_preview_subcommand_draws_a_contact_sheet(tmp_path: Path):
     assert (230, 25, 75) in colours and (60, 180, 75) in colours  # the boxes of the two ratios
 
 
-def test_preview_option_with_a_normal_run(tmp_path: Path):
-    photo(tmp_path / "p.jpg")
+def test_preview_option_with_a_normal_run(make_photo):
+    make_photo("p.jpg", (48, 32), kind="noise")
     code, out, _ = run("p.jpg", "-r", "1:1", "--preview", "look.jpg", "--json", "-o", "o")
     assert code == 0 and records(out)[0]["output"] == "o/p_1x1.jpg"
     assert Image.open("look.jpg").size == (480, 498)
 
 
-def test_progress_bar_only_on_a_terminal_and_never_on_stdout(tmp_path: Path):
-    photo(tmp_path / "t.jpg")
+def test_progress_bar_only_on_a_terminal_and_never_on_stdout(make_photo):
+    make_photo("t.jpg", (48, 32), kind="noise")
     code, out, err = run("t.jpg", "-r", "1:1", "--json", "--dry-run", tty=True)
     assert code == 0 and len(records(out)) == 1  # stdout stays pure JSON
     assert "1 photos" in err  # the summary (and bar) went to stderr
@@ -585,8 +579,8 @@ def test_shell_completion_knows_the_default_command(tmp_path: Path, words, cword
     assert proc.stdout.split() == expected
 
 
-def test_only_the_local_crop_command_allows_the_fast_exit(tmp_path: Path, monkeypatch):
-    photo(tmp_path / "p.jpg")
+def test_only_the_local_crop_command_allows_the_fast_exit(make_photo, monkeypatch):
+    make_photo("p.jpg", (48, 32), kind="noise")
     monkeypatch.setitem(cli._FAST_EXIT, "ok", False)
     assert run("info", "--json")[0] == 0 and cli._FAST_EXIT["ok"] is False
     assert run("p.jpg", "-r", "1:1", "--dry-run", "-q")[0] == 0 and cli._FAST_EXIT["ok"] is True

@@ -14,23 +14,13 @@ from s2ccrop.training import datasets as ds
 from s2ccrop.training import evaluate as ev
 from s2ccrop.training import metrics
 
-
-def _photo(path: Path, width: int, height: int, exif_orientation: int | None = None) -> Path:
-    rng = np.random.default_rng(width * 1000 + height)
-    image = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
-    if exif_orientation is None:
-        image.save(path)
-    else:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        image.save(path, exif=exif)
-    return path
+from conftest import photo_image
 
 
 @pytest.fixture()
-def two_photos(tmp_path: Path) -> list[ds.FCDBRecord]:
-    a = _photo(tmp_path / "1_a_b.png", 100, 50)
-    b = _photo(tmp_path / "2_b_b.png", 60, 80)
+def two_photos(make_photo) -> list[ds.FCDBRecord]:
+    a = make_photo("1_a_b.png", (100, 50), kind="noise")
+    b = make_photo("2_b_b.png", (60, 80), kind="noise")
     return [ds.FCDBRecord("1_a_b.png", a, 100, 50, (0, 0, 50, 50)), ds.FCDBRecord("2_b_b.png", b, 60, 80, (0, 0, 60, 60))]
 
 
@@ -105,10 +95,10 @@ def test_evaluate_fcdb_rejects_bad_mode_and_bad_boxes(two_photos):
         ev.evaluate_fcdb(two_photos, lambda im, r: (0, 0, 1), "any")
 
 
-def test_evaluate_fcdb_keeps_annotation_frame_of_exif_rotated_file(tmp_path):
+def test_evaluate_fcdb_keeps_annotation_frame_of_exif_rotated_file(make_photo):
     # Stored 40x20 with orientation 6 (upright it would be 20x40). FCDB boxes refer to the stored
     # pixels, so a crop_fn that applies EXIF transposition must still see a 40x20 image.
-    path = _photo(tmp_path / "3_c_b.jpg", 40, 20, exif_orientation=6)
+    path = make_photo("3_c_b.jpg", (40, 20), kind="noise", orientation=6)
     with Image.open(path) as raw:
         assert raw.getexif()[0x0112] == 6 and ImageOps.exif_transpose(raw).size == (20, 40)
     record = ds.FCDBRecord("3_c_b.jpg", path, 40, 20, (0, 0, 20, 20))
@@ -140,9 +130,8 @@ def test_smartcrop_baseline_returns_box_of_ratio():
     assert (ax2 - ax1) / (ay2 - ay1) == pytest.approx(2.0, rel=0.03)  # the image's own ratio
 
 
-def test_baselines_cli_prints_table(tmp_path, capsys):
-    (tmp_path / "images").mkdir()
-    _photo(tmp_path / "images" / "1_a_b.png", 100, 50)
+def test_baselines_cli_prints_table(tmp_path, make_photo, capsys):
+    make_photo("images/1_a_b.png", (100, 50), kind="noise")
     crops = [{"file": "1_a_b.png", "width": 100, "height": 50, "crop_xyxy": [0, 0, 50, 50]}]
     (tmp_path / "crops.json").write_text(json.dumps(crops))
     out_json = tmp_path / "r.json"
@@ -180,8 +169,8 @@ def _area_score(image, boxes, genes):
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
-def test_evaluate_gaicd_synthetic(tmp_path):
-    path = _photo(tmp_path / "7.png", 64, 48)
+def test_evaluate_gaicd_synthetic(make_photo):
+    path = make_photo("7.png", (64, 48), kind="noise")
     boxes = np.array([[0, 0, 64, 48], [0, 0, 32, 48], [8, 8, 40, 40], [0, 0, 16, 16], [10, 10, 60, 45]], float)
     mos = np.array([4.0, 3.0, 2.0, 1.0, 5.0])
     record = ds.GAICDRecord("7", "test", boxes, mos, image_path=path)
@@ -203,8 +192,8 @@ def test_evaluate_gaicd_synthetic(tmp_path):
     json.dumps(r)
 
 
-def test_evaluate_gaicd_checks_score_shape(tmp_path):
-    path = _photo(tmp_path / "7.png", 64, 48)
+def test_evaluate_gaicd_checks_score_shape(make_photo):
+    path = make_photo("7.png", (64, 48), kind="noise")
     record = ds.GAICDRecord("7", "test", np.zeros((4, 4)) + [0, 0, 10, 10], np.arange(4.0), image_path=path)
     with pytest.raises(ValueError, match="shape"):
         ev.evaluate_gaicd([record], lambda im, b, g: np.zeros(3))
@@ -336,20 +325,11 @@ def test_paired_difference_is_taken_fold_by_fold_over_shared_folds():
 def test_remeasure_adds_the_averaged_crop_to_a_run_from_before_it(tmp_path):
     import torch
 
-    from PIL import Image
-
     from s2ccrop.model import S2CNet, S2CNetConfig, save_checkpoint
     from s2ccrop.training.run_eval import fold_logs, remeasure
 
-    data, run = tmp_path / "fcdb", tmp_path / "run"
-    (data / "images").mkdir(parents=True)
+    data, run = _random_fcdb(tmp_path / "fcdb"), tmp_path / "run"
     run.mkdir()
-    rng = np.random.default_rng(0)
-    crops = []
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(data / "images" / f"{i}000_a_c.jpg")
-        crops.append({"file": f"{i}000_a_c.jpg", "width": 160, "height": 120, "crop_xyxy": [20, 10, 140, 100]})
-    (data / "crops.json").write_text(json.dumps(crops))
     torch.manual_seed(0)
     save_checkpoint(S2CNet(S2CNetConfig(align_size=9, num_boxes=4)).eval(), run / "fold0.safetensors", half=False)
     (run / "fold0.log.jsonl").write_text(json.dumps({"epoch": 4, "fold_iou_any": 0.5, "fold_iou_ratio": 0.6}) + "\n")
@@ -368,13 +348,10 @@ def test_remeasure_adds_the_averaged_crop_to_a_run_from_before_it(tmp_path):
 
 
 def _random_fcdb(root, n=12):
-    from PIL import Image
-
     (root / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
     crops = []
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(root / "images" / f"{i}000_a_c.jpg")
+        photo_image((160, 120), seed=i, kind="noise").save(root / "images" / f"{i}000_a_c.jpg")
         crops.append({"file": f"{i}000_a_c.jpg", "width": 160, "height": 120, "crop_xyxy": [20, 10, 140, 100]})
     (root / "crops.json").write_text(json.dumps(crops))
     return root

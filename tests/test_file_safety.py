@@ -26,9 +26,10 @@ from PIL import Image
 from s2ccrop import batch
 
 try:
-    from ._cli_helpers import FastCropper, noise, run_in_process
+    from ._cli_helpers import FastCropper, run_in_process
 except ImportError:
-    from _cli_helpers import FastCropper, noise, run_in_process
+    from _cli_helpers import FastCropper, run_in_process
+from conftest import photo_image
 
 ROOT = Path(__file__).resolve().parent.parent
 RANDOM = ("--weights", "random", "--device", "cpu")
@@ -71,10 +72,10 @@ def file_size_limit(limit: int):
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "png", "webp"])
-def test_a_write_cut_short_is_an_error_never_a_truncated_output(tmp_path: Path, monkeypatch, fmt: str):
+def test_a_write_cut_short_is_an_error_never_a_truncated_output(tmp_path: Path, make_photo, monkeypatch, fmt: str):
     """A JPEG of less than Pillow's 64 kB chunk used to be written by one C write() whose short count
     was ignored: 8,192 bytes on disk, reported as written, exit 0."""
-    noise(200, 150).save(tmp_path / "p.png")
+    make_photo("p.png", (200, 150), kind="noise")
     argv = ["p.png", "-o", "out", "-r", "1:1", "-j", "1", "--format", fmt, *RANDOM]
     proc = subprocess.run([sys.executable, "-m", "s2ccrop", *argv], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env=subprocess_env(tmp_path), preexec_fn=file_size_limit(8192))
@@ -92,7 +93,7 @@ def test_a_write_cut_short_is_an_error_never_a_truncated_output(tmp_path: Path, 
     assert os.path.getsize(record["output"]) > 8192
 
 
-def test_a_full_tmpfs_is_an_error_never_a_truncated_output(tmp_path: Path):
+def test_a_full_tmpfs_is_an_error_never_a_truncated_output(tmp_path: Path, make_photo):
     """The report's own case, on a real nearly full file system (where this user may mount one)."""
     mount = tmp_path / "small"
     mount.mkdir()
@@ -101,7 +102,7 @@ def test_a_full_tmpfs_is_an_error_never_a_truncated_output(tmp_path: Path):
         pytest.skip("mounting a tmpfs needs privileges this user lacks; the RLIMIT_FSIZE test covers it")
     try:
         (mount / "fill").write_bytes(b"\0" * (192 * 1024))  # leaves 8 kB
-        noise(200, 150).save(tmp_path / "p.jpg", quality=95)
+        make_photo("p.jpg", (200, 150), kind="noise", quality=95)
         proc = subprocess.run([sys.executable, "-m", "s2ccrop", "p.jpg", "-o", str(mount / "full"), "-r", "1:1",
                                "-j", "1", *RANDOM], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                               env=subprocess_env(tmp_path))
@@ -114,12 +115,6 @@ def test_a_full_tmpfs_is_an_error_never_a_truncated_output(tmp_path: Path):
 
 
 # ------------------------------------------------------------------ inputs are never written
-
-
-def photo(path: Path, seed: int = 0, size: tuple[int, int] = (40, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    noise(*size, seed=seed).save(path)
-    return path
 
 
 def hashes(root: Path) -> dict[str, str]:
@@ -144,10 +139,10 @@ def here(tmp_path: Path, monkeypatch) -> Path:
     ["preview", "a.jpg", "-o", "a.jpg"],
     ["a.jpg", "-r", "1:1", "--preview", "other.png"],  # not an input, but not s2ccrop's either
 ])
-def test_preview_never_replaces_a_photo(here: Path, argv: list[str]):
-    photo(here / "a.jpg")
-    photo(here / "d" / "b.png", seed=1)
-    photo(here / "other.png", seed=2)
+def test_preview_never_replaces_a_photo(here: Path, make_photo, argv: list[str]):
+    make_photo("a.jpg", (40, 30), kind="noise")
+    make_photo("d/b.png", (40, 30), seed=1, kind="noise")
+    make_photo("other.png", (40, 30), seed=2, kind="noise")
     before = hashes(here)
     code, out, err = run_in_process(*argv, "-j", "1", *RANDOM)
     assert (code, out) == (2, ""), err
@@ -157,8 +152,8 @@ def test_preview_never_replaces_a_photo(here: Path, argv: list[str]):
     assert hashes(here) == before  # nothing written, nothing replaced
 
 
-def test_preview_pointing_at_a_folder_is_refused_before_any_crop(here: Path):
-    photo(here / "a.jpg")
+def test_preview_pointing_at_a_folder_is_refused_before_any_crop(here: Path, make_photo):
+    make_photo("a.jpg", (40, 30), kind="noise")
     (here / "sheets").mkdir()
     code, out, err = run_in_process("a.jpg", "-r", "1:1", "-o", "out", "--preview", "sheets", "-j", "1", *RANDOM)
     assert (code, out) == (2, "")
@@ -167,12 +162,12 @@ def test_preview_pointing_at_a_folder_is_refused_before_any_crop(here: Path):
     assert not (here / "out").exists() and os.listdir(here / "sheets") == []
 
 
-def test_an_earlier_contact_sheet_is_replaced_and_never_cropped(here: Path):
-    photo(here / "trip" / "a.jpg")
+def test_an_earlier_contact_sheet_is_replaced_and_never_cropped(here: Path, make_photo):
+    make_photo("trip/a.jpg", (40, 30), kind="noise")
     argv = ["trip", "-r", "1:1", "--dry-run", "--json", "--preview", "trip/sheet.jpg", "-j", "1", *RANDOM]
     assert run_in_process(*argv)[0] == 0
     first = digest(here / "trip" / "sheet.jpg")
-    photo(here / "trip" / "b.jpg", seed=1)
+    make_photo("trip/b.jpg", (40, 30), seed=1, kind="noise")
     code, out, err = run_in_process(*argv)
     assert code == 0, err
     assert [r["input"] for r in records(out)] == ["trip/a.jpg", "trip/b.jpg"]  # the sheet is not a photo
@@ -182,10 +177,10 @@ def test_an_earlier_contact_sheet_is_replaced_and_never_cropped(here: Path):
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_an_output_named_like_another_input_fails_that_photo_only(here: Path, jobs: str):
-    photo(here / "d" / "a.jpg")
-    photo(here / "d" / "a.png", seed=1)
-    photo(here / "c.png", seed=2)
+def test_an_output_named_like_another_input_fails_that_photo_only(here: Path, make_photo, jobs: str):
+    make_photo("d/a.jpg", (40, 30), kind="noise")
+    make_photo("d/a.png", (40, 30), seed=1, kind="noise")
+    make_photo("c.png", (40, 30), seed=2, kind="noise")
     before = hashes(here)
     code, out, err = run_in_process("d", "c.png", "-r", "1:1", "--name", "{stem}.jpg", "--json", "-j", jobs, *RANDOM)
     assert code == 1
@@ -199,9 +194,9 @@ def test_an_output_named_like_another_input_fails_that_photo_only(here: Path, jo
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_an_input_named_on_the_command_line_is_never_an_output(here: Path, jobs: str):
-    photo(here / "a.jpg")
-    photo(here / "a_1x1.jpg", seed=1)  # a photo that happens to have an output's name
+def test_an_input_named_on_the_command_line_is_never_an_output(here: Path, make_photo, jobs: str):
+    make_photo("a.jpg", (40, 30), kind="noise")
+    make_photo("a_1x1.jpg", (40, 30), seed=1, kind="noise")  # a photo that happens to have an output's name
     before = hashes(here)
     code, out, err = run_in_process("a.jpg", "a_1x1.jpg", "-r", "1:1", "--json", "-j", jobs, *RANDOM)
     assert code == 1
@@ -220,9 +215,9 @@ def test_an_input_named_on_the_command_line_is_never_an_output(here: Path, jobs:
     assert digest(here / "a_1x1.jpg") == ours
 
 
-def test_a_photo_named_like_an_output_is_an_input_not_an_earlier_output(here: Path):
-    photo(here / "d" / "a.jpg")
-    photo(here / "d" / "a_1x1.jpg", seed=1)
+def test_a_photo_named_like_an_output_is_an_input_not_an_earlier_output(here: Path, make_photo):
+    make_photo("d/a.jpg", (40, 30), kind="noise")
+    make_photo("d/a_1x1.jpg", (40, 30), seed=1, kind="noise")
     before = hashes(here)
     code, out, err = run_in_process("d", "-r", "1:1", "--json", "-j", "1", *RANDOM)
     assert code == 1
@@ -233,8 +228,8 @@ def test_a_photo_named_like_an_output_is_an_input_not_an_earlier_output(here: Pa
     assert {k: v for k, v in hashes(here).items() if k != "d/a_1x1_1x1.jpg"} == before
 
 
-def test_a_rerun_in_place_replaces_its_own_outputs_and_does_not_crop_them(here: Path):
-    photo(here / "d" / "a.jpg")
+def test_a_rerun_in_place_replaces_its_own_outputs_and_does_not_crop_them(here: Path, make_photo):
+    make_photo("d/a.jpg", (40, 30), kind="noise")
     argv = ["d", "-r", "1:1", "-r", "16:9", "--json", "-j", "1", *RANDOM]
     code, out, err = run_in_process(*argv)
     assert code == 0, err
@@ -246,8 +241,8 @@ def test_a_rerun_in_place_replaces_its_own_outputs_and_does_not_crop_them(here: 
     assert sorted(os.listdir("d")) == ["a.jpg", "a_16x9.jpg", "a_1x1.jpg"]
 
 
-def test_a_file_s2ccrop_did_not_write_is_never_replaced(here: Path):
-    photo(here / "a.jpg")
+def test_a_file_s2ccrop_did_not_write_is_never_replaced(here: Path, make_photo):
+    make_photo("a.jpg", (40, 30), kind="noise")
     (here / "out").mkdir()
     (here / "out" / "a_1x1.jpg").write_bytes(b"someone else's file")
     code, out, err = run_in_process("a.jpg", "-r", "1:1", "-r", "16:9", "-o", "out", "-j", "1", *RANDOM)
@@ -269,22 +264,23 @@ def test_the_writer_itself_refuses_a_file_that_appeared_after_planning(tmp_path:
     from s2ccrop.io.writers import Occupied, write_crop, written_by_s2ccrop
 
     out = tmp_path / "a_1x1.png"
-    write_crop(out, noise(8, 8), (0, 0, 8, 8), (8, 8), OutputFormat("PNG", "png"))
+    image, other = photo_image((8, 8), kind="noise"), photo_image((8, 8), seed=1, kind="noise")
+    write_crop(out, image, (0, 0, 8, 8), (8, 8), OutputFormat("PNG", "png"))
     assert written_by_s2ccrop(out)
-    write_crop(out, noise(8, 8, seed=1), (0, 0, 4, 4), (4, 4), OutputFormat("PNG", "png"))  # ours: replaced
+    write_crop(out, other, (0, 0, 4, 4), (4, 4), OutputFormat("PNG", "png"))  # ours: replaced
     with Image.open(out) as im:
         assert im.size == (4, 4)
-    noise(8, 8).save(out)  # now a photo
+    image.save(out)  # now a photo
     with pytest.raises(Occupied):
-        write_crop(out, noise(8, 8), (0, 0, 2, 2), (2, 2), OutputFormat("PNG", "png"))
+        write_crop(out, image, (0, 0, 2, 2), (2, 2), OutputFormat("PNG", "png"))
     with Image.open(out) as im:
         assert im.size == (8, 8)
     assert sorted(os.listdir(tmp_path)) == ["a_1x1.png"]  # no temporary file left
 
 
-def test_out_equal_to_the_input_folder_writes_beside_the_photos(here: Path):
-    photo(here / "d" / "a.jpg")
-    photo(here / "d" / "sub" / "b.png", seed=1)
+def test_out_equal_to_the_input_folder_writes_beside_the_photos(here: Path, make_photo):
+    make_photo("d/a.jpg", (40, 30), kind="noise")
+    make_photo("d/sub/b.png", (40, 30), seed=1, kind="noise")
     argv = ["d", "-o", "d", "-r", "1:1", "--json", "-j", "1", *RANDOM]
     code, out, err = run_in_process(*argv)
     assert code == 0, err
@@ -308,16 +304,16 @@ PREVIEWS = [None, "d/a.jpg", "d/a_1x1.jpg", "d/sub/new.jpg"]
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
-def test_no_file_that_was_there_changes_whatever_the_options(here: Path, monkeypatch, template: str):
+def test_no_file_that_was_there_changes_whatever_the_options(here: Path, make_photo, monkeypatch, template: str):
     monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())  # the files are under test, not the model
-    photo(here / "d" / "a.jpg")
-    photo(here / "d" / "a.png", seed=1)
-    photo(here / "d" / "a_1x1.jpg", seed=2)
-    photo(here / "d" / "sub" / "a.webp", seed=3)
-    photo(here / "d" / "sub" / "c.jpg", seed=4)
+    make_photo("d/a.jpg", (40, 30), kind="noise")
+    make_photo("d/a.png", (40, 30), seed=1, kind="noise")
+    make_photo("d/a_1x1.jpg", (40, 30), seed=2, kind="noise")
+    make_photo("d/sub/a.webp", (40, 30), seed=3, kind="noise")
+    make_photo("d/sub/c.jpg", (40, 30), seed=4, kind="noise")
     (here / "d" / "notes.txt").write_text("not a photo")
     (here / "d" / "1x1").mkdir()
-    photo(here / "d" / "1x1" / "a.png", seed=5)
+    make_photo("d/1x1/a.png", (40, 30), seed=5, kind="noise")
     before = hashes(here)
     for out_dir in OUTS:
         for preview in PREVIEWS:
@@ -338,8 +334,8 @@ def test_no_file_that_was_there_changes_whatever_the_options(here: Path, monkeyp
 # ------------------------------------------------------------------ mistakes: one line, the right status
 
 
-def test_an_empty_path_argument_is_a_usage_error_not_the_current_folder(here: Path):
-    photo(here / "a.jpg")
+def test_an_empty_path_argument_is_a_usage_error_not_the_current_folder(here: Path, make_photo):
+    make_photo("a.jpg", (40, 30), kind="noise")
     code, out, err = run_in_process("", "-r", "1:1", "-j", "1", *RANDOM)
     assert (code, out) == (2, "")
     assert err == ("s2ccrop: error: an empty PATH argument (an unset shell variable?): give a photo or a folder "
@@ -347,9 +343,9 @@ def test_an_empty_path_argument_is_a_usage_error_not_the_current_folder(here: Pa
     assert os.listdir(here) == ["a.jpg"]
 
 
-def test_a_name_that_leaves_the_output_folder_fails_that_photo_only(here: Path):
-    photo(here / "d" / "a.jpg")
-    noise(40, 30, seed=1).save(here / "d" / "...jpg", format="JPEG")  # its stem is "..": {stem}/ climbs out of -o
+def test_a_name_that_leaves_the_output_folder_fails_that_photo_only(here: Path, make_photo):
+    make_photo("d/a.jpg", (40, 30), kind="noise")
+    make_photo("d/...jpg", (40, 30), seed=1, kind="noise", format="JPEG")  # its stem is "..": {stem}/ climbs out of -o
     code, out, err = run_in_process("d/a.jpg", "d/...jpg", "-r", "1:1", "--name", "{stem}/{ratio}.jpg", "-o", "o",
                                     "--json", "-j", "1", *RANDOM)
     assert code == 1
@@ -361,8 +357,8 @@ def test_a_name_that_leaves_the_output_folder_fails_that_photo_only(here: Path):
 
 
 @pytest.mark.parametrize("template", ["{stem:d}_{ratio}.jpg", "{stem!z}_{ratio}.jpg", "{stem:>{ratio}}.jpg"])
-def test_a_bad_format_spec_in_name_is_a_usage_error(here: Path, template: str):
-    photo(here / "a.jpg")
+def test_a_bad_format_spec_in_name_is_a_usage_error(here: Path, make_photo, template: str):
+    make_photo("a.jpg", (40, 30), kind="noise")
     code, out, err = run_in_process("a.jpg", "--name", template, "-j", "1", *RANDOM)
     assert (code, out) == (2, "")
     assert err.startswith(f"s2ccrop: error: invalid --name template {template!r}: ") and len(err.splitlines()) == 1
@@ -376,8 +372,8 @@ def _our_checkpoint(path: Path, config: str) -> None:
 
 
 @pytest.mark.parametrize("config", ['{"head": "crop", "bogus"', '{"no_such_field": 1}', '{"head": "nonsense"}', "[]"])
-def test_weights_with_malformed_config_metadata_are_a_weights_error(here: Path, config: str):
-    photo(here / "a.jpg")
+def test_weights_with_malformed_config_metadata_are_a_weights_error(here: Path, make_photo, config: str):
+    make_photo("a.jpg", (40, 30), kind="noise")
     _our_checkpoint(here / "bad.safetensors", config)
     code, out, err = run_in_process("a.jpg", "--weights", "bad.safetensors", "-j", "1", "-o", "o")
     assert (code, out) == (2, "")
@@ -405,8 +401,8 @@ def test_weights_import_with_a_file_as_the_cache_is_one_line(here: Path, monkeyp
     assert (here / "cache").read_text() == "a file, not a folder"
 
 
-def test_a_contact_sheet_that_cannot_be_written_is_one_error_line(here: Path):
-    photo(here / "a.jpg")
+def test_a_contact_sheet_that_cannot_be_written_is_one_error_line(here: Path, make_photo):
+    make_photo("a.jpg", (40, 30), kind="noise")
     (here / "notes.txt").write_text("a file where the sheet's folder should be")
     code, out, err = run_in_process("a.jpg", "-r", "1:1", "-o", "out", "--json", "--preview", "notes.txt/sheet.jpg",
                                     "-j", "1", *RANDOM)
@@ -426,7 +422,7 @@ def jpeg_with_corrupt_exif(path: Path, tag: int, seed: int = 0) -> None:
 
     entry = struct.pack("<HHII", tag, 2, 100, 4000)
     ifd = b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
-    noise(60, 40, seed=seed).save(path, exif=b"Exif\x00\x00" + ifd)
+    photo_image((60, 40), seed=seed, kind="noise").save(path, exif=b"Exif\x00\x00" + ifd)
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
@@ -510,14 +506,14 @@ def test_a_cancelled_or_abandoned_write_batch_writes_nothing(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_cli_syncs_once_per_photo(here: Path, monkeypatch):
+def test_the_cli_syncs_once_per_photo(here: Path, make_photo, monkeypatch):
     from s2ccrop.io import writers
 
     synced = []
     real_sync = writers._sync_files
     monkeypatch.setattr(writers, "_sync_files", lambda paths: synced.append(len(paths)) or real_sync(paths))
-    photo(here / "a.jpg")
-    photo(here / "b.jpg", seed=1)
+    make_photo("a.jpg", (40, 30), kind="noise")
+    make_photo("b.jpg", (40, 30), seed=1, kind="noise")
     code, out, err = run_in_process("a.jpg", "b.jpg", "-o", "o", "-r", "1:1", "-r", "16:9", "-r", "any", "--json",
                                     "-j", "1", *RANDOM)
     assert code == 0, err

@@ -17,9 +17,10 @@ from s2ccrop.select import Guard, cuts_everywhere, hold
 from s2ccrop.types import Ratio
 
 try:
-    from ._cli_helpers import noise, run_in_process
+    from ._cli_helpers import run_in_process
 except ImportError:  # run from tests/
-    from _cli_helpers import noise, run_in_process
+    from _cli_helpers import run_in_process
+from conftest import photo_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -46,7 +47,7 @@ def test_pad_canvas_and_placement_by_hand():
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
 @pytest.mark.parametrize("size", [(90, 160), (160, 90), (57, 101)])
 def test_render_pad_keeps_the_region_pixel_for_pixel(mode, size):
-    image = noise(200, 150, seed=1, mode=mode)
+    image = photo_image((200, 150), seed=1, kind="noise", mode=mode)
     region = (30, 20, 170, 110)
     out = render_pad(image, region, size, "#ff0000")
     assert out.size == size and out.mode == mode
@@ -60,7 +61,7 @@ def test_render_pad_keeps_the_region_pixel_for_pixel(mode, size):
 
 
 def test_blurred_padding_is_the_photo_not_a_flat_colour():
-    image = noise(200, 150, seed=2)
+    image = photo_image((200, 150), seed=2, kind="noise")
     out = np.asarray(render_pad(image, (50, 0, 150, 150), (300, 150)), dtype=np.float64)
     side = out[:, :80]
     assert side.std() > 1.0  # it varies as the photo does, blurred: far less than the noise itself
@@ -89,7 +90,7 @@ def cropper():
 
 
 def test_api_pad_shows_the_free_form_framing_grown_to_the_hints(cropper):
-    img = noise(320, 240, seed=4)
+    img = photo_image((320, 240), seed=4, kind="noise")
     framing = cropper.crop(img, ["any"])[0]
     padded = cropper.crop(img, ["9:16", "16:9", "any"], fit="pad")
     assert [c.fit for c in padded] == ["pad", "pad", "crop"]
@@ -100,7 +101,7 @@ def test_api_pad_shows_the_free_form_framing_grown_to_the_hints(cropper):
 
 
 def test_api_auto_pads_only_the_ratios_that_cannot_hold_the_region(cropper):
-    img = noise(320, 240, seed=4)
+    img = photo_image((320, 240), seed=4, kind="noise")
     keep = (0.05, 0.3, 0.95, 0.7)  # 288 px wide: no 9:16 crop of a 240 px tall photo holds it
     crops = cropper.crop(img, ["9:16", "16:9"], keep=keep, fit="auto")
     assert [c.fit for c in crops] == ["pad", "crop"]
@@ -124,9 +125,8 @@ def crop_json(*args) -> tuple[list[dict], str]:
     (["--size", "100x100"], "1:1", (100, 100)),
     (["--width", "101"], "4:5", (101, 126)),
 ])
-def test_cli_pad_has_the_exact_size_and_the_photos_own_pixels(tmp_path, size_args, ratio, want):
-    photo = tmp_path / "p.png"
-    noise(320, 240, seed=6).save(photo)
+def test_cli_pad_has_the_exact_size_and_the_photos_own_pixels(tmp_path, make_photo, size_args, ratio, want):
+    photo = make_photo("p.png", (320, 240), seed=6, kind="noise")
     records, _ = crop_json(photo, "-r", ratio, "--fit", "pad", "--pad-color", "black", "-o", tmp_path / "out",
                            "--weights", "random", *size_args)
     (record,) = records
@@ -144,9 +144,8 @@ def test_cli_pad_has_the_exact_size_and_the_photos_own_pixels(tmp_path, size_arg
         assert (iw, ih) != out.size  # something was padded: the region does not have the ratio
 
 
-def test_cli_auto_pads_where_every_crop_cuts_the_region_and_says_so(tmp_path):
-    photo = tmp_path / "p.png"
-    noise(320, 240, seed=6).save(photo)
+def test_cli_auto_pads_where_every_crop_cuts_the_region_and_says_so(tmp_path, make_photo):
+    photo = make_photo("p.png", (320, 240), seed=6, kind="noise")
     records, _ = crop_json(photo, "-r", "9:16", "-r", "16:9", "--fit", "auto", "--keep", "0.05,0.3,0.95,0.7",
                            "-o", tmp_path / "out", "--weights", "random", "--width", "90")
     assert [(r["ratio"], r["fit"], r["keep"]) for r in records] == [
@@ -155,9 +154,8 @@ def test_cli_auto_pads_where_every_crop_cuts_the_region_and_says_so(tmp_path):
     assert Image.open(records[1]["output"]).size == (90, 51)
 
 
-def test_cli_pad_too_small_is_not_enlarged(tmp_path):
-    photo = tmp_path / "p.png"
-    noise(64, 48, seed=6).save(photo)
+def test_cli_pad_too_small_is_not_enlarged(tmp_path, make_photo):
+    photo = make_photo("p.png", (64, 48), seed=6, kind="noise")
     code, out, err = run_in_process(photo, "-r", "1:1", "--fit", "pad", "--width", "500", "-o", tmp_path / "out",
                                     "--weights", "random", "-j", "1")
     assert code == 0

@@ -23,6 +23,8 @@ from s2ccrop.io.render import render_crop
 from s2ccrop.preprocess import model_size
 from s2ccrop.types import Ratio
 
+from conftest import photo_image
+
 SIDES = st.integers(min_value=1, max_value=6000)
 SMALL_SIDES = st.integers(min_value=1, max_value=96)
 FAST = settings(max_examples=300, deadline=None)
@@ -109,15 +111,10 @@ def cropper():
     return _cropper
 
 
-def picture(width: int, height: int, seed: int) -> Image.Image:
-    arr = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
-    return Image.fromarray(arr)
-
-
 @MODEL
 @given(width=SMALL_SIDES, height=SMALL_SIDES, asked=st.lists(ANY_RATIO, min_size=1, max_size=3), seed=st.integers(0, 99))
 def test_chosen_boxes_of_a_pil_image_are_inside_and_of_the_ratio(width, height, asked, seed):
-    crops = cropper().crop(picture(width, height, seed), asked)
+    crops = cropper().crop(photo_image((width, height), seed=seed, kind="noise"), asked)
     assert [c.ratio for c in crops] == [str(r) for r in asked]
     for crop, ratio in zip(crops, asked):
         assert_inside(np.array([crop.box]), width, height)
@@ -135,7 +132,7 @@ STORE_FOR_ORIENTATION = {1: None, 2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FL
 @given(width=SMALL_SIDES, height=SMALL_SIDES, orientation=st.integers(1, 8), ratio=ANY_RATIO, seed=st.integers(0, 99))
 def test_chosen_box_of_an_exif_rotated_file_maps_inside_the_upright_image(width, height, orientation, ratio, seed):
     """(width, height) is the upright size; the file stores it rotated/flipped with an EXIF tag."""
-    upright = picture(width, height, seed)
+    upright = photo_image((width, height), seed=seed, kind="noise")
     store = STORE_FOR_ORIENTATION[orientation]
     exif = Image.Exif()
     exif[0x0112] = orientation

@@ -17,9 +17,10 @@ from s2ccrop.select import Guard, focus_misses, hold, keep_cuts, select_crops
 from s2ccrop.types import Ratio
 
 try:
-    from ._cli_helpers import FastCropper, noise, run_in_process
+    from ._cli_helpers import FastCropper, run_in_process
 except ImportError:  # run from tests/
-    from _cli_helpers import FastCropper, noise, run_in_process
+    from _cli_helpers import FastCropper, run_in_process
+from conftest import photo_image
 
 ANY = [Ratio.parse("any")]
 SIZE = (400, 300)
@@ -157,7 +158,7 @@ def fake_model(monkeypatch):
     (["--fit", "stretch"], "s2ccrop: error: argument --fit: invalid choice: 'stretch'"),
 ])
 def test_bad_flags_are_usage_errors(fake_model, tmp_path, args, message):
-    noise(20, 10).save(tmp_path / "a.png")
+    photo_image((20, 10), kind="noise").save(tmp_path / "a.png")
     code, out, err = run_in_process(tmp_path / "a.png", "-o", tmp_path / "out", *args)
     assert code == 2 and out == ""
     assert err.splitlines()[0].startswith(message) and len(err.splitlines()) == 1
@@ -168,7 +169,7 @@ def test_hints_reach_each_photo_and_the_json(fake_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("in").mkdir()
     for name in ("a.png", "b.png", "c.png"):
-        noise(20, 10).save(Path("in") / name)
+        photo_image((20, 10), kind="noise").save(Path("in") / name)
     write_lines(Path("h.jsonl"), {"input": "in/a.png", "focus": [0.1, 0.9]}, {"input": "in/b.png", "keep": [0, 0, 0.5, 1]})
     code, out, err = run_in_process("in", "-r", "1:1", "-o", "out", "--json", "-j", "1", "--hints", "h.jsonl",
                                     "--focus", "0.5,0.5")
@@ -185,8 +186,8 @@ def test_hints_reach_each_photo_and_the_json(fake_model, tmp_path, monkeypatch):
 
 def test_a_hints_line_for_a_photo_not_in_the_run_is_that_photos_error(fake_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    noise(20, 10).save("a.png")
-    noise(20, 10).save("other.png")
+    photo_image((20, 10), kind="noise").save("a.png")
+    photo_image((20, 10), kind="noise").save("other.png")
     write_lines(Path("h.jsonl"), {"input": "other.png", "focus": [0.5, 0.5]})
     code, out, err = run_in_process("a.png", "-r", "1:1", "-o", "out", "--hints", "h.jsonl", "-j", "1")
     assert code == 1
@@ -197,7 +198,7 @@ def test_a_hints_line_for_a_photo_not_in_the_run_is_that_photos_error(fake_model
 
 def test_a_bad_hints_file_is_a_usage_error_before_any_work(fake_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    noise(20, 10).save("a.png")
+    photo_image((20, 10), kind="noise").save("a.png")
     Path("h.jsonl").write_text('{"input": "a.png", "focus": [0.5, 0.5]}\n{"input": "a.png", "focus": [0.5]}\n')
     code, out, err = run_in_process("a.png", "-o", "out", "--hints", "h.jsonl")
     assert code == 2 and not Path("out").exists()
@@ -214,17 +215,13 @@ def cropper():
     return Cropper(weights="random", device="cpu")
 
 
-def photo(seed=3, size=(320, 240)) -> Image.Image:
-    return noise(*size, seed=seed)
-
-
 def contains(box, x, y) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
 @pytest.mark.parametrize("ratio", ["9:16", "1:1", "any"])
 def test_the_api_keeps_a_focus_point_the_model_would_drop(cropper, ratio):
-    img = photo()
+    img = photo_image(seed=3, kind="noise")
     free = cropper.crop(img, [ratio])[0]
     # a point the model's own choice leaves out: beyond its box, on the side with more room
     x = (free.box[0] / 2) if free.box[0] > 320 - free.box[2] else (free.box[2] + 320) / 2
@@ -234,7 +231,7 @@ def test_the_api_keeps_a_focus_point_the_model_would_drop(cropper, ratio):
 
 
 def test_the_api_keeps_a_region_whole(cropper):
-    img = photo(seed=5)
+    img = photo_image(seed=5, kind="noise")
     free = cropper.crop(img, ["1:1"])[0]
     keep = (0.0, 0.1, 0.3, 0.9) if free.box[0] > 40 else (0.7, 0.1, 1.0, 0.9)
     kept = cropper.crop(img, ["1:1"], keep=keep)[0]
@@ -250,7 +247,7 @@ def test_given_faces_join_the_guard(cropper):
     """A face straddling the model's unguarded crop: with the face given, no crop cuts it."""
     from s2ccrop.select import FACE_MARGIN, face_cuts
 
-    img = photo(seed=7)
+    img = photo_image(seed=7, kind="noise")
     plain = cropper.crop(img, ["9:16"])[0]
     edge = plain.box[0] if plain.box[0] > 30 else plain.box[2]
     face = np.array([[(edge - 20) / 320, 0.4, (edge + 20) / 320, 0.6]])
@@ -263,7 +260,7 @@ def test_given_faces_join_the_guard(cropper):
 def test_hints_of_skipped_and_failed_photos_count_as_met(fake_model, tmp_path, monkeypatch):
     """A resumed run (--skip-existing) skips a hinted photo whose outputs exist: no error for its line."""
     monkeypatch.chdir(tmp_path)
-    noise(20, 10).save("a.png")
+    photo_image((20, 10), kind="noise").save("a.png")
     write_lines(Path("h.jsonl"), {"input": "a.png", "focus": [0.5, 0.5]})
     assert run_in_process("a.png", "-r", "1:1", "-o", "out", "--hints", "h.jsonl", "-j", "1")[0] == 0
     code, out, err = run_in_process("a.png", "-r", "1:1", "-o", "out", "--hints", "h.jsonl", "-j", "1",

@@ -16,9 +16,10 @@ from s2ccrop.batch import BatchRun, Env, Settings
 from s2ccrop.engines import local_run, processes
 
 try:
-    from ._cli_helpers import CountingLines, FastCropper, noise, run_in_process
+    from ._cli_helpers import CountingLines, FastCropper, run_in_process
 except ImportError:
-    from _cli_helpers import CountingLines, FastCropper, noise, run_in_process
+    from _cli_helpers import CountingLines, FastCropper, run_in_process
+from conftest import photo_image
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -39,7 +40,7 @@ def fast_photos(tmp_path: Path, monkeypatch):
 
     def make(names: list[str]) -> list[str]:
         for i, name in enumerate(names):
-            noise(16, 12, seed=i).save(name)
+            photo_image((16, 12), seed=i, kind="noise").save(name)
         return names
 
     return make
@@ -98,7 +99,7 @@ def test_results_and_errors_come_in_input_order(tmp_path: Path, monkeypatch):
         if i in (0, 5, 6, 11):
             Path(name).write_bytes(b"not an image")
         else:
-            noise(16 + i, 12, seed=i).save(name)
+            photo_image((16 + i, 12), seed=i, kind="noise").save(name)
         names.append(name)
     code, out, err = run_in_process(*names, "-r", "1:1", "-o", "out", "--json", "-j", "3")
     assert code == 1
@@ -152,7 +153,7 @@ def test_a_bug_in_a_worker_is_one_line_and_the_batch_goes_on(fast_photos, monkey
 
 def test_one_photo_never_forks(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    noise(16, 12).save("only.png")
+    photo_image((16, 12), kind="noise").save("only.png")
     for name in ("broken1.png", "broken2.png"):
         Path(name).write_bytes(b"nope")
 
@@ -170,7 +171,7 @@ def test_one_photo_never_forks(tmp_path: Path, monkeypatch):
 @pytest.mark.parametrize("jobs", [2, 3])
 def test_the_pool_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, monkeypatch, jobs: int):
     monkeypatch.chdir(tmp_path)
-    noise(16, 12).save("p.png")
+    photo_image((16, 12), kind="noise").save("p.png")
     monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     stdin = CountingLines("p.png", 40)
     read_ahead = []

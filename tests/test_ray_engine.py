@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the optional extra: pip install 's2ccrop[ray]'")
@@ -49,15 +48,12 @@ def cluster() -> str:
 
 
 @pytest.fixture()
-def photos(tmp_path: Path) -> Path:
+def photos(tmp_path: Path, make_photo) -> Path:
     """Six tiny photos in a tree (jpg and png, several shapes) and one file that is not an image."""
     root = tmp_path / "photos"
-    (root / "sub").mkdir(parents=True)
-    rng = np.random.default_rng(8)
     for i in range(6):
-        pixels = (rng.random((40 + 8 * i, 64, 3)) * 255).astype("uint8")
-        folder = root / "sub" if i % 2 else root
-        Image.fromarray(pixels).save(folder / f"p{i}.{'jpg' if i % 3 else 'png'}")
+        name = f"{'sub/' if i % 2 else ''}p{i}.{'jpg' if i % 3 else 'png'}"
+        make_photo(name, (64, 40 + 8 * i), seed=8 + i, kind="noise", folder=root)
     (root / "bad.jpg").write_bytes(b"not an image")
     return root
 
@@ -142,7 +138,7 @@ def test_dry_run_with_preview_writes_only_the_sheet(cluster: str, photos: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.jpg", "photos", "ray.jpg"]
 
 
-def test_ray_engine_never_writes_an_input_or_leaves_a_partial_output(cluster: str, tmp_path: Path):
+def test_ray_engine_never_writes_an_input_or_leaves_a_partial_output(cluster: str, tmp_path: Path, make_photo):
     """Issue 16's guarantees hold on Ray too: outputs named like inputs (--name '{stem}.jpg' for a.png
     beside a.jpg; a photo named like an output, a_1x1.jpg, also given on the command line) and a file
     s2ccrop did not write are left alone, each with its photo's one line; every output reported is
@@ -150,10 +146,8 @@ def test_ray_engine_never_writes_an_input_or_leaves_a_partial_output(cluster: st
     import hashlib
 
     folder = tmp_path / "d"
-    rng = np.random.default_rng(3)
-    for name in ("a.jpg", "a.png", "a_1x1.jpg", "b.png", "c.png", "c_1x1.png"):  # a_1x1, c_1x1: photos
-        folder.mkdir(exist_ok=True)
-        Image.fromarray((rng.random((40, 56, 3)) * 255).astype("uint8")).save(folder / name)
+    for i, name in enumerate(("a.jpg", "a.png", "a_1x1.jpg", "b.png", "c.png", "c_1x1.png")):  # a_1x1, c_1x1: photos
+        make_photo(name, (56, 40), seed=3 + i, kind="noise", folder=folder)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     ray_args = ["--engine", "ray", "--address", cluster, "--weights", "random", "--json", "-r", "1:1"]
 

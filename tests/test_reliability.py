@@ -34,9 +34,10 @@ from s2ccrop.io.paths import InputPath, iter_inputs, walk_folder
 from s2ccrop.types import Ratio
 
 try:
-    from ._cli_helpers import CountingLines, FastCropper, noise, run_in_process
+    from ._cli_helpers import CountingLines, FastCropper, run_in_process
 except ImportError:
-    from _cli_helpers import CountingLines, FastCropper, noise, run_in_process
+    from _cli_helpers import CountingLines, FastCropper, run_in_process
+from conftest import photo_image
 
 ROOT = Path(__file__).resolve().parent.parent
 RATIOS = ["1:1", "16:9", "9:16", "any"]
@@ -131,7 +132,7 @@ def build_corpus(root: Path) -> tuple[dict[str, dict], dict[str, str]]:
     (root / "text.jpg").write_text("I am a text file wearing a .jpg name\n")
     bad["text.jpg"] = "not an image file"
     buf = io.BytesIO()
-    noise(64, 48).save(buf, "JPEG")
+    photo_image((64, 48), kind="noise").save(buf, "JPEG")
     (root / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     bad["truncated.jpg"] = "truncated"
     (root / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
@@ -144,9 +145,9 @@ def build_corpus(root: Path) -> tuple[dict[str, dict], dict[str, str]]:
     bad["loop.jpg"] = "too many levels of symbolic links"
 
     # Odd but valid photos.
-    add("tiny.png", noise(1, 1))
-    add("wide.png", noise(3000, 4, seed=1))
-    add("tall.png", noise(4, 700, seed=2))
+    add("tiny.png", photo_image((1, 1), kind="noise"))
+    add("wide.png", photo_image((3000, 4), seed=1, kind="noise"))
+    add("tall.png", photo_image((4, 700), seed=2, kind="noise"))
     cmyk = Image.new("CMYK", (40, 30), (0, 255, 255, 0))  # red
     add("cmyk.jpg", cmyk, upright=Image.new("RGB", (40, 30), (255, 0, 0)))
     grey16 = Image.fromarray(np.full((30, 40), 40_000, np.uint16))
@@ -155,9 +156,8 @@ def build_corpus(root: Path) -> tuple[dict[str, dict], dict[str, str]]:
     pal.putpalette([0, 0, 0, 10, 200, 30] + [0, 0, 0] * 254)
     add("palette.png", pal, upright=Image.new("RGB", (40, 30), (10, 200, 30)))
     add("palette_transparent.gif", pal, upright=Image.new("RGBA", (40, 30), (10, 200, 30, 0)), transparency=1)
-    rgba = np.asarray(noise(40, 30, seed=3, mode="RGBA")).copy()
-    add("alpha.png", Image.fromarray(rgba, "RGBA"))
-    add("grey_alpha.png", noise(40, 30, seed=4, mode="LA"))
+    add("alpha.png", photo_image((40, 30), seed=3, kind="noise", mode="RGBA"))
+    add("grey_alpha.png", photo_image((40, 30), seed=4, kind="noise", mode="LA"))
     frames = [Image.new("RGB", (40, 30), c) for c in ((250, 0, 0), (0, 0, 250), (0, 250, 0))]
     for fmt in ("gif", "webp"):
         add(f"animated.{fmt}", frames[0], upright=frames[0], save_all=True, append_images=frames[1:],
@@ -172,10 +172,10 @@ def build_corpus(root: Path) -> tuple[dict[str, dict], dict[str, str]]:
         add(f"exif/o{o}.jpg", stored, upright=upright, exif=exif.tobytes(), quality=95)
 
     # Names: spaces, unicode, a newline; a folder named like an image (walked, not decoded).
-    add("names/with space.png", noise(40, 30, seed=5))
-    add("names/ünïcødé 写真.png", noise(40, 30, seed=6))
-    add("names/new\nline.png", noise(40, 30, seed=7))
-    add("photo.jpg/inside.png", noise(40, 30, seed=8))
+    add("names/with space.png", photo_image((40, 30), seed=5, kind="noise"))
+    add("names/ünïcødé 写真.png", photo_image((40, 30), seed=6, kind="noise"))
+    add("names/new\nline.png", photo_image((40, 30), seed=7, kind="noise"))
+    add("photo.jpg/inside.png", photo_image((40, 30), seed=8, kind="noise"))
     return good, bad
 
 
@@ -291,7 +291,7 @@ def test_an_encoder_crash_on_one_photo_is_one_line_and_the_batch_goes_on(tmp_pat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     for name in ("a.png", "b.png", "c.png"):
-        noise(16, 12).save(name)
+        photo_image((16, 12), kind="noise").save(name)
     real = writers.render_crop
 
     def flaky(image, box, size):
@@ -313,7 +313,7 @@ def test_an_encoder_crash_on_one_photo_is_one_line_and_the_batch_goes_on(tmp_pat
 
 def test_an_internal_error_is_one_line_unless_debugging(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    noise(16, 12).save("p.png")
+    photo_image((16, 12), kind="noise").save("p.png")
 
     def broken(self, jobs):
         raise RuntimeError("a bug")
@@ -334,7 +334,7 @@ def test_an_internal_error_is_one_line_unless_debugging(tmp_path: Path, monkeypa
 
 def test_max_pixels_is_configurable_with_a_clear_message(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    noise(20, 20).save("p.png")
+    photo_image((20, 20), kind="noise").save("p.png")
     code, out, err = run_in_process("p.png", "-r", "1:1", "--max-pixels", "399", "--weights", "random", "--json")
     assert (code, out) == (1, "")
     assert error_lines(err) == [
@@ -354,7 +354,7 @@ def test_max_pixels_is_configurable_with_a_clear_message(tmp_path: Path, monkeyp
 
 def test_iter_inputs_consumes_arguments_lazily(tmp_path: Path):
     for i in range(5):
-        noise(4, 4).save(tmp_path / f"{i}.png")
+        photo_image((4, 4), kind="noise").save(tmp_path / f"{i}.png")
     consumed = []
 
     def args():
@@ -381,7 +381,7 @@ class CountingChunks:
 
 
 def test_stdin_paths_are_read_incrementally(tmp_path: Path):
-    noise(4, 4).save(tmp_path / "p.png")
+    photo_image((4, 4), kind="noise").save(tmp_path / "p.png")
     lines = CountingLines(tmp_path / "p.png", 1_000_000)
     it = iter_inputs(["-"], stdin=lines)
     for _ in range(3):
@@ -397,7 +397,7 @@ def test_stdin_paths_are_read_incrementally(tmp_path: Path):
 def test_folder_walk_lists_one_folder_at_a_time(tmp_path: Path, monkeypatch):
     for d in range(20):
         (tmp_path / f"d{d:02}").mkdir()
-        noise(4, 4).save(tmp_path / f"d{d:02}" / "p.png")
+        photo_image((4, 4), kind="noise").save(tmp_path / f"d{d:02}" / "p.png")
     calls = []
     real = os.scandir
 
@@ -414,7 +414,7 @@ def test_folder_walk_lists_one_folder_at_a_time(tmp_path: Path, monkeypatch):
 @pytest.mark.parametrize("workers", [0, 1, 2, 4])
 def test_pipeline_keeps_a_bounded_number_of_photos_in_flight(tmp_path: Path, monkeypatch, workers: int):
     monkeypatch.chdir(tmp_path)
-    noise(16, 12).save("p.png")
+    photo_image((16, 12), kind="noise").save("p.png")
     monkeypatch.setattr(batch, "make_cropper", lambda *a, **k: FastCropper())
     stdin = CountingLines(Path("p.png"), 60)
     in_flight = {"now": 0, "max": 0, "read_ahead": 0}
@@ -449,7 +449,7 @@ def test_real_sigint_mid_batch_exits_130_and_leaves_only_complete_files(tmp_path
     n = 30
     (tmp_path / "many").mkdir()
     for i in range(n):
-        noise(32, 24, seed=i).save(tmp_path / "many" / f"{i:02}.png")
+        photo_image((32, 24), seed=i, kind="noise").save(tmp_path / "many" / f"{i:02}.png")
     before = snapshot(tmp_path / "many")
     out_dir = tmp_path / "out"
     argv = ["many", "-o", "out", "-r", "1:1", "--weights", "random", "--device", "cpu"]
@@ -528,7 +528,7 @@ def test_cli_refuses_a_checkpoint_with_pickled_code_and_never_runs_it(tmp_path: 
     monkeypatch.setenv("S2CCROP_CACHE", str(tmp_path / ".cache"))
     marker = tmp_path / "pwned"
     make(tmp_path / name, marker)
-    noise(16, 12).save("p.png")
+    photo_image((16, 12), kind="noise").save("p.png")
     code, out, err = run_in_process("p.png", "-r", "1:1", "--weights", name, "-o", "out")
     assert (code, out) == (2, "") and len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith(f"s2ccrop: error: {name}: refused to load") and "safetensors" in err
@@ -555,7 +555,7 @@ def imported(tmp_path: Path, monkeypatch) -> Path:
     assert code == 0, err
     cached = Path(out.split("\t")[2].strip())
     assert cached.is_file() and cached.parent.is_relative_to(tmp_path / ".cache")
-    noise(16, 12).save("p.png")
+    photo_image((16, 12), kind="noise").save("p.png")
     return cached
 
 
@@ -586,7 +586,7 @@ def test_damaged_cached_weights_are_refused_through_the_cli_with_the_fix(importe
 
 def test_unpinned_damaged_safetensors_path_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    noise(16, 12).save("p.png")
+    photo_image((16, 12), kind="noise").save("p.png")
     Path("cut.safetensors").write_bytes(struct.pack("<Q", 1000) + b'{"a": 1')
     Path("text.pth").write_text("not a checkpoint")
     for name in ("cut.safetensors", "text.pth"):

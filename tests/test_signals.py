@@ -21,11 +21,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from s2ccrop.engines import processes
+
+from conftest import photo_image
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
@@ -36,11 +37,11 @@ pytestmark = [
 
 
 def make_photos(folder: Path, n: int, size: tuple[int, int] = (900, 700)) -> None:
-    """Noise photos: slow to encode as PNG, so a write is in progress for a good share of the run."""
+    """`n` noise photos (conftest's photo_image), 00.png on: slow to encode as PNG, so a write is in
+    progress for a good share of the run."""
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"{i:02}.png")
+        photo_image(size, seed=i, kind="noise").save(folder / f"{i:02}.png")
 
 
 def proc_stat(pid: int) -> tuple[str, int, int] | None:

@@ -27,24 +27,12 @@ from s2ccrop.ops import rod_align_avg, roi_align_avg
 from s2ccrop.preprocess import MEAN, STD, model_size, scale_boxes
 from s2ccrop.types import Ratio
 
+from conftest import photo_image
+
 RATIOS = ["16:9", "4:3", "1:1", "9:16", "any", "21:9"]
 SIZES = [(320, 240), (240, 320), (500, 333), (97, 61), (900, 220)]
 SCORE_TOL = 1e-4
 TIE = 1e-5  # two candidates this close are a tie that float rounding may break either way
-
-
-def _photo(size: tuple[int, int], seed: int) -> Image.Image:
-    """Smooth shapes plus noise: a photo-like image whose candidates get distinct scores."""
-    w, h = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for _ in range(4):
-        cx, cy, r = rng.random() * w, rng.random() * h, (0.1 + 0.3 * rng.random()) * min(w, h)
-        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-        img += blob[..., None] * rng.random(3) * 255
-    img += rng.normal(0, 12, img.shape)
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
 class FixedGenes:
@@ -163,13 +151,13 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_optimised_choices_equal_reference(case):
     cropper = CASES[case]()
-    ties = sum(_assert_same_choice(cropper, _photo(size, seed)) for seed, size in enumerate(SIZES))
+    ties = sum(_assert_same_choice(cropper, photo_image(size, seed)) for seed, size in enumerate(SIZES))
     assert ties <= 1  # a tie in ~30 decisions is rounding; more would be a real difference
 
 
 def test_crop_many_equals_crop():
     cropper = Cropper(weights=_model(S2CNetConfig(9, 4, "crop"), 5), device="cpu")
-    photos = [_photo(SIZES[i % 3], 10 + i) for i in range(7)]  # repeated sizes: shared backbone batches
+    photos = [photo_image(SIZES[i % 3], 10 + i) for i in range(7)]  # repeated sizes: shared backbone batches
     many = cropper.crop_many(photos, ["16:9", "1:1", "any"], batch_size=3)
     single = [cropper.crop(p, ["16:9", "1:1", "any"]) for p in photos]
     assert [[c.box for c in r] for r in many] == [[c.box for c in r] for r in single]
@@ -215,7 +203,7 @@ def test_resize_matches_interpolate(photo_size):
     large photos, small ones, and photos already at the model's size."""
     from s2ccrop.preprocess import image_tensor
 
-    img = _photo(photo_size, 11)
+    img = photo_image(photo_size, 11)
     size = model_size(*img.size)
     got = image_tensor(img, size)
     assert got.shape == (1, 3, size[1], size[0]) and got.dtype == torch.float32

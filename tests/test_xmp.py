@@ -158,12 +158,13 @@ def test_xmp_faces_reach_the_guard_from_the_api_and_the_batch(tmp_path, monkeypa
     from s2ccrop.select import FACE_MARGIN, face_cuts
 
     try:
-        from ._cli_helpers import FastCropper, noise, run_in_process
+        from ._cli_helpers import FastCropper, run_in_process
     except ImportError:  # run from tests/
-        from _cli_helpers import FastCropper, noise, run_in_process
+        from _cli_helpers import FastCropper, run_in_process
+    from conftest import photo_image
 
     cropper = Cropper(weights="random", device="cpu")
-    img = noise(320, 240, seed=7)
+    img = photo_image((320, 240), seed=7, kind="noise")
     plain = cropper.crop(img, ["9:16"])[0]
     edge = plain.box[0] if plain.box[0] > 30 else plain.box[2]
     cx, w = edge / 320, 40 / 320
