@@ -627,3 +627,29 @@ def test_package_loads_weights_only_through_safe_loaders():
                 if any(k.arg == "allow_pickle" for k in node.keywords):
                     offenders.append(f"{rel}:{node.lineno} np.load(allow_pickle=...)")
     assert offenders == []
+
+
+def test_weights_that_are_not_a_croppers_name_the_file(tmp_path, make_photo):
+    """A state_dict of something else is one error line that names the file (issue 32, item 5)."""
+    from _cli_helpers import run_in_process
+
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"a": torch.zeros(3)}, wrong)
+    code, out, err = run_in_process(make_photo("p.jpg"), "--weights", wrong, "--dry-run")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("s2ccrop: error: ") and str(wrong) in err
+
+
+@pytest.mark.parametrize("closed", [">&-", ">&- 2>&- <&-"])
+def test_closed_standard_streams_are_nowhere_to_write_not_an_internal_error(tmp_path, make_photo, closed):
+    """`s2ccrop ... >&-` (issue 32, item 6): results written to a closed stdout go nowhere, as Python's
+    print treats it; the crop is written whole, and no output file takes the closed stream's number."""
+    photo = make_photo("p.jpg", (160, 120))
+    out = tmp_path / "out"
+    done = subprocess.run(["sh", "-c", f'"$@" {closed}; echo "rc=$?"', "sh", sys.executable, "-m", "s2ccrop",
+                           str(photo), "-r", "1:1", "-o", str(out), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.stdout == "rc=0\n" and done.stderr == ""
+    with Image.open(out / "p_1x1.jpg") as im:
+        im.load()
+        assert im.size[0] == im.size[1] <= 120

@@ -94,6 +94,7 @@ def run() -> None:
     interpreter's own exit would."""
     import atexit
 
+    _reopen_closed_standard_streams()
     stop = _handle_stop_signals_for_good()
     code = main()  # uses `stop`
     stop.exiting()
@@ -109,6 +110,27 @@ def run() -> None:
             code = code or EXIT_FAILED
     atexit._run_exitfuncs()
     os._exit(code)
+
+
+def _reopen_closed_standard_streams() -> None:
+    """A standard stream the caller closed (`s2ccrop ... >&-`) reads as empty and writes nowhere, as
+    Python's own print treats it. Its descriptor is pointed at the null device first: left closed, the
+    next file opened (an output among them) would take its number, and whatever a library writes to
+    that stream would land in the file."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 (the process's own stream)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
 def _handle_stop_signals_for_good() -> interrupts.StopHandler:

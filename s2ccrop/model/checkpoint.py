@@ -119,7 +119,10 @@ def read_state_dict(path: "str | os.PathLike[str]") -> tuple[dict[str, torch.Ten
 def load_checkpoint(path: "str | os.PathLike[str]") -> S2CNet:
     """Load ours or a reference checkpoint; strict; returns the model in eval mode."""
     sd, config, meta = read_state_dict(path)
-    model = model_from_state_dict(sd, config)
+    try:
+        model = model_from_state_dict(sd, config)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None  # which file is not a cropper's
     model.own_checkpoint = config is not None  # ours carry their config; the reference's are bare
     if config is not None and int8_backbone.CALIBRATION_KEY in meta:
         try:
