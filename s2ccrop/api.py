@@ -14,9 +14,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from . import candidates as cand
 from . import envvars
-from .decide import Prepared, Rules, decide, guard_of
+from .decide import Prepared, Rules, candidate_groups, decide, guard_of
 from .errors import ConfigError
 from .genes import GeneProvider, LearnedGenes, WholeImageGenes, box_rows, pad_boxes
 from .hints import FITS, parse_focus, parse_keep
@@ -99,9 +98,6 @@ class Cropper:
         if self.selection not in ("best", "average"):
             raise ConfigError(f"selection must be 'best' or 'average', got {self.selection!r}")
         self.draft = draft
-        config = self.model.config
-        self.rules = Rules(average=self.selection == "average", grid=config.free_form_grid, refiner=config.box_refiner,
-                           refine_ratio_given=config.refine_ratio_given, face_guard=face_guard)
 
     @property
     def config(self):
@@ -189,9 +185,15 @@ class Cropper:
         (W, H), (w, h) = p.size, p.model_size
         return moved.float().cpu().numpy().astype(np.float64) * [W / w, H / h, W / w, H / h]
 
+    @property
+    def rules(self) -> Rules:
+        """How this Cropper's model chooses its crops (`decide.Rules`)."""
+        config = self.model.config
+        return Rules(average=self.averages, grid=config.free_form_grid, refiner=config.box_refiner,
+                     refine_ratio_given=config.refine_ratio_given, face_guard=self.face_guard)
+
     def candidates(self, p: Prepared, ratios: Sequence[Ratio]) -> list[np.ndarray]:
-        W, H = p.size
-        return [cand.for_ratio(W, H, r, p.model_size, self.model.config.free_form_grid) for r in ratios]
+        return candidate_groups(p, ratios, self.model.config.free_form_grid)
 
     def guard(self, p: Prepared):
         """What the crops of `p` must not cut (`decide.guard_of`), with this Cropper's face guard."""

@@ -75,8 +75,7 @@ class Rules:
 
 def decide(p: Prepared, ratios: Sequence[Ratio], model: PhotoModel, rules: Rules) -> list[Crop]:
     """The crop of `p` for each ratio, in the order asked (steps 1–6 of the module docstring)."""
-    W, H = p.size
-    groups = [cand.for_ratio(W, H, r, p.model_size, rules.grid) for r in ratios]  # 1
+    groups = candidate_groups(p, ratios, rules.grid)  # 1
     guard = guard_of(p, rules.face_guard)  # 2
     scores = model.score(np.concatenate(groups, axis=0))  # 3
     crops = select_crops(ratios, groups, scores, guard, average=rules.average, size=p.size)  # 4
@@ -86,6 +85,13 @@ def decide(p: Prepared, ratios: Sequence[Ratio], model: PhotoModel, rules: Rules
         rescored = model.score(np.array([c.box for c in crops], dtype=np.float64))
         crops = [Crop(c.ratio, c.box, float(v)) for c, v in zip(crops, rescored)]
     return fitted(p, ratios, groups, guard, crops, model, rules)  # 6
+
+
+def candidate_groups(p: Prepared, ratios: Sequence[Ratio], grid: str = "gaic") -> list[np.ndarray]:
+    """Each ratio's candidate boxes (float xyxy [N, 4], pixels of the upright photo); `grid`: the model's
+    free-form grid."""
+    W, H = p.size
+    return [cand.for_ratio(W, H, r, p.model_size, grid) for r in ratios]
 
 
 def guard_of(p: Prepared, face_guard: bool = True) -> Guard | None:

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .. import envvars
-from ..ops import dequantize, qadd
+from ..ops import dequantize, qadd, quantize
 from .backbone import FeatureExtractor, InvertedResidual, fold_batchnorm
 
 CALIBRATION_KEY = "s2ccrop_int8_backbone"
@@ -130,15 +130,9 @@ class QuantisableExtractor(nn.Module):
 
 
 def quantise(x: torch.Tensor, stub: nn.Module) -> torch.Tensor:
-    """`x` as a quint8 tensor with the scale and zero point of the converted quant stub `stub`."""
-    return _requantised(x, float(stub.scale), int(stub.zero_point))
-
-
-def _requantised(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    """clamp(round(x / scale) + zero_point, 0, 255) as quint8: one correctly rounded division and a
-    round-half-to-even per value, the same on every CPU, vector width and thread count."""
-    q = torch.round(x / scale).add_(zero_point).clamp_(0, 255).to(torch.uint8)
-    return torch._make_per_tensor_quantized_tensor(q, scale, zero_point)
+    """`x` as a quint8 tensor with the scale and zero point of the converted quant stub `stub`
+    (`ops.quantize`: the same values on every CPU, vector width and thread count)."""
+    return quantize(x, float(stub.scale), int(stub.zero_point))
 
 
 def _weight_observer():

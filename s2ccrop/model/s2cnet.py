@@ -372,24 +372,23 @@ class S2CNet(nn.Module):
         (padding with the whole image) become one node with a multiplicity, gene nodes are embedded
         once for all candidates, and the crop head computes only node 0 in the last layer
         (see `GraphTransformer.forward_shared`)."""
-        graph = self
         width, height = image_size
         n = crop_boxes.shape[0]
         genes, inverse, counts = torch.unique(gene_boxes, dim=0, return_inverse=True, return_counts=True)
         crop_x = self.embed_boxes(fmap, crop_boxes, batch_index)
         gene_x = self.embed_boxes(fmap, genes, batch_index)
         crop_boxes = crop_boxes.to(crop_x.dtype)
-        pos, app = graph.GraphConstructor.forward_shared(
+        pos, app = self.GraphConstructor.forward_shared(
             crop_x, gene_x, box_centres(crop_boxes, width, height), box_centres(genes.to(crop_x.dtype), width, height)
         )
         first_only = self.config.head == "crop"
-        x = graph.GraphTransformer.forward_shared(crop_x, gene_x, pos, app, counts.to(crop_x.dtype).log(), first_only)
+        x = self.GraphTransformer.forward_shared(crop_x, gene_x, pos, app, counts.to(crop_x.dtype).log(), first_only)
         if first_only:
-            return graph.FC_layers(x[:, 0]).reshape(n)
+            return self.FC_layers(x[:, 0]).reshape(n)
         # The graph head reads every node in order: put the copies back.
         order = torch.cat([inverse.new_zeros(1), inverse + 1])
         side = int(self.config.node_dim**0.5)
-        return graph.FC_layers(x[:, order].reshape(n, len(order), side, side)).reshape(n)
+        return self.FC_layers(x[:, order].reshape(n, len(order), side, side)).reshape(n)
 
     def forward(self, images: torch.Tensor, crop_boxes: torch.Tensor, gene_boxes: torch.Tensor) -> torch.Tensor:
         """images [1, 3, h, w]; boxes in resized-image pixels. Returns scores [N]."""

@@ -9,7 +9,7 @@ Inside:
   (the only variants the model uses).
 - ``bilinear_u8(pixels, rows, cols, wy, wx)``: the model input's bilinear resize of a uint8 [H, W, 3]
   photo from precomputed taps (``preprocess.bilinear_resize``), the same float32 bits on every CPU.
-- ``qadd(a, b, scale, zero_point)``, ``dequantize(q)``: the int8 backbone's residual sums and stage
+- ``quantize(x, scale, zero_point)``, ``qadd(a, b, scale, zero_point)``, ``dequantize(q)``: the int8 backbone's residual sums and stage
   outputs on per-tensor quint8 tensors, each operation rounded on its own (the same bits on every CPU;
   torch's own kernels round differently in their vector loops and scalar tails).
 - ``extension_status() -> (loaded, reason)``: whether the compiled ops are in use, and why (not).
@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _extension, _fallback
+from ._fallback import quantize  # plain tensor ops give the same bits everywhere: no compiled twin needed
 
-__all__ = ["roi_align", "rod_align", "roi_align_avg", "rod_align_avg", "bilinear_u8", "qadd", "dequantize",
+__all__ = ["roi_align", "rod_align", "roi_align_avg", "rod_align_avg", "bilinear_u8", "quantize", "qadd", "dequantize",
            "extension_status"]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["roi_align", "rod_align", "bilinear_u8", "qadd", "dequantize"]
+__all__ = ["roi_align", "rod_align", "bilinear_u8", "quantize", "qadd", "dequantize"]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -118,8 +118,14 @@ def dequantize(q: Tensor) -> Tensor:
     return (q.int_repr().to(torch.int32) - q.q_zero_point()).to(torch.float32).mul_(q.q_scale())
 
 
-def qadd(a: Tensor, b: Tensor, scale: float, zero_point: int) -> Tensor:
-    """`s2ccrop::qadd`: clamp(round((dequantize(a) + dequantize(b)) / scale) + zero_point, 0, 255) as quint8,
-    each operation rounded on its own."""
-    q = torch.round(dequantize(a).add_(dequantize(b)).div_(scale)).add_(zero_point).clamp_(0, 255).to(torch.uint8)
+def quantize(x: Tensor, scale: float, zero_point: int) -> Tensor:
+    """float32 `x` as quint8: clamp(round(x / scale) + zero_point, 0, 255), one correctly rounded division
+    and a round-half-to-even per value (torch's quantize_per_tensor multiplies by the inverse scale in its
+    vector loop and divides in its scalar tail)."""
+    q = torch.round(x / scale).add_(zero_point).clamp_(0, 255).to(torch.uint8)
     return torch._make_per_tensor_quantized_tensor(q, scale, zero_point)
+
+
+def qadd(a: Tensor, b: Tensor, scale: float, zero_point: int) -> Tensor:
+    """`s2ccrop::qadd`: quantize(dequantize(a) + dequantize(b)), each operation rounded on its own."""
+    return quantize(dequantize(a).add_(dequantize(b)), scale, zero_point)
