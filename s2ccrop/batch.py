@@ -97,7 +97,7 @@ class BatchRun:
         self.ledger = OutputLedger()
         self.cropper = None
         self.sheet = None  # the contact sheet of --preview, in the process that reports
-        self.counts = {"photos": 0, "written": 0, "failed": 0, "skipped": 0}
+        self.counts = {"photos": 0, "written": 0, "failed": 0, "skipped": 0, "earlier_outputs": 0}
         self.started = time.monotonic()
         # Anything with set() / is_set(): the process engine swaps in one its forked workers share.
         self.cancel_event = threading.Event()
@@ -177,14 +177,18 @@ class BatchRun:
         name clashes come as jobs with an error; photos whose outputs all exist (skip_existing) are
         counted as skipped and not yielded.
 
-        No input is ever an output: an output that is an input of the run (named on the command line,
-        or met earlier), or a file s2ccrop did not write, makes its photo fail with one line; in a
-        folder walk, what s2ccrop wrote for a photo beside it is not an input (`_own_outputs`)."""
+        No input is ever an output. An output replaces only a file s2ccrop wrote (its Software tag), and
+        such a file is an input only when named on the command line: in a folder or a stdin list it is
+        an earlier output, passed over (counted), whatever its name or the order of the inputs. Named
+        files are known before any work, so an output at one of them makes its photo fail with one line,
+        as does a file s2ccrop did not write."""
+        from .io.writers import written_by_s2ccrop
+
         s = self.settings
         self._explicit = identities(p for p in s.paths if p != "-")
         stdin = self.env.stdin if "-" in s.paths else None
         for found in iter_inputs(s.paths, recursive=s.recursive, stdin=stdin, null=s.null,
-                                 exclude_dirs=self._excluded_dirs(), skip_names=self._own_outputs):
+                                 exclude_dirs=self._excluded_dirs()):
             if isinstance(found, WalkError):  # reported in input order, through the pipeline
                 yield Job(InputPath(found.path, PurePosixPath(found.path.name)), error=found.reason)
                 continue
@@ -193,6 +197,9 @@ class BatchRun:
                 continue
             if self._preview_id is not None and identity(found.path) == self._preview_id:
                 continue  # an earlier run's contact sheet, about to be replaced: not a photo to crop
+            if not found.named and written_by_s2ccrop(found.path):
+                self.counts["earlier_outputs"] += 1  # a thumbnail of an earlier run: not cropped again
+                continue
             job = self._plan_one(found)
             if job is not None:
                 yield job
@@ -285,26 +292,6 @@ class BatchRun:
         for t in targets:
             self.ledger.claim(t.output, item.path)
         return None
-
-    def _own_outputs(self, folder: Path, names: list[str]) -> set[str]:
-        """Names in `folder` that s2ccrop wrote for a photo beside them: a re-run in place must not crop
-        its own outputs. Only files that carry s2ccrop's Software tag count: a photo that happens to be
-        named like an output (photo_1x1.jpg beside photo.jpg) is an input like any other."""
-        from .io.formats import choose_format
-        from .io.writers import written_by_s2ccrop
-
-        s = self.settings
-        own: set[str] = set()
-        for name in names:
-            stem = os.path.splitext(name)[0]
-            ext = choose_format(s.format, name).ext
-            for req in s.requests:
-                try:
-                    rendered = render_name(s.name, stem=stem, ratio=req.slug, preset=req.label, ext=ext)
-                except ConfigError:  # this name's outputs cannot be named: the photo gets that error line
-                    continue
-                own.add(rendered.replace(os.sep, "/").split("/", 1)[0])
-        return {name for name in own & set(names) if written_by_s2ccrop(folder / name)}
 
     def check_outputs(self) -> None:
         """Before any work: the --preview file must not be a folder, an input, or a file s2ccrop did not
@@ -495,8 +482,9 @@ class BatchRun:
         took = time.monotonic() - self.started
         verb = "decided" if self.settings.dry_run else "written"
         n_crops = c["written"] if not self.settings.dry_run else "all"
+        earlier = f", {c['earlier outputs']} earlier outputs passed over" if c["earlier_outputs"] else ""
         self.report.note(f"{c['photos']} photos, {n_crops} crops {verb}, {c['failed']} failed, "
-                         f"{c['skipped']} skipped in {took:.1f} s")
+                         f"{c['skipped']} skipped{earlier} in {took:.1f} s")
 
 
 def _heif_missing() -> str:

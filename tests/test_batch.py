@@ -93,7 +93,7 @@ def test_execute_from_python(photos: Path):
         ("in/a.png", "1:1", "out/a_1x1.png"), ("in/a.png", "any", "out/a_any.png"),
         ("in/sub/b.jpg", "1:1", "out/sub/b_1x1.jpg"), ("in/sub/b.jpg", "any", "out/sub/b_any.jpg")]
     assert env.stderr.getvalue() == "s2ccrop: error: in/bad.png: not an image file (or a format Pillow cannot read)\n"
-    assert run.counts == {"photos": 3, "written": 4, "failed": 1, "skipped": 0}
+    assert run.counts == {"photos": 3, "written": 4, "failed": 1, "skipped": 0, "earlier_outputs": 0}
     assert Image.open("out/sub/b_any.jpg").size == (20, 30)  # FastCropper's whole-image crop
 
 
@@ -115,7 +115,7 @@ def test_the_public_steps_one_by_one(photos: Path):
     assert Image.open("out/a_16x9.png").size == (16, 9)
     run.finish(good)
     run.finish(bad)
-    assert run.counts == {"photos": 2, "written": 1, "failed": 1, "skipped": 0}
+    assert run.counts == {"photos": 2, "written": 1, "failed": 1, "skipped": 0, "earlier_outputs": 0}
     assert env.stdout.getvalue().startswith("in/a.png  16:9  0,0,32,24  0.000  -> out/a_16x9.png")
 
 

@@ -12,6 +12,7 @@ Signals have their own file, test_signals.py.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import resource
@@ -239,6 +240,45 @@ def test_a_rerun_in_place_replaces_its_own_outputs_and_does_not_crop_them(here: 
     assert [(r["input"], r["output"]) for r in records(out)] == [("d/a.jpg", "d/a_1x1.jpg"), ("d/a.jpg", "d/a_16x9.jpg")]
     assert all(os.stat(p).st_ino != ino for p, ino in first.items())  # replaced (a new file renamed in)
     assert sorted(os.listdir("d")) == ["a.jpg", "a_16x9.jpg", "a_1x1.jpg"]
+
+
+def test_a_folder_walk_never_crops_an_earlier_runs_outputs_whatever_their_ratio(here: Path, make_photo):
+    make_photo("d/p.jpg", (40, 30), kind="noise")
+    assert run_in_process("d", "-r", "16:9", "-j", "1", *RANDOM)[0] == 0
+    code, out, err = run_in_process("d", "-r", "1:1", "--json", "-j", "1", *RANDOM)
+    assert code == 0, err
+    assert [(r["input"], r["output"]) for r in records(out)] == [("d/p.jpg", "d/p_1x1.jpg")]
+    code, out, err = run_in_process("d", "-r", "4:3", "-o", "o", "--json", "-j", "1", *RANDOM)
+    assert code == 0, err
+    assert [(r["input"], r["output"]) for r in records(out)] == [("d/p.jpg", "o/p_4x3.jpg")]
+    assert sorted(os.listdir("d")) == ["p.jpg", "p_16x9.jpg", "p_1x1.jpg"] and os.listdir("o") == ["p_4x3.jpg"]
+    # Named on the command line, an earlier output is a photo like any other.
+    code, out, err = run_in_process("d/p_16x9.jpg", "-r", "1:1", "--json", "-j", "1", *RANDOM)
+    assert code == 0 and [r["output"] for r in records(out)] == ["d/p_16x9_1x1.jpg"], err
+
+
+@pytest.mark.parametrize("order", ["photo first", "output first"])
+def test_a_stdin_list_never_has_an_input_overwritten(here: Path, make_photo, order):
+    """`x_1x1.jpg` (written by s2ccrop) listed on stdin with `x.jpg`: in either order it is an earlier
+    output, passed over, and replaced by x.jpg's new crop; nothing else changes and the exit status is 0."""
+    make_photo("x.jpg", (40, 30), kind="noise")
+    assert run_in_process("x.jpg", "-r", "1:1", "-j", "1", *RANDOM)[0] == 0
+    make_photo("y_1x1.jpg", (40, 30), seed=2, kind="noise")  # a photo named like an output: cropped
+    names = ["x.jpg", "x_1x1.jpg", "y_1x1.jpg"] if order == "photo first" else ["x_1x1.jpg", "y_1x1.jpg", "x.jpg"]
+    before = hashes(here)
+    stdin = io.BytesIO("".join(n + "\n" for n in names).encode())
+    code, out, err = run_in_process("-", "-r", "1:1", "--json", "-j", "1", *RANDOM, stdin=stdin)
+    assert code == 0, err
+    assert sorted((r["input"], r["output"]) for r in records(out)) == [("x.jpg", "x_1x1.jpg"),
+                                                                       ("y_1x1.jpg", "y_1x1_1x1.jpg")]
+    after = hashes(here)
+    assert {k: v for k, v in after.items() if k not in ("x_1x1.jpg", "y_1x1_1x1.jpg")} == \
+        {k: v for k, v in before.items() if k != "x_1x1.jpg"}
+    # The same files as arguments: x_1x1.jpg is named, so it is an input and x.jpg may not replace it.
+    code, out, err = run_in_process("x.jpg", "x_1x1.jpg", "-r", "1:1", "--json", "-j", "1", *RANDOM)
+    assert code == 1 and error_lines(err) == [
+        "s2ccrop: error: x.jpg: output x_1x1.jpg would overwrite an input of this run; use -o or another --name"]
+    assert hashes(here)["x_1x1.jpg"] == after["x_1x1.jpg"]
 
 
 def test_a_file_s2ccrop_did_not_write_is_never_replaced(here: Path, make_photo):

@@ -54,7 +54,7 @@ def test_no_recursive_stays_in_the_folder(tree: Path):
 
 def test_explicit_file_is_always_tried_and_missing_path_is_an_error(tree: Path):
     items = list(iter_inputs([str(tree / "notes.txt"), str(tree / "nope.jpg")]))
-    assert items[0] == InputPath(tree / "notes.txt", PurePosixPath("notes.txt"))
+    assert items[0] == InputPath(tree / "notes.txt", PurePosixPath("notes.txt"), named=True)
     assert isinstance(items[1], WalkError) and items[1].reason == "no such file or directory"
 
 
@@ -67,9 +67,16 @@ def test_symlinked_folders_are_not_followed_but_broken_links_are_reported_later(
     assert rels(iter_inputs([str(root)])) == ["dangling.jpg", "self.jpg", "sub/p.jpg"]
 
 
-def test_excluded_dirs_and_skip_names(tree: Path):
-    items = iter_inputs([str(tree)], exclude_dirs=[tree / "2023"], skip_names=lambda folder, names: {"b.jpg"})
-    assert rels(items) == ["a.PNG", "folder.jpg/inside.jpg"]
+def test_excluded_dirs_are_not_entered(tree: Path):
+    items = iter_inputs([str(tree)], exclude_dirs=[tree / "2023"])
+    assert rels(items) == ["a.PNG", "b.jpg", "folder.jpg/inside.jpg"]
+
+
+def test_only_command_line_files_are_named(tree: Path):
+    stdin = io.BytesIO(f"{tree / 'b.jpg'}\n".encode())
+    items = [i for i in iter_inputs([str(tree / "a.PNG"), str(tree / "2023"), "-"], stdin=stdin)
+             if isinstance(i, InputPath)]
+    assert [(i.rel.as_posix(), i.named) for i in items] == [("a.PNG", True), ("x.webp", False), ("deep/y.tif", False), ("b.jpg", False)]
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any folder")

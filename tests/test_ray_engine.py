@@ -197,7 +197,7 @@ def test_listing_manifest_and_resume(cluster: str, photos: Path, tmp_path: Path)
 
     first = crop_with_ray(listing=listing, manifest=manifest, **options)
     assert first.exit_status == 1
-    assert first.counts == {"photos": 4, "written": 6, "failed": 1, "skipped": 0}
+    assert first.counts == {"photos": 4, "written": 6, "failed": 1, "skipped": 0, "earlier_outputs": 0}
     records = json_lines(manifest.read_text())
     done = [r for r in records if "error" not in r]
     assert {(Path(r["input"]).name, r["ratio"]) for r in done} == {
@@ -211,7 +211,7 @@ def test_listing_manifest_and_resume(cluster: str, photos: Path, tmp_path: Path)
     lost = tmp_path / "out" / "p2_1x1.jpg"
     lost.unlink()
     second = crop_with_ray(listing=listing, manifest=manifest, **options)
-    assert second.counts == {"photos": 2, "written": 1, "failed": 1, "skipped": 2}
+    assert second.counts == {"photos": 2, "written": 1, "failed": 1, "skipped": 2, "earlier_outputs": 0}
     assert lost.is_file()
     added = json_lines(manifest.read_text())[len(records):]
     assert [(Path(r["input"]).name, r.get("ratio")) for r in added if "error" not in r] == [("p2.jpg", "1:1")]

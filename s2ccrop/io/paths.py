@@ -18,7 +18,7 @@ import os
 import string
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import ConfigError
 
@@ -37,10 +37,12 @@ TEMPLATE_FIELDS = frozenset({"stem", "ratio", "preset", "ext"})
 
 @dataclass(frozen=True)
 class InputPath:
-    """A photo to process. `rel` is its place below the folder it was found in (the tree -o mirrors)."""
+    """A photo to process. `rel` is its place below the folder it was found in (the tree -o mirrors);
+    `named`: given as a command-line argument (not found in a folder or read from stdin)."""
 
     path: Path
     rel: PurePosixPath
+    named: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,6 @@ class Skipped:
 
     path: Path
     reason: str
-
-
-SkipNames = Callable[[Path, list[str]], "set[str]"]
 
 
 def is_image_name(name: str) -> bool:
@@ -81,12 +80,10 @@ def iter_inputs(
     stdin: BinaryIO | None = None,
     null: bool = False,
     exclude_dirs: Iterable[Path] = (),
-    skip_names: SkipNames | None = None,
 ) -> Iterator[InputPath | WalkError | Skipped]:
     """Yield inputs for command-line `args` in order; `-` splices in the paths read from `stdin`.
 
-    `exclude_dirs` are never entered (the output folder when it lies inside an input folder);
-    `skip_names(folder, names)` returns names in `folder` that are not inputs (our own earlier outputs).
+    `exclude_dirs` are never entered (the output folder when it lies inside an input folder).
     """
     excluded = {_real(d) for d in exclude_dirs}
     stdin_used = False
@@ -99,9 +96,9 @@ def iter_inputs(
                 yield WalkError(Path("-"), "standard input is not available")
                 continue
             for line in read_path_list(stdin, null=null):
-                yield from _expand(line, recursive, excluded, skip_names)
+                yield from _expand(line, recursive, excluded, named=False)
         else:
-            yield from _expand(arg, recursive, excluded, skip_names)
+            yield from _expand(arg, recursive, excluded, named=True)
 
 
 def read_path_list(stream: BinaryIO, *, null: bool = False, chunk: int = 1 << 16) -> Iterator[str]:
@@ -123,7 +120,7 @@ def read_path_list(stream: BinaryIO, *, null: bool = False, chunk: int = 1 << 16
         yield os.fsdecode(pending)
 
 
-def _expand(arg: str, recursive: bool, excluded: set[str], skip_names: SkipNames | None):
+def _expand(arg: str, recursive: bool, excluded: set[str], *, named: bool):
     path = Path(arg)
     try:
         is_dir = path.is_dir()
@@ -134,9 +131,9 @@ def _expand(arg: str, recursive: bool, excluded: set[str], skip_names: SkipNames
     if not exists:
         yield WalkError(path, "no such file or directory")
     elif is_dir:
-        yield from walk_folder(path, recursive=recursive, excluded=excluded, skip_names=skip_names)
+        yield from walk_folder(path, recursive=recursive, excluded=excluded)
     else:
-        yield InputPath(path, PurePosixPath(path.name))
+        yield InputPath(path, PurePosixPath(path.name), named=named)
 
 
 def walk_folder(
@@ -144,7 +141,6 @@ def walk_folder(
     *,
     recursive: bool = True,
     excluded: set[str] | None = None,
-    skip_names: SkipNames | None = None,
 ) -> Iterator[InputPath | WalkError | Skipped]:
     """Depth-first, sorted walk of `root` yielding image files; unreadable folders become WalkErrors,
     photos this installation cannot read `Skipped`."""
@@ -161,10 +157,8 @@ def walk_folder(
             yield WalkError(folder, _reason(exc))
             continue
         files, subdirs, unreadable = _split(entries)
-        skipped = skip_names(folder, files) if skip_names and files else set()
         for name in files:
-            if name not in skipped:
-                yield InputPath(folder / name, rel / name)
+            yield InputPath(folder / name, rel / name)
         for name in unreadable:
             yield Skipped(folder / name, "HEIC/HEIF photos need pillow-heif")
         if recursive:
