@@ -276,3 +276,85 @@ def test_a_second_signal_while_the_run_exits_changes_nothing(tmp_path: Path, sec
         assert err.endswith("s2ccrop: interrupted\n") and "Traceback" not in err and "Exception ignored" not in err
         assert run.left_behind() == []
     check_outputs(tmp_path / "out")
+
+
+# ------------------------------------------------------------------ a signal while s2ccrop starts
+
+# The console script's own lines (`from s2ccrop.cli import run`, then run()), in a script named s2ccrop,
+# with a signal sent to itself at the N-th import once s2ccrop's first line has run: each import is a
+# moment of start-up (torch's among them). Imports before that (the package's own) are counted apart.
+AT_IMPORT = """
+import atexit, os, signal, sys
+n, signum, before, seen = int(os.environ["AT"]), int(os.environ["SIG"]), [0], [0]
+def at_import(event, args):
+    if event != "import":
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        before[0] += 1
+        return
+    seen[0] += 1
+    if seen[0] == n:
+        os.kill(os.getpid(), signum)
+sys.addaudithook(at_import)
+atexit.register(lambda: print(f"imports {before[0]} {seen[0]}", file=sys.stderr))  # run() ends with os._exit
+from s2ccrop.cli import run
+run()
+"""
+
+
+def start_and_signal(tmp_path: Path, n: int, signum: int, *argv: str) -> tuple[int, str]:
+    script = tmp_path / "bin" / "s2ccrop"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(AT_IMPORT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "S2CCROP_CACHE": str(tmp_path / ".cache"), "AT": str(n),
+           "SIG": str(int(signum))}
+    proc = subprocess.run([sys.executable, str(script), *argv], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    return proc.returncode, proc.stderr
+
+
+def test_module_imports_before_run_are_light():
+    """Until run() installs its handler a signal is Python's (a traceback): that time holds no more than
+    the package's light modules."""
+    code = "import sys; from s2ccrop.cli import run; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                capture_output=True, text=True, check=True).stdout.split())
+    ours = {m for m in loaded if m.startswith("s2ccrop")}
+    assert ours == {"s2ccrop", "s2ccrop._version", "s2ccrop.cli", "s2ccrop.cli.rules", "s2ccrop.envvars",
+                    "s2ccrop.errors", "s2ccrop.interrupts"}
+    assert not loaded & {"torch", "numpy", "PIL", "typer", "rich"}
+
+
+@pytest.mark.parametrize("signum,status,line", [(signal.SIGINT, 130, "s2ccrop: interrupted"),
+                                                (signal.SIGTERM, 143, "s2ccrop: stopped by SIGTERM"),
+                                                (signal.SIGHUP, 129, "s2ccrop: stopped by SIGHUP")])
+def test_a_signal_at_any_moment_of_start_up_is_our_one_line_and_status(tmp_path: Path, signum, status, line):
+    """Issue 32: Ctrl-C in the first ~50 ms printed Python's traceback (exit 1 under a process manager).
+    A crop's start-up, signalled at its 1st, 2nd, ... import (every one of the first 40, then spread
+    over the rest, torch's included), always ends with our line and 128 + the signal."""
+    photo_image((64, 48), kind="noise").save(tmp_path / "p.jpg")
+    crop = ("p.jpg", "-r", "1:1", "--weights", "random", "--device", "cpu", "-j", "1")
+    code, err = start_and_signal(tmp_path, 10**9, signum, *crop)
+    assert code == 0 and err.startswith("imports "), err  # and nothing else on stderr
+    before, total = map(int, err.split()[1:3])
+    assert before <= 2, f"{before} imports before s2ccrop handles stop signals (the package itself, signal)"
+    moments = sorted(set(range(1, 41)) | set(range(41, total + 1, max(1, (total - 40) // 8))))
+    if signum != signal.SIGINT:
+        moments = moments[::4]  # the same code path: a sample is enough
+    for n in moments:
+        code, err = start_and_signal(tmp_path, n, signum, *crop)
+        assert (code, err.strip().splitlines()[:1]) == (status, [line]), f"signal at import {n} of {total}: {err}"
+        assert "Traceback" not in err, f"signal at import {n}: {err}"
+
+
+def test_python_m_s2ccrop_and_a_library_import():
+    """`python -m s2ccrop` holds its stop signals from the package's first line too; a program that
+    imports s2ccrop (even s2ccrop.cli) keeps its own handlers."""
+    probe = ("import signal, sys; import s2ccrop.cli; "
+             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+    held = subprocess.run([sys.executable, "-m", "s2ccrop", "--version"], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+    assert held.returncode == 0 and held.stdout.startswith("s2ccrop ")

@@ -15,12 +15,17 @@ import contextlib
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from .. import __version__, envvars, interrupts
-from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from ..errors import S2CCropError
-from ..report import PROG, Env, display, one_line
+from .. import envvars, interrupts
 from .rules import SUBCOMMANDS, asks_version
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..report import Env
+
+# Only light modules above: a stop signal is s2ccrop's to report from the first line of run() on, and
+# until then Python's default (a KeyboardInterrupt traceback), so the time before run() is kept short.
+# The rest (the batch engine's statuses, report's streams) loads inside main, under the handler.
 
 DEBUG_ENV = envvars.DEBUG  # on: unexpected errors show their traceback instead of one line
 
@@ -32,16 +37,25 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
     signal: 128 + its number, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). Stop signals are handled for the
     call (`interrupts.stop_signals`): the first one stops the command and cleans up, as Ctrl-C does."""
     with interrupts.stop_signals() as stop:
-        return _main(argv, env, stop)
+        try:
+            return _main(argv, env, stop)
+        except KeyboardInterrupt:  # a stop signal before _main could catch it (while loading)
+            return _stopped(env, stop.signum or signal.SIGINT)
 
 
 def _main(argv: list[str] | None, env: Env | None, stop: interrupts.StopHandler) -> int:
+    from .. import __version__
+    from ..report import PROG, Env, display, one_line
+
     env = env or Env.from_sys()
     argv = list(sys.argv[1:] if argv is None else argv)
     if asks_version(argv):
         env.stdout.write(f"{PROG} {__version__}\n")
         env.stdout.flush()
-        return EXIT_OK
+        return 0
+    from ..batch import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+    from ..errors import S2CCropError
+
     local_crop_done = False
     try:
         # Help and completion scripts are printed on sys.stdout: route them to env's streams.
@@ -73,9 +87,7 @@ def _main(argv: list[str] | None, env: Env | None, stop: interrupts.StopHandler)
         code = EXIT_USAGE
     if stop.signum is not None or code == EXIT_INTERRUPTED:
         # Stopped by a signal, whatever came out of the clean-up: the status says which signal.
-        signum = stop.signum or signal.SIGINT
-        _safe_write(env.stderr, f"{PROG}: {_stopped(signum)}\n")
-        return interrupts.exit_status(signum)
+        return _stopped(env, stop.signum or signal.SIGINT)
     if local_crop_done:  # every output was written and closed: run() may skip the teardown
         _FAST_EXIT["ok"] = True
     return code
@@ -86,17 +98,21 @@ _FAST_EXIT = {"ok": False}  # set once the local crop command has finished (see 
 
 def run() -> None:
     """The console script and `python -m s2ccrop`: `main()`, then, after the local crop command, exit
-    without tearing the interpreter down. After torch has loaded, Python's own shutdown (module
-    teardown, a final garbage collection, the C++ destructors of torch's libraries) takes ~0.5 s of a
-    single crop's ~2.5 s. Every output was already written and closed, worker pools shut down; here
+    without tearing the interpreter down (after torch has loaded, Python's own shutdown is a large
+    part of a single crop). Every output was already written and closed, worker pools shut down; here
     the streams are flushed and the atexit handlers run (logging, multiprocessing), then the process
     ends. A flush that fails (the reader of stdout went away) makes the exit status 1, as the
     interpreter's own exit would."""
-    import atexit
+    from .. import _held_signals
 
-    _reopen_closed_standard_streams()
-    stop = _handle_stop_signals_for_good()
-    code = main()  # uses `stop`
+    stop = _handle_stop_signals_for_good()  # first: from here on a stop signal is reported as ours
+    try:
+        if _held_signals:  # one arrived while the command loaded (see s2ccrop/__init__.py)
+            stop(_held_signals[0], None)
+        _reopen_closed_standard_streams()
+        code = main()  # uses `stop`
+    except KeyboardInterrupt:  # a signal between the two
+        code = _stopped(None, stop.signum or signal.SIGINT)
     stop.exiting()
     if not _FAST_EXIT["ok"] or sys.getprofile() is not None or sys.gettrace() is not None:
         # Only the local crop command, whose files are all written and closed by now, skips the
@@ -107,7 +123,9 @@ def run() -> None:
         try:
             stream.flush()
         except (OSError, ValueError):
-            code = code or EXIT_FAILED
+            code = code or 1  # EXIT_FAILED
+    import atexit
+
     atexit._run_exitfuncs()
     os._exit(code)
 
@@ -150,6 +168,8 @@ def _one_line_warnings():
     line) is one `s2ccrop: warning: ...` line, without the library's file name and source line."""
     import warnings
 
+    from ..report import PROG, one_line
+
     previous = warnings.formatwarning
     warnings.formatwarning = lambda message, category, filename, lineno, line=None: (
         f"{PROG}: warning: {one_line(message)}\n")
@@ -159,8 +179,13 @@ def _one_line_warnings():
         warnings.formatwarning = previous
 
 
-def _stopped(signum: int) -> str:
-    return "interrupted" if signum == signal.SIGINT else f"stopped by {interrupts.signal_name(signum)}"
+def _stopped(env: "Env | None", signum: int) -> int:
+    """Say that a stop signal ended the command (one line on stderr); its exit status."""
+    from ..report import PROG
+
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {interrupts.signal_name(signum)}"
+    _safe_write(env.stderr if env is not None else sys.stderr, f"{PROG}: {what}\n")
+    return interrupts.exit_status(signum)
 
 
 def _safe_write(stream, text: str) -> None:
