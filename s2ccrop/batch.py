@@ -365,7 +365,8 @@ class BatchRun:
         """Write each target's crop (atomically; nothing in a dry run) and draw the preview tile; the
         photo's pixels are freed. A photo's outputs are written as temporary files, then made durable
         together and renamed into place (`io.writers.WriteBatch`: one filesystem sync per photo
-        instead of one fsync per file). When one cannot be written, those before it still are."""
+        instead of one fsync per file). All or nothing: when one cannot be written, the photo fails
+        and none of its outputs is put in place."""
         from .io.preview import preview_tile
         from .io.writers import Cancelled, WriteBatch
 
@@ -377,14 +378,13 @@ class BatchRun:
         else:
             with WriteBatch() as batch:  # leaving it deletes whatever was not committed
                 self._stage_outputs(job, batch)
-                if job.error != "interrupted":
+                if job.error is None:
                     try:
                         batch.commit()
                     except Cancelled:
                         job.error = "interrupted"
                     except (OSError, ValueError) as exc:
-                        failing = job.targets[len(batch.committed)].output
-                        job.error = f"cannot write {display(failing)}: {getattr(exc, 'strerror', None) or exc}"
+                        job.error = f"cannot write {display(batch.failed)}: {getattr(exc, 'strerror', None) or exc}"
                     job.written.extend(batch.committed)
         if s.preview_path is not None and job.error is None:
             try:

@@ -65,6 +65,7 @@ class Interrupted(KeyboardInterrupt):
 
 _temp_files: set[str] = set()
 _children: dict[int, Callable[[], Iterable[int]]] = {}  # id -> the live worker pids of one pool
+_journal: list[str] = []  # where this process lists its temporary files for another one (see journal_temp_files)
 
 
 @contextlib.contextmanager
@@ -72,10 +73,43 @@ def temp_file(path: "str | os.PathLike[str]") -> Iterator[None]:
     """Register `path` (a temporary file about to be created) until the block ends."""
     name = os.fspath(path)
     _temp_files.add(name)
+    _write_journal()
     try:
         yield
     finally:
         _temp_files.discard(name)
+        _write_journal()
+
+
+def journal_temp_files(path: "str | os.PathLike[str]") -> None:
+    """From now on keep the list of this process's registered temporary files in the file `path`, one
+    per line: for a process that may be killed outright (a Ray worker when its instance shuts down),
+    so that whoever started it can delete what it left (`remove_journaled`)."""
+    _journal[:] = [os.fspath(path)]
+    _write_journal()
+
+
+def _write_journal() -> None:
+    if not _journal:
+        return
+    with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: another thread changed the set
+        with open(_journal[0], "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write("".join(name + "\n" for name in list(_temp_files)))
+
+
+def remove_journaled(folder: "str | os.PathLike[str]") -> int:
+    """Delete the temporary files listed in the journals (`journal_temp_files`) found in `folder`; how
+    many. Only names of hidden temporary files (`.NAME.tmp`) are taken."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            with contextlib.suppress(OSError), open(entry.path, encoding="utf-8", errors="surrogateescape") as fh:
+                for name in fh.read().splitlines():
+                    if os.path.basename(name).startswith(".") and name.endswith(".tmp"):
+                        with contextlib.suppress(OSError):
+                            os.unlink(name)
+                            removed += 1
+    return removed
 
 
 def remove_temp_files() -> int:
@@ -267,5 +301,5 @@ def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> bool:
 
 
 __all__ = ["FORCE_AFTER", "Interrupted", "STOP_SIGNALS", "StopHandler", "children", "deferred", "die_with_parent",
-           "exit_status", "force_exit", "ignore", "install", "remove_temp_files", "restore", "signal_name", "stop_signals",
+           "exit_status", "force_exit", "ignore", "install", "journal_temp_files", "remove_journaled", "remove_temp_files", "restore", "signal_name", "stop_signals",
            "temp_file", "worker_signals"]

@@ -94,6 +94,21 @@ def test_a_write_cut_short_is_an_error_never_a_truncated_output(tmp_path: Path, 
     assert os.path.getsize(record["output"]) > 8192
 
 
+def test_a_photo_that_fails_on_a_full_disk_leaves_none_of_its_outputs(tmp_path: Path, make_photo):
+    """Issue 32: its 1:1 output (4 kB) fitted, its 4:1 one (15 kB) did not; the 1:1 file stayed, with
+    no JSON line. A photo's outputs are all or nothing: every output present has its JSON line."""
+    make_photo("p.png", (200, 50), kind="noise")
+    make_photo("q.png", (40, 10), seed=1, kind="noise")
+    argv = ["p.png", "q.png", "-o", "out", "-r", "1:1", "-r", "4:1", "-j", "1", "--format", "png", "--json", *RANDOM]
+    proc = subprocess.run([sys.executable, "-m", "s2ccrop", *argv], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=subprocess_env(tmp_path), preexec_fn=file_size_limit(8192))
+    assert proc.returncode == 1, proc.stderr
+    assert error_lines(proc.stderr) == ["s2ccrop: error: p.png: cannot write out/p_4x1.png: File too large"]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["output"] for r in records] == ["out/q_1x1.png", "out/q_4x1.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["q_1x1.png", "q_4x1.png"]
+
+
 def test_a_full_tmpfs_is_an_error_never_a_truncated_output(tmp_path: Path, make_photo):
     """The report's own case, on a real nearly full file system (where this user may mount one)."""
     mount = tmp_path / "small"
@@ -515,19 +530,31 @@ def test_a_write_batch_puts_files_in_place_only_when_committed(tmp_path: Path, m
     assert not any(n.endswith(".tmp") for n in interrupts._temp_files)
 
 
-def test_a_write_batch_stops_at_a_file_it_may_not_replace_and_leaves_no_temporary_file(tmp_path: Path):
+def test_a_write_batch_is_all_or_nothing_and_leaves_no_temporary_file(tmp_path: Path, monkeypatch):
     from s2ccrop.io import writers
 
     names = [tmp_path / f"{i}.bin" for i in range(3)]
     names[1].write_bytes(b"someone else's")
-    with writers.WriteBatch() as batch:
+    with writers.WriteBatch() as batch:  # a file it may not replace: checked before any rename
         for name in names:
             writers.atomic_write(name, _writer(b"new"), batch=batch, may_replace=lambda p: False)
         with pytest.raises(writers.Occupied):
             batch.commit()
-        assert batch.committed == names[:1]
-    assert names[0].read_bytes() == b"new" and names[1].read_bytes() == b"someone else's" and not names[2].exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.bin", "1.bin"]
+        assert batch.committed == [] and batch.failed == names[1]
+    assert names[1].read_bytes() == b"someone else's" and not names[0].exists() and not names[2].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1.bin"]
+    # A rename that fails (the disk, the folder removed): the ones before it are taken back.
+    names[1].unlink()
+    real_replace = os.replace
+    monkeypatch.setattr(writers.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(5, "I/O error"))
+                        if b == names[2] else real_replace(a, b))
+    with writers.WriteBatch() as batch:
+        for name in names:
+            writers.atomic_write(name, _writer(b"new"), batch=batch)
+        with pytest.raises(OSError):
+            batch.commit()
+        assert batch.committed == [] and batch.failed == names[2]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_cancelled_or_abandoned_write_batch_writes_nothing(tmp_path: Path):
@@ -560,3 +587,28 @@ def test_the_cli_syncs_once_per_photo(here: Path, make_photo, monkeypatch):
     assert synced == [3, 3]
     for record in records(out):
         check_complete(record)
+
+
+def test_a_journal_lists_the_live_temporary_files_for_whoever_cleans_up(tmp_path: Path, monkeypatch):
+    """A Ray write step may be killed outright when s2ccrop stops its local instance: it lists its
+    temporary files in a journal, and s2ccrop deletes those left after the shutdown."""
+    from s2ccrop import interrupts
+
+    monkeypatch.setattr(interrupts, "_journal", [])
+    journals = tmp_path / "journal"
+    journals.mkdir()
+    interrupts.journal_temp_files(journals / "123")
+    left, done = tmp_path / ".a.jpg.0123abcd.tmp", tmp_path / ".b.jpg.0123abcd.tmp"
+    with interrupts.temp_file(done):
+        done.write_bytes(b"x")  # renamed into place, say: kept
+    killed = interrupts.temp_file(left)  # its process is killed in the middle of the block
+    killed.__enter__()
+    left.write_bytes(b"y")
+    assert (journals / "123").read_text().splitlines() == [str(left)]
+    keep = tmp_path / "photo.jpg"  # a journal names only temporary files: nothing else is deleted
+    keep.write_bytes(b"z")
+    (journals / "999").write_text(f"{keep}\n{left}\n")
+    assert interrupts.remove_journaled(journals) == 1  # listed in both journals, deleted once
+    assert not left.exists() and done.exists() and keep.exists()
+    killed.__exit__(None, None, None)
+    assert (journals / "123").read_text() == ""

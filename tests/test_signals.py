@@ -168,15 +168,21 @@ class Run:
         self.proc.wait(timeout=30)
 
 
-def check_outputs(out_dir: Path) -> int:
-    """No temporary file; every output complete (decodes, 1:1). Returns how many there are."""
+def check_outputs(out_dir: Path, ratios: tuple[str, ...] = ("1x1",)) -> int:
+    """No temporary file; every output complete (decodes, of its ratio); a photo has all its outputs
+    or none. Returns how many photos have them."""
     assert temporary_files(out_dir) == []
     written = sorted(out_dir.iterdir()) if out_dir.is_dir() else []
+    by_photo: dict[str, set[str]] = {}
     for path in written:
+        stem, ratio = path.stem.rsplit("_", 1)
+        by_photo.setdefault(stem, set()).add(ratio)
+        w, h = map(int, ratio.split("x"))
         with Image.open(path) as im:
             im.load()
-            assert im.width == im.height, path
-    return len(written)
+            assert im.width * h == im.height * w, path
+    assert all(got == set(ratios) for got in by_photo.values()), by_photo
+    return len(by_photo)
 
 
 CROP = ["photos", "-o", "out", "-r", "1:1", "-j", "2", "--weights", "random", "--device", "cpu"]
@@ -208,7 +214,7 @@ def test_a_signal_to_the_whole_group_mid_write_leaves_no_temporary_file(tmp_path
     every process at once, here while an output is being written."""
     make_photos(tmp_path / "photos", 16)
     out_dir = tmp_path / "out"
-    with Run(tmp_path, *CROP[:-5], jobs, *CROP[-4:]) as run:
+    with Run(tmp_path, *CROP[:-5], jobs, *CROP[-4:], "-r", "2:1") as run:
         if jobs != "1":
             run.wait_for(lambda: len(run.workers()) >= 2, "two worker processes")
         run.wait_for(lambda: temporary_files(out_dir) and finished(out_dir), "output written and another being written",
@@ -218,7 +224,7 @@ def test_a_signal_to_the_whole_group_mid_write_leaves_no_temporary_file(tmp_path
         assert code == status, err
         assert err.endswith(f"s2ccrop: {message}\n") and "Traceback" not in err
         assert run.left_behind() == []
-    assert 1 <= check_outputs(out_dir) < 16  # stopped in the middle, complete files only
+    assert 1 <= check_outputs(out_dir, ("1x1", "2x1")) < 16  # stopped in the middle: whole photos only
 
 
 def test_sigkill_to_the_parent_takes_its_workers_down(tmp_path: Path):

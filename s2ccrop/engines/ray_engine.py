@@ -31,12 +31,17 @@ import json
 import logging
 import os
 import pickle
+import signal
 import sys
+import threading
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .. import envvars, interrupts
 from ..batch import BatchRun, Env, Job, Settings, crop_record, one_line
 from ..errors import ConfigError, S2CCropError
 from . import check_address
@@ -70,16 +75,19 @@ class RayRun(BatchRun):
     def pipeline(self, jobs: Iterable[Job]) -> None:
         # Ray prints its workers' logs on this process's sys.stdout: keep stdout for results only.
         with self._open_manifest(), contextlib.redirect_stdout(self.env.stderr), contextlib.ExitStack() as stack:
-            ray, blocks = None, []
+            ray, blocks, journal = None, [], None
             for table in self._planned_tables(jobs):
                 if ray is None:  # connect only when there is work: a finished job resumes in a blink
+                    # Cleaned up after Ray has shut down (LIFO): the temporary files its killed write
+                    # steps left (workers on other machines cannot write there: nothing to clean).
+                    journal = stack.enter_context(_journal_folder())
                     ray = stack.enter_context(connect(self.address))
                     self._quiet_ray_data(ray)
                 # The driver keeps only refs: a million planned photos (~0.8 kB each) wait in the
                 # object store, which spills to disk, not in this process.
                 blocks.append(ray.put(table))
             if blocks:
-                for job in _run_dataset(ray, blocks, self.settings, self.actors):
+                for job in _run_dataset(ray, blocks, self.settings, self.actors, journal):
                     self.finish(job)
 
     def _planned_tables(self, jobs: Iterable[Job]) -> Iterator[object]:
@@ -144,7 +152,11 @@ class RayRun(BatchRun):
 @contextlib.contextmanager
 def connect(address: str | None) -> Iterator[object]:
     """Ray, connected: to `address` ("auto", "HOST:PORT", "ray://HOST:PORT"), to $RAY_ADDRESS, or to a
-    Ray instance started here for this run. A connection made here is closed at the end."""
+    Ray instance started here for this run. A connection made here is closed at the end.
+
+    A run behaves as a local one: only s2ccrop's lines on stderr (Ray's own logging is off unless
+    $S2CCROP_DEBUG is on), the stop signals keep s2ccrop's handlers (ray.init installs its own for
+    SIGTERM), and an instance started here leaves no process and no session folder behind."""
     try:
         import ray
         import ray.data  # noqa: F401  (the [data] extra)
@@ -154,18 +166,144 @@ def connect(address: str | None) -> Iterator[object]:
         yield ray
         return
     _check_reachable(address)
-    kwargs: dict = {"logging_level": logging.WARNING, "configure_logging": True}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
+    debug = envvars.switch(envvars.DEBUG)
+    kwargs: dict = {"logging_level": logging.INFO if debug else logging.ERROR, "configure_logging": True,
+                    "log_to_driver": debug}  # errors and warnings of a photo travel on its Job
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    with contextlib.ExitStack() as stack:
+        sessions: list[int] = []  # the sessions of the processes Ray starts here (see _own_sessions)
+        if local:
+            kwargs["include_dashboard"] = False
+            kwargs["_temp_dir"] = stack.enter_context(_session_folder())
+            stack.callback(_end_sessions, sessions)  # after the shutdown: any process of them left
+        try:
+            # A stop signal while Ray starts is delivered once it has started, so that it is shut down.
+            with _keep_stop_handlers(ray), _own_sessions(ray, sessions if local else None), interrupts.deferred():
+                try:
+                    ray.init(address=address, **kwargs)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
+                    raise ConfigError(f"cannot start or reach the Ray cluster ({where}): {one_line(exc)}") from None
+            yield ray
+        finally:
+            with interrupts.deferred():  # a second signal must not cut the shutdown short
+                ray.shutdown()
+
+
+@contextlib.contextmanager
+def _own_sessions(ray, sessions: list[int] | None) -> Iterator[None]:
+    """The processes of a local instance (`sessions` is not None) start in sessions of their own
+    (POSIX), listed in `sessions`. A signal to s2ccrop's process group (Ctrl-C, `kill -TERM -PGID`, a
+    process manager) then reaches s2ccrop alone, which shuts them down in order; reaching them too,
+    the raylet would die first and Ray would end s2ccrop at once with status 1. Ray's fate sharing
+    still ends them with s2ccrop."""
     try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
-        raise ConfigError(f"cannot start or reach the Ray cluster ({where}): {one_line(exc)}") from None
+        import ray._private.services as services
+    except ImportError:
+        services = None
+    popen = getattr(services, "ConsolePopen", None)
+    if sessions is None or popen is None or os.name != "posix":  # another Ray: they share our group
+        yield
+        return
+
+    class SessionPopen(popen):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+            sessions.append(self.pid)  # a session leader: its session's id is its pid
+
+    services.ConsolePopen = SessionPopen
     try:
-        yield ray
+        yield
     finally:
-        ray.shutdown()
+        services.ConsolePopen = popen
+
+
+@contextlib.contextmanager
+def _keep_stop_handlers(ray) -> Iterator[None]:
+    """ray.init installs a SIGTERM handler that exits at once (status 15, Ray left running): s2ccrop's
+    handlers stay, and report and shut down as for any stop."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    setter = getattr(utils, "set_sigterm_handler", None)
+    main = threading.current_thread() is threading.main_thread()
+    before = {signum: signal.getsignal(signum) for signum in interrupts.STOP_SIGNALS} if main else {}
+    if setter is not None:
+        utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        if setter is not None:
+            utils.set_sigterm_handler = setter
+        for signum, handler in before.items():  # another Ray that sets it some other way
+            if handler is not None and signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+
+
+def _end_sessions(sessions: list[int], grace: float = 2.0) -> None:
+    """Wait up to `grace` seconds for the processes of `sessions` to end (ray.shutdown stops them; a
+    worker of a raylet that died first may outlive it), then kill those left (Linux /proc)."""
+    if not sessions:
+        return
+    deadline = time.monotonic() + grace
+    while True:
+        left = _processes_of(set(sessions))
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _processes_of(sessions: set[int]) -> list[int]:
+    """The live processes (zombies aside) whose session is one of `sessions`."""
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 4 and fields[0] != b"Z" and int(fields[4]) in sessions:  # state, ppid, pgrp, session
+            found.append(int(entry))
+    return found
+
+
+@contextlib.contextmanager
+def _journal_folder() -> Iterator[str]:
+    """A folder where each write step lists its temporary files (`interrupts.journal_temp_files`); at
+    the end those still there are deleted, with the folder."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="s2ccrop-journal-")
+    try:
+        yield folder
+    finally:
+        interrupts.remove_journaled(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _session_folder() -> Iterator[str]:
+    """A fresh folder for a local instance's session (logs, sockets), deleted afterwards. Under /tmp:
+    Ray's Unix socket paths inside it must stay under ~107 characters."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="s2ccrop-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    try:
+        yield folder
+    finally:
+        for _ in range(20):  # processes that are ending may still write their last log lines
+            shutil.rmtree(folder, ignore_errors=True)
+            if not os.path.exists(folder):
+                break
+            time.sleep(0.05)
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
@@ -213,9 +351,9 @@ def plan_actors(settings: Settings, resources: dict, actors: int | None) -> Acto
     return ActorPlan(1, limit, 1 if want_gpu else 0, device)
 
 
-def _run_dataset(ray, blocks: list, settings: Settings, actors: int | None) -> Iterator[Job]:
+def _run_dataset(ray, blocks: list, settings: Settings, actors: int | None, journal: str | None) -> Iterator[Job]:
     plan = plan_actors(settings, ray.cluster_resources(), actors)
-    for batch in build_dataset(ray, blocks, settings, plan).iter_batches(batch_size=CROP_BATCH, batch_format="numpy"):
+    for batch in build_dataset(ray, blocks, settings, plan, journal).iter_batches(batch_size=CROP_BATCH, batch_format="numpy"):
         for blob in batch["job"]:
             job = _unpack(blob)
             if job.fatal is not None:  # the model could not load: no photo can be cropped (exit 2, as local)
@@ -223,20 +361,28 @@ def _run_dataset(ray, blocks: list, settings: Settings, actors: int | None) -> I
             yield job
 
 
-def build_dataset(ray, blocks: list, settings: Settings, plan: ActorPlan):
+def build_dataset(ray, blocks: list, settings: Settings, plan: ActorPlan, journal: str | None = None):
     """The lazy Ray Data pipeline over planned jobs: refs of Arrow tables with a "job" column of
-    pickled `batch.Job`s."""
+    pickled `batch.Job`s. `journal`: a folder where the write steps list their temporary files."""
     ds = ray.data.from_arrow_refs(blocks)
     ds = ds.map_batches(_decode_batch, fn_kwargs={"settings": settings}, batch_size=DECODE_BATCH, num_cpus=1)
-    ds = ds.map_batches(
-        CropActor,
-        fn_constructor_kwargs={"settings": settings, "device": plan.device},
-        compute=ray.data.ActorPoolStrategy(min_size=plan.min_size, max_size=plan.max_size),
-        batch_size=CROP_BATCH,
-        num_cpus=1,
-        num_gpus=plan.num_gpus,
-    )
-    return ds.map_batches(_write_batch, fn_kwargs={"settings": settings}, batch_size=DECODE_BATCH, num_cpus=1)
+    with warnings.catch_warnings():
+        # max_restarts is passed as a remote argument, which Ray Data calls deprecated; it has no
+        # named parameter for it yet.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ds.map_batches(
+            CropActor,
+            fn_constructor_kwargs={"settings": settings, "device": plan.device},
+            compute=ray.data.ActorPoolStrategy(min_size=plan.min_size, max_size=plan.max_size),
+            batch_size=CROP_BATCH,
+            num_cpus=1,
+            num_gpus=plan.num_gpus,
+            # A dead actor is not restarted: its constructor arguments live in the object store and may
+            # be gone (Ray logs an error line about it otherwise). The run fails; a re-run resumes.
+            max_restarts=0,
+        )
+    return ds.map_batches(_write_batch, fn_kwargs={"settings": settings, "journal": journal},
+                          batch_size=DECODE_BATCH, num_cpus=1)
 
 
 # ================================================================ the workers
@@ -255,7 +401,9 @@ def _decode_batch(batch: dict, settings: Settings) -> dict:
     return _map_jobs(batch, _worker_run(settings).decode)
 
 
-def _write_batch(batch: dict, settings: Settings) -> dict:
+def _write_batch(batch: dict, settings: Settings, journal: str | None) -> dict:
+    if journal is not None:  # a local instance: its workers may be killed outright when it shuts down
+        interrupts.journal_temp_files(os.path.join(journal, str(os.getpid())))
     return _map_jobs(batch, _worker_run(settings).write)
 
 

@@ -209,6 +209,7 @@ class WriteBatch:
         self._staged: list[tuple[Path, Path, threading.Event | None, Callable[[Path], bool] | None]] = []
         self._stack = contextlib.ExitStack()
         self.committed: list[Path] = []
+        self.failed: Path | None = None
 
     def __enter__(self) -> "WriteBatch":
         return self
@@ -233,28 +234,41 @@ class WriteBatch:
         self._staged.append((tmp, path, cancel, may_replace))
 
     def commit(self) -> list[Path]:
-        """Sync the staged files, rename them into place in order, sync their folders; the paths put
-        in place. On an error (`Cancelled`, `Occupied`, OSError) the files before it stay in place
-        (`committed`) and the rest are deleted."""
+        """Sync the staged files, rename them all into place, sync their folders; the paths put in
+        place. All or nothing: every destination is checked first (`Cancelled`, `Occupied`), the
+        renames run with the stop signals held, and when one fails (OSError) those renamed before it
+        are deleted again. `failed`: the destination of the error, if any."""
         staged, self._staged = self._staged, []
+        renamed: list[Path] = []
         try:
             _sync_files([tmp for tmp, *_ in staged])
-            for i, (tmp, path, cancel, may_replace) in enumerate(staged):
+            for tmp, path, cancel, may_replace in staged:
+                self.failed = path
                 if cancel is not None and cancel.is_set():
                     raise Cancelled(str(path))
                 if may_replace is not None and os.path.lexists(path) and not may_replace(path):
                     raise Occupied(path)
-                os.replace(tmp, path)
-                self.committed.append(path)
-            _sync_folders({path.parent for path in self.committed})
+            with _signals_held():
+                for tmp, path, *_ in staged:
+                    self.failed = path
+                    os.replace(tmp, path)
+                    renamed.append(path)
+            self.failed = None
+            _sync_folders({path.parent for path in renamed})
         except BaseException:
             for tmp, *_ in staged:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+            if self.failed is not None:
+                for path in renamed:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                renamed = []
             raise
         finally:
             self._stack.close()
             self._stack = contextlib.ExitStack()
+        self.committed.extend(renamed)
         return list(self.committed)
 
     def discard(self) -> None:
@@ -265,6 +279,24 @@ class WriteBatch:
                 os.unlink(tmp)
         self._stack.close()
         self._stack = contextlib.ExitStack()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Block the stop signals in this thread over the block (POSIX); one that arrives meanwhile is
+    delivered when it ends. A photo's renames are then never cut in the middle by a signal."""
+    import signal
+
+    from ..interrupts import STOP_SIGNALS
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _syncfs() -> Callable[[int], int] | None:
