@@ -219,7 +219,7 @@ class BatchRun:
         fmt = choose_format(s.format, item.path)
         hints = self._hints_of(item)  # met, whatever becomes of it: skipped, or failed here
         earlier = self.ledger.output_owner(item.path)
-        if earlier is not None and not s.dry_run:
+        if earlier is not None:
             return Job(item, fmt=fmt, error=f"is an output of this run (for {display(earlier)}), not cropped")
         self.ledger.note_input(item.path)
         targets = []
@@ -233,6 +233,13 @@ class BatchRun:
         if problem:
             return Job(item, fmt=fmt, error=problem)
         if s.skip_existing:
+            from .io.writers import written_by_s2ccrop
+
+            for t in targets:  # kept as asked; but not an output of an earlier run: say so
+                if os.path.lexists(t.output) and not written_by_s2ccrop(t.output):
+                    self.report.warn(f"{display(t.output)}: exists and s2ccrop did not write it (a photo, or another "
+                                     f"program's file): left alone, so {display(item.path)} has no {t.request.label} "
+                                     "output")
             targets = [t for t in targets if not os.path.lexists(t.output)]
             if not targets:
                 self.counts["skipped"] += 1
@@ -279,13 +286,15 @@ class BatchRun:
                 return f"output {display(t.output)} is the --preview file"
             if self.ledger.is_input(t.output) or (self._explicit and identity(t.output) in self._explicit):
                 return f"output {display(t.output)} would overwrite an input of this run; use -o or another --name"
-        if s.dry_run:
-            return None
-        for t in targets:
+        for t in targets:  # a dry run tells these too: what the run would say
             earlier = self.ledger.output_owner(t.output)
             if earlier is not None and earlier != item.path:
-                return (f"output {display(t.output)} was already written for {display(earlier)} in this run "
-                        "(same name stem); use --format same or a --name with {ext}")
+                if os.path.abspath(earlier.parent) != os.path.abspath(item.path.parent):
+                    advice = ("photos of the same name from different folders: give the folder above both (its "
+                              "tree is mirrored under -o), or crop them into different -o folders")
+                else:
+                    advice = "same name stem; use --format same or a --name with {ext}"
+                return f"output {display(t.output)} is also {display(earlier)}'s in this run ({advice})"
             if not s.skip_existing and os.path.lexists(t.output) and not written_by_s2ccrop(t.output):
                 return (f"output {display(t.output)} exists and s2ccrop did not write it (a photo, or another "
                         "program's file): it is left alone; use -o, another --name, or move it away")
@@ -404,14 +413,15 @@ class BatchRun:
         for target, crop in zip(job.targets, job.crops):
             ratio = Ratio.parse(target.request.ratio)
             padded = crop.fit == "pad"
-            if padded:
-                size, clamped = pad_size(crop.box, ratio.value, s.size_spec)
-            else:
-                size, clamped = output_size((crop.width, crop.height), None if ratio.is_any else ratio.value, s.size_spec)
-            if clamped:
-                job.notes.append(f"{display(target.output)}: the {'padded fit' if padded else 'crop'} is only "
-                                 f"{size[0]}x{size[1]}; written at that size (--upscale enlarges)")
             try:
+                if padded:
+                    size, clamped = pad_size(crop.box, ratio.value, s.size_spec)
+                else:
+                    size, clamped = output_size((crop.width, crop.height), None if ratio.is_any else ratio.value,
+                                                s.size_spec)
+                if clamped:
+                    job.notes.append(f"{display(target.output)}: the {'padded fit' if padded else 'crop'} is only "
+                                     f"{size[0]}x{size[1]}; written at that size (--upscale enlarges)")
                 with warnings_noted(job.warned):
                     write_crop(target.output, job.decoded.image, crop.box, size, job.fmt, quality=s.quality,
                                icc=job.decoded.icc_profile, cancel=self.cancel_event, pad=padded,
@@ -421,6 +431,9 @@ class BatchRun:
                 return
             except (OSError, ValueError) as exc:
                 job.error = f"cannot write {display(target.output)}: {getattr(exc, 'strerror', None) or exc}"
+                return
+            except MemoryError:
+                job.error = f"cannot write {display(target.output)}: not enough memory for {size[0]}x{size[1]} pixels"
                 return
             except Exception as exc:  # an encoder bug on one photo must not end the batch with a traceback
                 job.error = f"cannot write {display(target.output)}: {type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -50,9 +51,12 @@ def display(path: "str | os.PathLike[str]") -> str:
     return text
 
 
+_ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)")  # CSI, OSC, others
+
+
 def one_line(text: object) -> str:
-    """A message as one line: newlines become spaces."""
-    return " ".join(str(text).split("\n")).strip()
+    """A message as one line: newlines become spaces; terminal escapes (a library's colours) are dropped."""
+    return " ".join(_ESCAPES.sub("", str(text)).split("\n")).strip()
 
 
 class Reporter:

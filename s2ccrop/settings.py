@@ -19,7 +19,7 @@ from typing import Sequence
 
 from .errors import ConfigError
 from .hints import Hints, HintsFile, check_fit, parse_focus, parse_keep
-from .io.formats import SizeSpec, parse_wxh
+from .io.formats import MAX_SIDE, SizeSpec, parse_wxh
 from .io.paths import DEFAULT_TEMPLATE, check_distinct, check_template
 from .presets import RatioRequest, resolve_ratios
 from .report import display
@@ -97,6 +97,10 @@ class Settings:
         if "" in self.paths:  # Path("") is ".": an unset shell variable must not crop the current folder
             raise ConfigError("an empty PATH argument (an unset shell variable?): give a photo or a folder "
                               "(. for the current one)")
+        for option, value in (("-o", self.output), ("--preview", self.preview), ("--hints", self.hints)):
+            if value is not None and os.fspath(value) == "":  # Path("") is "." as well
+                raise ConfigError(f"{option}: an empty path (an unset shell variable?): give a file or folder "
+                                  "(. for the current folder)")
         self._check_numbers()
         self.format = self.format.lower()
         if self.format not in FORMATS:
@@ -115,6 +119,7 @@ class Settings:
         self.requests = resolve_ratios(ratios)
         if self.size is not None:
             self._check_size_fits()
+        self._check_derived_sides()
         check_template(self.name)
         check_distinct(self.name, [(r.slug, r.label) for r in self.requests])
         self.out_dir = Path(self.output).expanduser() if self.output is not None else None
@@ -141,10 +146,23 @@ class Settings:
 
     def _check_numbers(self) -> None:
         for option, value, low, high in (("--quality", self.quality, 1, 100), ("--jobs", self.jobs, 1, MAX_JOBS),
-                                         ("--workers", self.workers, 0, None), ("--width", self.width, 1, None),
-                                         ("--height", self.height, 1, None), ("--max-pixels", self.max_pixels, 0, None)):
+                                         ("--workers", self.workers, 0, None), ("--width", self.width, 1, MAX_SIDE),
+                                         ("--height", self.height, 1, MAX_SIDE), ("--max-pixels", self.max_pixels, 0, None)):
             if value is not None and not (low <= value and (high is None or value <= high)):
                 raise ConfigError(f"{option} {value}: {range_phrase(low, high)}")
+
+    def _check_derived_sides(self) -> None:
+        """--width W or --height H gives each fixed ratio's other side: at most MAX_SIDE too."""
+        for req in self.requests:
+            r = Ratio.parse(req.ratio)
+            if r.is_any:
+                continue
+            if self.width is not None and self.width / r.value > MAX_SIDE:
+                raise ConfigError(f"--width {self.width}: {req.ratio} crops would be {round(self.width / r.value)} "
+                                  f"pixels high (at most {MAX_SIDE})")
+            if self.height is not None and self.height * r.value > MAX_SIDE:
+                raise ConfigError(f"--height {self.height}: {req.ratio} crops would be {round(self.height * r.value)} "
+                                  f"pixels wide (at most {MAX_SIDE})")
 
     def _check_size_fits(self) -> None:
         """--size WxH must have each ratio's shape (within a pixel), or the photo would be distorted."""

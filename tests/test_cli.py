@@ -259,7 +259,8 @@ def test_same_stem_collision_is_an_error_not_a_silent_overwrite(make_photo):
     make_photo("c/a.png", (48, 32), seed=5, kind="noise")
     code, out, err = run("c", "-r", "1:1", "--format", "jpg", "-o", "o", "--json")
     assert code == 1 and [r["input"] for r in records(out)] == ["c/a.jpg"]
-    assert "c/a.png: output o/a_1x1.jpg was already written for c/a.jpg" in err
+    assert ("c/a.png: output o/a_1x1.jpg is also c/a.jpg's in this run (same name stem; use --format same or a "
+            "--name with {ext})") in err
 
 
 # ------------------------------------------------------------------ errors and exit codes

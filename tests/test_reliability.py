@@ -518,7 +518,6 @@ def _evil_pickle(path: Path, marker: Path) -> None:
     path.write_bytes(pickle.dumps({"w": Payload(str(marker))}))
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize(
     "name, make",
     [("evil.pth", _evil_zip), ("evil.safetensors", _evil_zip), ("legacy.pt", _evil_legacy), ("raw.bin", _evil_pickle)],
@@ -529,9 +528,16 @@ def test_cli_refuses_a_checkpoint_with_pickled_code_and_never_runs_it(tmp_path: 
     marker = tmp_path / "pwned"
     make(tmp_path / name, marker)
     photo_image((16, 12), kind="noise").save("p.png")
-    code, out, err = run_in_process("p.png", "-r", "1:1", "--weights", name, "-o", "out")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_in_process("p.png", "-r", "1:1", "--weights", name, "-o", "out")
     assert (code, out) == (2, "") and len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith(f"s2ccrop: error: {name}: refused to load") and "safetensors" in err
+    # Not torch's advice to load it unsafely, no terminal escapes, no note on pickle protocols.
+    assert "Re-running" not in err and "weights_only" in err and "\x1b" not in err
+    assert not [w for w in caught if "pickle" in str(w.message)]
     assert not marker.exists() and not Path("out").exists()
     code, out, err = run_in_process("weights", "import", name, "--name", "evil")
     assert code == 2 and len(err.splitlines()) == 1 and "refused to load" in err
@@ -653,3 +659,85 @@ def test_closed_standard_streams_are_nowhere_to_write_not_an_internal_error(tmp_
     with Image.open(out / "p_1x1.jpg") as im:
         im.load()
         assert im.size[0] == im.size[1] <= 120
+
+
+# ------------------------------------------------------------------ a hostile user (issue 32)
+
+
+def test_a_long_stem_whose_output_name_is_legal_is_cropped(tmp_path: Path, monkeypatch):
+    """A 240-character stem failed with "File name too long": its temporary name passed 255 bytes."""
+    from s2ccrop.io.writers import NAME_MAX, temp_path_for
+
+    monkeypatch.chdir(tmp_path)
+    stem = "é" * 20 + "x" * 220  # 260 bytes in UTF-8: the temporary name is cut by bytes, not characters
+    if len(os.fsencode(stem + "_1x1.png")) > NAME_MAX:
+        stem = "x" * 240
+    photo_image((40, 30), kind="noise").save(f"{stem}.png")
+    code, out, err = run_in_process(f"{stem}.png", "-r", "1:1", "--json", "-j", "1", "--weights", "random",
+                                    "--device", "cpu")
+    assert code == 0, err
+    assert [json.loads(line)["output"] for line in out.splitlines()] == [f"{stem}_1x1.png"]
+    long = Path("y" * 250 + ".jpg")
+    assert len(os.fsencode(temp_path_for(long).name)) == NAME_MAX
+    assert sorted(os.listdir(tmp_path)) == sorted([f"{stem}.png", f"{stem}_1x1.png"])
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["-o", ""], "s2ccrop: error: -o: an empty path (an unset shell variable?): give a file or folder "
+                 "(. for the current folder)"),
+    (["--preview", ""], "s2ccrop: error: --preview: an empty path (an unset shell variable?): give a file or "
+                        "folder (. for the current folder)"),
+    (["--name", "{stem}_{ratio!r}.{ext}"], "s2ccrop: error: invalid --name template '{stem}_{ratio!r}.{ext}': "
+                                           "{ratio!r}: conversions (!r, !s, !a) are not allowed; write the field alone"),
+    (["--height", "99999999"], "s2ccrop: error: --height 99999999: must be between 1 and 65500"),
+    (["--width", "60000", "-r", "1:4"], "s2ccrop: error: --width 60000: 1:4 crops would be 240000 pixels high "
+                                        "(at most 65500)"),
+])
+def test_hostile_options_are_one_usage_line(tmp_path: Path, monkeypatch, argv, line):
+    monkeypatch.chdir(tmp_path)
+    photo_image((40, 30), kind="noise").save("p.png")
+    code, out, err = run_in_process("p.png", "-r", "1:1", *argv, "--weights", "random", "--device", "cpu")
+    assert (code, out, err) == (2, "", line + "\n")
+    assert os.listdir(tmp_path) == ["p.png"]
+
+
+def test_a_free_form_output_past_the_side_limit_is_the_photos_error_line():
+    from s2ccrop.io.formats import MAX_SIDE, SizeSpec, output_size
+
+    assert output_size((400, 100), None, SizeSpec(None, 16000, True)) == ((64000, 16000), False)
+    with pytest.raises(ValueError, match=f"it would be 260000x65000 pixels, more than {MAX_SIDE} a side"):
+        output_size((400, 100), None, SizeSpec(None, 65000, True))
+
+
+def test_photos_of_one_name_from_two_folders_get_advice_that_helps(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        photo_image((40, 30), kind="noise").save(f"{folder}/x.png")
+    for dry in ([], ["--dry-run"]):  # a dry run says what the run would
+        code, out, err = run_in_process("a/x.png", "b/x.png", "-o", "o", "-r", "1:1", "--weights", "random",
+                                        "--device", "cpu", "-j", "1", *dry)
+        assert code == 1 and err.splitlines() == [
+            "s2ccrop: error: b/x.png: output o/x_1x1.png is also a/x.png's in this run (photos of the same name "
+            "from different folders: give the folder above both (its tree is mirrored under -o), or crop them "
+            "into different -o folders)"]
+    code, out, err = run_in_process(".", "-o", "o", "-r", "1:1", "--weights", "random", "--device", "cpu", "-j", "1")
+    assert code == 0 and sorted(os.listdir("o/a") + os.listdir("o/b")) == ["x_1x1.png", "x_1x1.png"], err
+
+
+def test_skip_existing_says_when_a_file_it_keeps_is_not_an_earlier_output(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photo_image((40, 30), kind="noise").save("p.png")
+    Path("p_1x1.png").write_bytes(b"the user's own file")
+    code, out, err = run_in_process("p.png", "-r", "1:1", "-r", "16:9", "--skip-existing", "--json",
+                                    "--weights", "random", "--device", "cpu", "-j", "1")
+    assert code == 0 and [json.loads(line)["output"] for line in out.splitlines()] == ["p_16x9.png"]
+    assert err.splitlines() == ["s2ccrop: warning: p_1x1.png: exists and s2ccrop did not write it (a photo, or "
+                                "another program's file): left alone, so p.png has no 1:1 output"]
+    assert Path("p_1x1.png").read_bytes() == b"the user's own file"
+
+
+def test_messages_carry_no_terminal_escapes():
+    from s2ccrop.report import one_line
+
+    assert one_line("a \x1b[1mbold\x1b[0m\nb \x1b]8;;http://x\x07link\x1b]8;;\x07") == "a bold b link"

@@ -3,7 +3,8 @@
 Subcommand rule: a subcommand (crop, weights, info, preview, train, eval) is recognised only as the
 very first argument, and there it always wins, even over a file or folder of that name (this
 repository itself has a weights/ folder, and `s2ccrop weights list` must work in it). To crop such a
-path write it as `./weights`, after `--` (`s2ccrop -- weights`), or after any option. Anything else is
+path write it as `./weights` or after any option (`s2ccrop -r 1:1 weights`; after `--` every argument is
+a path, options included). Anything else is
 the crop command, the default: `s2ccrop photo.jpg -r 16:9` is `s2ccrop crop photo.jpg -r 16:9`.
 """
 

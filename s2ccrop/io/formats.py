@@ -68,14 +68,17 @@ class SizeSpec:
         return cls(w, h, upscale)
 
 
+MAX_SIDE = 65_500  # pixels a side of an output may have (JPEG and WebP stop below 65,536 and 16,384)
+
+
 def parse_wxh(text: str) -> tuple[int, int]:
     parts = text.lower().replace("×", "x").split("x")
     try:
         w, h = (int(p) for p in parts)
     except ValueError:
         raise ConfigError(f"invalid size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
-    if w <= 0 or h <= 0 or w > 65_500 or h > 65_500:
-        raise ConfigError(f"invalid size {text!r}: both sides must be between 1 and 65500 pixels")
+    if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE:
+        raise ConfigError(f"invalid size {text!r}: both sides must be between 1 and {MAX_SIDE} pixels")
     return w, h
 
 
@@ -97,6 +100,8 @@ def output_size(box_size: tuple[int, int], ratio: float | None, spec: SizeSpec) 
         return (bw, bh), False
     if not spec.upscale and (want[0] > bw or want[1] > bh):
         return (bw, bh), True
+    if max(want) > MAX_SIDE:  # a free-form crop's derived side (fixed ratios are checked with the options)
+        raise ValueError(f"it would be {want[0]}x{want[1]} pixels, more than {MAX_SIDE} a side")
     return want, False
 
 
@@ -123,5 +128,5 @@ def pad_size(region: tuple[int, int, int, int], ratio: float, spec: SizeSpec) ->
     return output_size(canvas, ratio, spec)
 
 
-__all__ = ["DEFAULT_QUALITY", "FORMAT_CHOICES", "OutputFormat", "SizeSpec", "choose_format", "output_size",
+__all__ = ["DEFAULT_QUALITY", "FORMAT_CHOICES", "MAX_SIDE", "OutputFormat", "SizeSpec", "choose_format", "output_size",
            "pad_canvas", "pad_size", "parse_wxh", "round_pixels"]

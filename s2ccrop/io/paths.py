@@ -199,9 +199,14 @@ def _reason(exc: OSError) -> str:
 def check_template(template: str) -> None:
     """Reject unknown fields and templates that would escape the output folder."""
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parsed = [(f, conversion) for _, f, _, conversion in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise ConfigError(f"invalid --name template {template!r}: {exc}") from None
+    fields = {f for f, _ in parsed}
+    converted = [f"{{{f}!{c}}}" for f, c in parsed if c is not None]
+    if converted:  # {ratio!r} would put quotes in the name
+        raise ConfigError(f"invalid --name template {template!r}: {converted[0]}: conversions (!r, !s, !a) are "
+                          "not allowed; write the field alone")
     unknown = fields - TEMPLATE_FIELDS
     if unknown or "" in fields:
         raise ConfigError(

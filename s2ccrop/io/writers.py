@@ -393,8 +393,20 @@ class CheckedFile:
             raise OSError(errno.EIO, f"only {size} of {self.end} bytes reached the disk (is it full?)")
 
 
+NAME_MAX = 255  # bytes in a file name, on the file systems s2ccrop writes to
+
+
 def temp_path_for(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    """`.NAME.XXXXXXXX.tmp` beside `path`; NAME is cut short when the whole would pass NAME_MAX (an
+    output whose name is legal always gets a legal temporary name)."""
+    return path.with_name(f".{_temp_prefix(path.name)}.{secrets.token_hex(4)}.tmp")
+
+
+def _temp_prefix(name: str) -> str:
+    room = NAME_MAX - len(".") - len(".XXXXXXXX.tmp")
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return name
 
 
 def remove_temp_files(path: "str | os.PathLike[str]") -> int:
@@ -403,7 +415,7 @@ def remove_temp_files(path: "str | os.PathLike[str]") -> int:
     path = Path(path)
     removed = 0
     with contextlib.suppress(OSError):
-        for tmp in path.parent.glob(f".{glob.escape(path.name)}.{'[0-9a-f]' * 8}.tmp"):
+        for tmp in path.parent.glob(f".{glob.escape(_temp_prefix(path.name))}.{'[0-9a-f]' * 8}.tmp"):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed += 1

@@ -11,6 +11,7 @@ The config of a reference checkpoint is recognised from tensor shapes (SPEC §2)
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -101,12 +102,18 @@ def read_state_dict(path: "str | os.PathLike[str]") -> tuple[dict[str, torch.Ten
         config = S2CNetConfig.from_json(meta["s2ccrop_config"]) if "s2ccrop_config" in meta else None
         return sd, config, meta
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's business
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(
-            f"{path}: refused to load: not a plain tensor checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Only safetensors files and weights_only torch state_dicts are accepted."
-        ) from None
+        # pickle's UnpicklingError (pickle is not imported here): torch's own message advises loading the
+        # file unsafely, which is not repeated to the user.
+        if type(exc).__name__ == "UnpicklingError":
+            raise WeightsError(f"{path}: refused to load: it holds pickled Python objects, not only tensors. "
+                               "Only safetensors files and weights_only torch state_dicts are accepted.") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise WeightsError(f"{path}: refused to load: not a tensor checkpoint ({type(exc).__name__}: {first}). "
+                           "Only safetensors files and weights_only torch state_dicts are accepted.") from None
     for key in ("state_dict", "model", "net"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
