@@ -151,8 +151,8 @@ def _fused_chain(layers: nn.Sequential) -> list[_FusedConv]:
 
 class FusedFeatureExtractor(nn.Module):
     """`FeatureExtractor` for CPU inference in channels-last memory, each Conv + ReLU6 pair run as one
-    oneDNN convolution with a fused clamp (~20 % faster on one core; the same values within float
-    rounding). Built by `fuse_relu6` from a copy whose BatchNorm is folded; holds no parameters."""
+    oneDNN convolution with a fused clamp (the same values within float rounding). Built by
+    `fuse_relu6` from a copy whose BatchNorm is folded; holds no parameters."""
 
     def __init__(self, folded: FeatureExtractor) -> None:
         super().__init__()

@@ -1,6 +1,5 @@
 """An int8 copy of the backbone for CPU inference: PyTorch's eager-mode static quantisation on the
-fbgemm engine (AVX2 and up), about 2x faster than the fused float32 path, and the same numbers on
-every x86 CPU, thread count and process:
+fbgemm engine (AVX2 and up), with the same numbers on every x86 CPU, thread count and process:
 
 - the engine is pinned to fbgemm. PyTorch's "x86" engine picks fbgemm or oneDNN kernels per layer by
   its own heuristics (CPU features, thread count), and the two round differently;
@@ -10,7 +9,7 @@ every x86 CPU, thread count and process:
   accumulator is the exact integer, whatever its order;
 - the requantisation after each layer is one float multiply and round-to-nearest per value;
 - the input is quantised, the residual sums added and the stage outputs dequantised here
-  (`quantise`, `ops.qadd`, `ops.dequantize`: divisions, multiplications and additions each correctly
+  (`ops.quantize`, `ops.qadd`, `ops.dequantize`: divisions, multiplications and additions each correctly
   rounded on its own, then round-half-to-even), not by torch's quantized kernels, whose vector loops round
   differently from their scalar tails: which values fell in a tail (the thread count, the vector
   width) moved boxes.
@@ -49,8 +48,7 @@ CALIBRATION_KEY = "s2ccrop_int8_backbone"
 FORMAT = 1
 ENV = envvars.INT8_BACKBONE
 RELU6_SCALE = 6.0 / 255.0
-# How many training photos a calibration is measured on (each costs one backbone pass; FCDB
-# validation with 32: README, Speed).
+# How many training photos a calibration is measured on (each costs one backbone pass).
 CALIBRATION_PHOTOS = 32
 
 
@@ -116,7 +114,9 @@ class QuantisableExtractor(nn.Module):
                 tq.fuse_modules(block.body, pairs, inplace=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = quantise(x.contiguous(), self.quant) if hasattr(self.quant, "scale") else self.quant(x.contiguous())
+        x = x.contiguous()
+        # converted: the input quantised as `ops.quantize` does it, the same values on every CPU
+        x = quantize(x, float(self.quant.scale), int(self.quant.zero_point)) if hasattr(self.quant, "scale") else self.quant(x)
         outs = []
         for stage, dequant in zip(self.stages, self.dequant):
             x = stage(x)
@@ -127,12 +127,6 @@ class QuantisableExtractor(nn.Module):
         from torch.ao.nn.intrinsic import ConvReLU2d
 
         return [m for m in self.modules() if isinstance(m, ConvReLU2d)]
-
-
-def quantise(x: torch.Tensor, stub: nn.Module) -> torch.Tensor:
-    """`x` as a quint8 tensor with the scale and zero point of the converted quant stub `stub`
-    (`ops.quantize`: the same values on every CPU, vector width and thread count)."""
-    return quantize(x, float(stub.scale), int(stub.zero_point))
 
 
 def _weight_observer():
