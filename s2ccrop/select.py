@@ -66,13 +66,6 @@ class Guard:
     subject: tuple[float, float, float, float] | None = None
 
 
-def as_guard(faces: "np.ndarray | Guard | None") -> Guard | None:
-    """A `Guard` from what callers pass as `faces`: a Guard, face rows alone, or None."""
-    if faces is None or isinstance(faces, Guard):
-        return faces
-    return Guard((0, 0), faces=faces)
-
-
 def focus_misses(boxes: np.ndarray, point: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
     """Severity [N]: 0 for each xyxy box that holds the point, else 1 + its distance from the box as a
     share of the photo's diagonal (when every candidate misses it, the nearest wins)."""
@@ -92,22 +85,15 @@ def keep_cuts(boxes: np.ndarray, region: tuple[float, float, float, float]) -> n
     x1, y1, x2, y2 = region
     t = KEEP_TOLERANCE
     whole = (boxes[:, 0] <= x1 + t) & (boxes[:, 1] <= y1 + t) & (boxes[:, 2] >= x2 - t) & (boxes[:, 3] >= y2 - t)
+    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - _kept_share(boxes, region), 0.0, 1.0))
+
+
+def _kept_share(boxes: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
+    """[N]: the share of the region's area each xyxy box [N, 4] keeps."""
+    x1, y1, x2, y2 = region
     ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
     iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
-    area = max((x2 - x1) * (y2 - y1), 1e-9)
-    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - ix * iy / area, 0.0, 1.0))
-
-
-def hint_cuts(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
-    """Severity [N] with which each candidate goes against the user's hints (0: it keeps them)."""
-    out = np.zeros(len(np.asarray(boxes).reshape(-1, 4)))
-    if guard is None:
-        return out
-    if guard.focus is not None:
-        out += focus_misses(boxes, guard.focus, guard.size)
-    if guard.keep is not None:
-        out += keep_cuts(boxes, guard.keep)
-    return out
+    return ix * iy / max((x2 - x1) * (y2 - y1), 1e-9)
 
 
 def penalties_of(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
@@ -118,18 +104,19 @@ def penalties_of(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
         return out
     if guard.faces is not None:
         out += FACE_CUT_PENALTY * face_cuts(boxes, guard.faces, FACE_MARGIN)
-    return out + HINT_PENALTY * hint_cuts(boxes, guard)
+    hints = np.zeros(len(boxes))  # how far each candidate goes against the user's hints
+    if guard.focus is not None:
+        hints += focus_misses(boxes, guard.focus, guard.size)
+    if guard.keep is not None:
+        hints += keep_cuts(boxes, guard.keep)
+    return out + HINT_PENALTY * hints
 
 
 def subject_cuts(boxes: np.ndarray, subject: tuple[float, float, float, float]) -> np.ndarray:
     """Bool [N]: whether each xyxy box leaves out part of the subject box: keeps less than CUT_MAX of it,
     the face guard's tolerance for a trimmed edge. Unlike a face, a subject dropped altogether counts as
     cut too: a crop without the photo's subject is no fit of the photo."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x1, y1, x2, y2 = subject
-    ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
-    iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
-    return ix * iy / max((x2 - x1) * (y2 - y1), 1e-9) < CUT_MAX
+    return _kept_share(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), subject) < CUT_MAX
 
 
 def cuts_everywhere(boxes: np.ndarray, guard: Guard | None) -> bool:
@@ -209,15 +196,6 @@ def best_index(scores: np.ndarray) -> int:
     return int(np.argmax(scores))
 
 
-def guard_penalties(groups: Sequence[np.ndarray], faces: "np.ndarray | Guard | None") -> np.ndarray:
-    """What the face guard and the hints subtract from each candidate's score before ranking ([N] over
-    the groups in order; zeros without faces or hints). `faces`: face rows, or a `Guard`."""
-    guard = as_guard(faces)
-    if guard is None:
-        return np.zeros(sum(len(b) for b in groups))
-    return np.concatenate([penalties_of(b, guard) for b in groups] or [np.zeros(0)])
-
-
 def same_centre_and_area(box, aspect: float, centre=None) -> tuple[float, float, float, float]:
     """The float xyxy box of aspect (w / h) `aspect` with the area of `box` (sides under a pixel counted
     as one), centred on `centre` ((x, y); default `box`'s own centre)."""
@@ -264,8 +242,8 @@ def select_crops(
     if average and size is None:
         raise ValueError("averaging needs the photo's size")
     crops, start = [], 0
-    guard = as_guard(faces)
-    penalties = guard_penalties(groups, guard)
+    guard = faces if faces is None or isinstance(faces, Guard) else Guard((0, 0), faces=faces)
+    penalties = np.concatenate([penalties_of(b, guard) for b in groups] or [np.zeros(0)])
     for ratio, boxes in zip(ratios, groups):
         s = np.asarray(scores[start : start + len(boxes)], dtype=np.float64)
         ranked = s - penalties[start : start + len(boxes)]

@@ -223,13 +223,6 @@ def default_name() -> str | None:
     return registry().default
 
 
-def has_default() -> bool:
-    """Whether a default is registered and its file is installed (verification happens on load)."""
-    reg = registry()
-    entry = reg.entries.get(reg.default) if reg.default else None
-    return entry is not None and (entry.embedded_path.is_file() or entry.cached_path.is_file())
-
-
 # ---------------------------------------------------------------- hashing and verification
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
-from .paths import HEIF_EXTENSIONS, HEIF_HELP, HEIF_MISSING
+from .paths import HEIF_EXTENSIONS, HEIF_MISSING
 
 # Above the largest camera sensors (~102 MP) but far below what would exhaust memory; --max-pixels changes it.
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -36,8 +36,6 @@ _TRANSPOSE = {
 }
 _SWAPS_AXES = {5, 6, 7, 8}
 WHITE = 255
-
-HEIF_SUFFIXES = tuple(sorted(HEIF_EXTENSIONS))
 
 # check_pixels() decides with a message that names --max-pixels; Pillow's own warning would only repeat
 # it less clearly (its hard error above 2x its limit still applies unless a caller lifts MAX_IMAGE_PIXELS).
@@ -81,7 +79,7 @@ def open_image(
     `draft` = (w, h) lets JPEG decode at a power-of-two reduced scale that still covers w x h (upright);
     use it only where full resolution is not needed (previews).
     """
-    heif = os.path.splitext(os.fspath(path))[1].lower() in HEIF_SUFFIXES
+    heif = os.path.splitext(os.fspath(path))[1].lower() in HEIF_EXTENSIONS
     try:
         if heif and not heif_support():
             raise InputError(HEIF_MISSING)
@@ -288,20 +286,3 @@ def _os_reason(exc: OSError) -> str:
     if "truncated" in text:
         return f"truncated or corrupt image ({text})"
     return f"cannot decode image: {text}" if text else "cannot read file"
-
-
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "HEIF_HELP",
-    "HEIF_MISSING",
-    "HEIF_SUFFIXES",
-    "Decoded",
-    "check_pixels",
-    "flatten",
-    "heif_support",
-    "marked_faces",
-    "normalise_mode",
-    "open_image",
-    "read_orientation",
-    "to_rgb",
-]

@@ -149,6 +149,12 @@ def _fused_chain(layers: nn.Sequential) -> list[_FusedConv]:
     return chain
 
 
+def stage_blocks(folded: FeatureExtractor) -> list[list[tuple[nn.Sequential, bool]]]:
+    """Per stage, each block's layers and whether it adds its input back (a residual block)."""
+    return [[(block.conv, block.use_res_connect) if isinstance(block, InvertedResidual) else (block, False)
+             for block in stage[0]] for stage in (folded.feature3, folded.feature4, folded.feature5)]
+
+
 class FusedFeatureExtractor(nn.Module):
     """`FeatureExtractor` for CPU inference in channels-last memory, each Conv + ReLU6 pair run as one
     oneDNN convolution with a fused clamp (the same values within float rounding). Built by
@@ -156,13 +162,7 @@ class FusedFeatureExtractor(nn.Module):
 
     def __init__(self, folded: FeatureExtractor) -> None:
         super().__init__()
-        self.stages = []
-        for stage in (folded.feature3, folded.feature4, folded.feature5):
-            blocks = []
-            for block in stage[0]:
-                layers = block.conv if isinstance(block, InvertedResidual) else block
-                blocks.append((_fused_chain(layers), isinstance(block, InvertedResidual) and block.use_res_connect))
-            self.stages.append(blocks)
+        self.stages = [[(_fused_chain(layers), residual) for layers, residual in stage] for stage in stage_blocks(folded)]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         outs = []

@@ -42,7 +42,7 @@ from torch import nn
 
 from .. import envvars
 from ..ops import dequantize, qadd, quantize
-from .backbone import FeatureExtractor, InvertedResidual, fold_batchnorm
+from .backbone import FeatureExtractor, fold_batchnorm, stage_blocks
 
 CALIBRATION_KEY = "s2ccrop_int8_backbone"
 FORMAT = 1
@@ -95,13 +95,8 @@ class QuantisableExtractor(nn.Module):
         from torch.ao import quantization as tq
 
         self.quant = tq.QuantStub()
-        self.stages = nn.ModuleList()
-        for stage in (folded.feature3, folded.feature4, folded.feature5):
-            blocks = []
-            for block in stage[0]:
-                layers = block.conv if isinstance(block, InvertedResidual) else block
-                blocks.append(_Block(layers, isinstance(block, InvertedResidual) and block.use_res_connect))
-            self.stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(nn.Sequential(*[_Block(layers, residual) for layers, residual in stage])
+                                    for stage in stage_blocks(folded))
         self.dequant = nn.ModuleList([tq.DeQuantStub() for _ in range(3)])
         for stage in self.stages:
             for block in stage:
