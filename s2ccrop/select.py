@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .candidates import snap
 from .genes import box_rows
 from .types import Crop, Ratio
 
@@ -211,8 +212,6 @@ def refine_box(refined, ratio: Ratio, width: int, height: int, centre=None) -> t
     fixed ratio first the box of that ratio with the same area, centred on `centre` ((x, y); default
     the moved box's own: `S2CNetConfig.refine_ratio_given` "size" passes the crop's), then
     `candidates.snap` (whole pixels, inside the image)."""
-    from .candidates import snap
-
     if not ratio.is_any:
         assert ratio.width is not None and ratio.height is not None
         refined = same_centre_and_area(refined, float(ratio.width / ratio.height), centre)
@@ -237,8 +236,6 @@ def select_crops(
     guarded scores, snapped to whole pixels and to the exact ratio (`candidates.snap`), unless it cuts a
     face or a hint more than the best candidate does; its score is then still the best candidate's (the caller
     may score the box itself)."""
-    from .candidates import snap
-
     if average and size is None:
         raise ValueError("averaging needs the photo's size")
     crops, start = [], 0
