@@ -31,7 +31,7 @@ MWG_RS = "http://www.metadataworkinggroup.com/schemas/regions/"
 ST_AREA = "http://ns.adobe.com/xmp/sType/Area#"
 ST_DIM = "http://ns.adobe.com/xap/1.0/sType/Dimensions#"
 MAX_PACKET = 4 << 20  # a real packet is a few kB; anything this large is not worth parsing
-_SWAPS_AXES = {5, 6, 7, 8}
+SWAPS_AXES = frozenset({5, 6, 7, 8})  # the EXIF orientations that turn the photo by 90°
 
 
 def xmp_packet(img) -> bytes | None:
@@ -107,7 +107,7 @@ def _orient_point(x: float, y: float, o: int) -> tuple[float, float]:
 
 
 def _written_upright(applied: dict, orientation: int, stored_size: tuple[int, int] | None) -> bool:
-    if orientation not in _SWAPS_AXES or stored_size is None:
+    if orientation not in SWAPS_AXES or stored_size is None:
         return False
     try:
         w, h = float(applied[f"{{{ST_DIM}}}w"]), float(applied[f"{{{ST_DIM}}}h"])
