@@ -31,18 +31,26 @@ def face_cuts(boxes: np.ndarray, faces: np.ndarray, margin: float = 0.0) -> np.n
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     faces = box_rows(faces)[:, :4]
     if margin:
-        grow = margin * np.concatenate([faces[:, 2:] - faces[:, :2]] * 2, axis=1) * [-1, -1, 1, 1]
-        faces = faces + grow
+        faces = _grown(faces, margin)
     if len(faces) == 0 or len(boxes) == 0:
         return np.zeros(len(boxes))
-    ix = np.minimum(boxes[:, None, 2], faces[None, :, 2]) - np.maximum(boxes[:, None, 0], faces[None, :, 0])
-    iy = np.minimum(boxes[:, None, 3], faces[None, :, 3]) - np.maximum(boxes[:, None, 1], faces[None, :, 1])
-    inter = ix.clip(0) * iy.clip(0)
-    area = ((faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])).clip(1e-9)
-    kept = inter / area[None, :]
+    kept = _kept_share(boxes, faces)
     cut = (kept > CUT_MIN) & (kept < CUT_MAX)
     severity = np.where(cut, np.minimum(kept, 1 - kept) / 0.5, 0.0)
     return severity.max(axis=1)
+
+
+def _grown(faces: np.ndarray, margin: float) -> np.ndarray:
+    """Boxes [F, 4] grown by `margin` of their width and height on every side."""
+    return faces + margin * np.concatenate([faces[:, 2:] - faces[:, :2]] * 2, axis=1) * [-1, -1, 1, 1]
+
+
+def _kept_share(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """[N, R]: the share of the area of each xyxy region [R, 4] that each xyxy box [N, 4] keeps."""
+    ix = np.minimum(boxes[:, None, 2], regions[None, :, 2]) - np.maximum(boxes[:, None, 0], regions[None, :, 0])
+    iy = np.minimum(boxes[:, None, 3], regions[None, :, 3]) - np.maximum(boxes[:, None, 1], regions[None, :, 1])
+    area = ((regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])).clip(1e-9)
+    return ix.clip(0) * iy.clip(0) / area[None, :]
 
 
 # What the user asks for comes before the face guard: a candidate that drops the focus point or cuts the
@@ -86,15 +94,8 @@ def keep_cuts(boxes: np.ndarray, region: tuple[float, float, float, float]) -> n
     x1, y1, x2, y2 = region
     t = KEEP_TOLERANCE
     whole = (boxes[:, 0] <= x1 + t) & (boxes[:, 1] <= y1 + t) & (boxes[:, 2] >= x2 - t) & (boxes[:, 3] >= y2 - t)
-    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - _kept_share(boxes, region), 0.0, 1.0))
-
-
-def _kept_share(boxes: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
-    """[N]: the share of the region's area each xyxy box [N, 4] keeps."""
-    x1, y1, x2, y2 = region
-    ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
-    iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
-    return ix * iy / max((x2 - x1) * (y2 - y1), 1e-9)
+    kept = _kept_share(boxes, np.array([region], dtype=np.float64))[:, 0]
+    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - kept, 0.0, 1.0))
 
 
 def penalties_of(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
@@ -117,7 +118,8 @@ def subject_cuts(boxes: np.ndarray, subject: tuple[float, float, float, float]) 
     """Bool [N]: whether each xyxy box leaves out part of the subject box: keeps less than CUT_MAX of it,
     the face guard's tolerance for a trimmed edge. Unlike a face, a subject dropped altogether counts as
     cut too: a crop without the photo's subject is no fit of the photo."""
-    return _kept_share(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), subject) < CUT_MAX
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return _kept_share(boxes, np.array([subject], dtype=np.float64))[:, 0] < CUT_MAX
 
 
 def cuts_everywhere(boxes: np.ndarray, guard: Guard | None) -> bool:
@@ -147,10 +149,9 @@ def hold(box, guard: Guard | None, size: tuple[int, int], rounds: int = 4) -> tu
             if guard.focus is not None and focus_misses(current, guard.focus, size)[0] > 0:
                 wanted.append((*guard.focus, *guard.focus))
             faces = box_rows(guard.faces)[:, :4] if guard.faces is not None else np.zeros((0, 4))
-            for face in faces:
-                if face_cuts(current, face[None], FACE_MARGIN)[0] > 0:
-                    grow = FACE_MARGIN * np.array([face[0] - face[2], face[1] - face[3], face[2] - face[0], face[3] - face[1]])
-                    wanted.append(tuple(face + grow))
+            for face in _grown(faces, FACE_MARGIN):  # each face it cuts, with the guard's margin
+                if face_cuts(current, face[None])[0] > 0:
+                    wanted.append(tuple(face))
             if guard.subject is not None and subject_cuts(current, guard.subject)[0]:
                 wanted.append(guard.subject)
         if not wanted:
