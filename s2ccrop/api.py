@@ -79,7 +79,7 @@ class Cropper:
     ) -> None:
         set_threads(threads)
         self.device = resolve_device(device)
-        # Loading and preparing the model is ~700 small elementwise copies, each a fork/join of the
+        # Loading and preparing the model is hundreds of small elementwise copies, each a fork/join of the
         # thread pool that stalls whenever another process holds a core: one thread for those.
         inference_threads = torch.get_num_threads()
         torch.set_num_threads(1)
