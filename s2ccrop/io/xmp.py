@@ -87,11 +87,8 @@ def face_regions(packet: bytes | str | None, orientation: int = 1,
 def orient(box: tuple[float, float, float, float], orientation: int) -> tuple[float, float, float, float]:
     """A box in fractions of the stored image, as fractions of the image after EXIF `orientation`
     is applied (as `io.images` applies it: 6 turns the photo 90° clockwise, 8 counter-clockwise)."""
-    x1, y1, x2, y2 = box
-    points = [(x1, y1), (x2, y2)]
-    moved = [_orient_point(x, y, orientation) for x, y in points]
-    xs, ys = [p[0] for p in moved], [p[1] for p in moved]
-    return (min(xs), min(ys), max(xs), max(ys))
+    (ax, ay), (bx, by) = _orient_point(box[0], box[1], orientation), _orient_point(box[2], box[3], orientation)
+    return (min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
 
 
 def _orient_point(x: float, y: float, o: int) -> tuple[float, float]:

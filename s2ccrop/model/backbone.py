@@ -26,10 +26,6 @@ _SETTINGS = [
 CHANNELS = (32, 96, 320)
 
 
-def _conv_bn(inp: int, oup: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup), nn.ReLU6(inplace=True))
-
-
 class InvertedResidual(nn.Module):
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
@@ -54,7 +50,7 @@ class InvertedResidual(nn.Module):
 
 def mobilenet_v2_blocks() -> nn.Sequential:
     """The 18 feature blocks of MobileNetV2 width 1.0: stem conv + 17 inverted residuals."""
-    blocks: list[nn.Module] = [_conv_bn(3, 32, 2)]
+    blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True))]
     inp = 32
     for t, c, n, s in _SETTINGS:
         for i in range(n):

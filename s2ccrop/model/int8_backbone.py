@@ -118,11 +118,6 @@ class QuantisableExtractor(nn.Module):
             outs.append((dequantize(x) if x.is_quantized else dequant(x)).contiguous(memory_format=torch.channels_last))
         return outs[0], outs[1], outs[2]
 
-    def fixed_points(self) -> list[nn.Module]:
-        from torch.ao.nn.intrinsic import ConvReLU2d
-
-        return [m for m in self.modules() if isinstance(m, ConvReLU2d)]
-
 
 def _weight_observer():
     from torch.ao import quantization as tq
@@ -149,11 +144,13 @@ def _prepared(folded: FeatureExtractor, measured: dict[str, list] | None) -> Qua
     """A prepared (observed) model made of `folded`'s modules: ReLU points fixed at [0, 6]; the others
     measured by a histogram observer (`measured` None) or fixed at the stored (scale, zero point)."""
     from torch.ao import quantization as tq
+    from torch.ao.nn.intrinsic import ConvReLU2d
 
     q = QuantisableExtractor(folded).eval()
     q.qconfig = tq.QConfig(activation=tq.HistogramObserver.with_args(quant_min=0, quant_max=255), weight=_weight_observer())
-    for m in q.fixed_points():
-        m.qconfig = _fixed(RELU6_SCALE, 0)
+    for m in q.modules():
+        if isinstance(m, ConvReLU2d):
+            m.qconfig = _fixed(RELU6_SCALE, 0)
     if measured is not None:
         names = _measured_names(q)
         if sorted(names) != sorted(measured):

@@ -225,7 +225,10 @@ class S2CNet(nn.Module):
         on_cpu = all(p.device.type == "cpu" for p in self.Feat_ext.parameters())
         memory_format = torch.channels_last if on_cpu else torch.contiguous_format
         fused = fused.to(memory_format=memory_format).requires_grad_(False)
-        int8 = on_cpu and self._int8_backbone_wanted()
+        # the int8 copy: for a float32 model that carries a calibration, unless $S2CCROP_INT8_BACKBONE is
+        # off or torch has no x86 quantised engine
+        int8 = (on_cpu and self.int8_calibration is not None and int8_backbone.enabled_by_env()
+                and int8_backbone.engine() is not None and all(p.dtype == torch.float32 for p in self.Feat_ext.parameters()))
         if int8:
             try:
                 fused.Feat_ext = int8_backbone.quantised_extractor(fused.Feat_ext, self.int8_calibration)
@@ -247,13 +250,6 @@ class S2CNet(nn.Module):
             "sources": sources, "signature": _signature(sources), "int8_backbone": int8,
         }
         return self
-
-    def _int8_backbone_wanted(self) -> bool:
-        """Whether `prepare_for_inference` runs the int8 copy of the backbone: the model carries a
-        calibration, its weights are float32, $S2CCROP_INT8_BACKBONE is not off and torch has an x86
-        quantised engine."""
-        return (self.int8_calibration is not None and int8_backbone.enabled_by_env() and int8_backbone.engine() is not None
-                and all(p.dtype == torch.float32 for p in self.Feat_ext.parameters()))
 
     @property
     def int8_backbone_active(self) -> bool:
