@@ -16,11 +16,6 @@ from .errors import ConfigError
 ENV_VAR = envvars.SHARED
 
 
-def _default_location() -> Path:
-    # s2ccrop/_shared.py -> <checkout>/s2ccrop -> <checkout> -> <checkout>/../shared
-    return Path(__file__).resolve().parents[1].parent / "shared"
-
-
 def shared_dir(explicit: "str | os.PathLike[str] | None" = None) -> Path | None:
     """Return the shared folder, or None when it is not available.
 
@@ -37,5 +32,5 @@ def shared_dir(explicit: "str | os.PathLike[str] | None" = None) -> Path | None:
     if env:
         path = Path(env).expanduser()
         return path if path.is_dir() else None
-    path = _default_location()
+    path = Path(__file__).resolve().parents[1].parent / "shared"  # <checkout>/s2ccrop/_shared.py -> <checkout>/../shared
     return path if path.is_dir() else None

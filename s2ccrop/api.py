@@ -19,9 +19,10 @@ from .decide import Prepared, Rules, candidate_groups, decide, guard_of
 from .errors import ConfigError
 from .genes import GeneProvider, LearnedGenes, WholeImageGenes, box_rows, pad_boxes
 from .hints import FITS, parse_focus, parse_keep
+from .io.images import open_image
 from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
-from .preprocess import image_tensor, model_size, scale_boxes
+from .preprocess import SHORT_SIDE, image_tensor, model_size, scale_boxes
 from .types import Crop, Ratio
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
@@ -78,7 +79,7 @@ class Cropper:
     ) -> None:
         set_threads(threads)
         self.device = resolve_device(device)
-        # Loading and preparing the model is ~700 small elementwise copies, each a fork/join of the
+        # Loading and preparing the model is hundreds of small elementwise copies, each a fork/join of the
         # thread pool that stalls whenever another process holds a core: one thread for those.
         inference_threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -302,10 +303,7 @@ def _decode(path, draft: bool) -> tuple[Image.Image, tuple[int, int], np.ndarray
     """(RGB image, full upright size, the face regions its XMP marks) of a photo file; with `draft`, a
     JPEG is decoded at the smallest power-of-two scale whose short side still covers the model's
     (SHORT_SIDE)."""
-    from .io.images import open_image as decode
-    from .preprocess import SHORT_SIDE
-
-    decoded = decode(path, draft=(SHORT_SIDE, SHORT_SIDE) if draft else None)
+    decoded = open_image(path, draft=(SHORT_SIDE, SHORT_SIDE) if draft else None)
     return decoded.rgb(), decoded.size, decoded.faces
 
 

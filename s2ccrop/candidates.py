@@ -26,21 +26,15 @@ MAX_STEPS = 6
 
 # Free-form grids: (first edge indices, second edge indices, corner offset in steps). "gaic" is the
 # reference's (SPEC §3): its corners sit half a step inside, so no candidate reaches an edge of the
-# photo and none keeps more than 84 % of it. "full" puts corners on the bin lines from the edge inwards
-# (0..4 and 8..12), so crops that keep a whole side or nearly the whole photo exist too: the best
-# possible IoU with the FCDB human crops rises from 0.828 to 0.885, with ~200 boxes instead of ~84.
-# (The "wide" and "deep" grids of issue 19's experiments left on 2026-12-06: docs/RECIPES.md.)
+# photo. "full" puts corners on the bin lines from the edge inwards (0..4 and 8..12), so crops that
+# keep a whole side or nearly the whole photo exist too.
 FREE_FORM_GRIDS = {"gaic": (range(0, 4), range(8, 12), 0.5), "full": (range(0, 5), range(8, 13), 0.0)}
 
 
 def gaic_grid(width: float, height: float, kind: str = "gaic") -> np.ndarray:
     """A free-form grid (`FREE_FORM_GRIDS`; by default the reference's) on an image of (width, height):
-    float xyxy [N, 4].
-
-    Reference grid: rows y1 ∈ {0..3}, y2 ∈ {8..11}, cols x1 ∈ {0..3}, x2 ∈ {8..11}, corners at
-    step·(0.5 + index); kept when the box covers more than half the bins and its aspect lies strictly in
-    (0.5, 2). The "full" grid keeps boxes by the same rules.
-    """
+    float xyxy [N, 4]. A box is kept when it covers more than half the bins and its aspect lies strictly
+    in (0.5, 2)."""
     if kind not in FREE_FORM_GRIDS:
         raise ValueError(f"free-form grid must be one of {sorted(FREE_FORM_GRIDS)}, got {kind!r}")
     first, second, offset = FREE_FORM_GRIDS[kind]

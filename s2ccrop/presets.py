@@ -60,11 +60,7 @@ class RatioRequest:
     @property
     def slug(self) -> str:
         """File-name form of the ratio: "16:9" -> "16x9", "1.91:1" -> "1.91x1", "any" -> "any"."""
-        return ratio_slug(self.ratio)
-
-
-def ratio_slug(ratio: str) -> str:
-    return ratio.replace(":", "x")
+        return self.ratio.replace(":", "x")
 
 
 def resolve_ratios(values: list[str] | None) -> list[RatioRequest]:

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .candidates import snap
 from .genes import box_rows
 from .types import Crop, Ratio
 
@@ -30,18 +31,26 @@ def face_cuts(boxes: np.ndarray, faces: np.ndarray, margin: float = 0.0) -> np.n
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     faces = box_rows(faces)[:, :4]
     if margin:
-        grow = margin * np.concatenate([faces[:, 2:] - faces[:, :2]] * 2, axis=1) * [-1, -1, 1, 1]
-        faces = faces + grow
+        faces = _grown(faces, margin)
     if len(faces) == 0 or len(boxes) == 0:
         return np.zeros(len(boxes))
-    ix = np.minimum(boxes[:, None, 2], faces[None, :, 2]) - np.maximum(boxes[:, None, 0], faces[None, :, 0])
-    iy = np.minimum(boxes[:, None, 3], faces[None, :, 3]) - np.maximum(boxes[:, None, 1], faces[None, :, 1])
-    inter = ix.clip(0) * iy.clip(0)
-    area = ((faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])).clip(1e-9)
-    kept = inter / area[None, :]
+    kept = _kept_share(boxes, faces)
     cut = (kept > CUT_MIN) & (kept < CUT_MAX)
     severity = np.where(cut, np.minimum(kept, 1 - kept) / 0.5, 0.0)
     return severity.max(axis=1)
+
+
+def _grown(faces: np.ndarray, margin: float) -> np.ndarray:
+    """Boxes [F, 4] grown by `margin` of their width and height on every side."""
+    return faces + margin * np.concatenate([faces[:, 2:] - faces[:, :2]] * 2, axis=1) * [-1, -1, 1, 1]
+
+
+def _kept_share(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """[N, R]: the share of the area of each xyxy region [R, 4] that each xyxy box [N, 4] keeps."""
+    ix = np.minimum(boxes[:, None, 2], regions[None, :, 2]) - np.maximum(boxes[:, None, 0], regions[None, :, 0])
+    iy = np.minimum(boxes[:, None, 3], regions[None, :, 3]) - np.maximum(boxes[:, None, 1], regions[None, :, 1])
+    area = ((regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])).clip(1e-9)
+    return ix.clip(0) * iy.clip(0) / area[None, :]
 
 
 # What the user asks for comes before the face guard: a candidate that drops the focus point or cuts the
@@ -66,13 +75,6 @@ class Guard:
     subject: tuple[float, float, float, float] | None = None
 
 
-def as_guard(faces: "np.ndarray | Guard | None") -> Guard | None:
-    """A `Guard` from what callers pass as `faces`: a Guard, face rows alone, or None."""
-    if faces is None or isinstance(faces, Guard):
-        return faces
-    return Guard((0, 0), faces=faces)
-
-
 def focus_misses(boxes: np.ndarray, point: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
     """Severity [N]: 0 for each xyxy box that holds the point, else 1 + its distance from the box as a
     share of the photo's diagonal (when every candidate misses it, the nearest wins)."""
@@ -92,22 +94,8 @@ def keep_cuts(boxes: np.ndarray, region: tuple[float, float, float, float]) -> n
     x1, y1, x2, y2 = region
     t = KEEP_TOLERANCE
     whole = (boxes[:, 0] <= x1 + t) & (boxes[:, 1] <= y1 + t) & (boxes[:, 2] >= x2 - t) & (boxes[:, 3] >= y2 - t)
-    ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
-    iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
-    area = max((x2 - x1) * (y2 - y1), 1e-9)
-    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - ix * iy / area, 0.0, 1.0))
-
-
-def hint_cuts(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
-    """Severity [N] with which each candidate goes against the user's hints (0: it keeps them)."""
-    out = np.zeros(len(np.asarray(boxes).reshape(-1, 4)))
-    if guard is None:
-        return out
-    if guard.focus is not None:
-        out += focus_misses(boxes, guard.focus, guard.size)
-    if guard.keep is not None:
-        out += keep_cuts(boxes, guard.keep)
-    return out
+    kept = _kept_share(boxes, np.array([region], dtype=np.float64))[:, 0]
+    return np.where(whole, 0.0, 1.0 + np.clip(1.0 - kept, 0.0, 1.0))
 
 
 def penalties_of(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
@@ -118,7 +106,12 @@ def penalties_of(boxes: np.ndarray, guard: Guard | None) -> np.ndarray:
         return out
     if guard.faces is not None:
         out += FACE_CUT_PENALTY * face_cuts(boxes, guard.faces, FACE_MARGIN)
-    return out + HINT_PENALTY * hint_cuts(boxes, guard)
+    hints = np.zeros(len(boxes))  # how far each candidate goes against the user's hints
+    if guard.focus is not None:
+        hints += focus_misses(boxes, guard.focus, guard.size)
+    if guard.keep is not None:
+        hints += keep_cuts(boxes, guard.keep)
+    return out + HINT_PENALTY * hints
 
 
 def subject_cuts(boxes: np.ndarray, subject: tuple[float, float, float, float]) -> np.ndarray:
@@ -126,10 +119,7 @@ def subject_cuts(boxes: np.ndarray, subject: tuple[float, float, float, float]) 
     the face guard's tolerance for a trimmed edge. Unlike a face, a subject dropped altogether counts as
     cut too: a crop without the photo's subject is no fit of the photo."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x1, y1, x2, y2 = subject
-    ix = (np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1)).clip(0)
-    iy = (np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1)).clip(0)
-    return ix * iy / max((x2 - x1) * (y2 - y1), 1e-9) < CUT_MAX
+    return _kept_share(boxes, np.array([subject], dtype=np.float64))[:, 0] < CUT_MAX
 
 
 def cuts_everywhere(boxes: np.ndarray, guard: Guard | None) -> bool:
@@ -159,10 +149,9 @@ def hold(box, guard: Guard | None, size: tuple[int, int], rounds: int = 4) -> tu
             if guard.focus is not None and focus_misses(current, guard.focus, size)[0] > 0:
                 wanted.append((*guard.focus, *guard.focus))
             faces = box_rows(guard.faces)[:, :4] if guard.faces is not None else np.zeros((0, 4))
-            for face in faces:
-                if face_cuts(current, face[None], FACE_MARGIN)[0] > 0:
-                    grow = FACE_MARGIN * np.array([face[0] - face[2], face[1] - face[3], face[2] - face[0], face[3] - face[1]])
-                    wanted.append(tuple(face + grow))
+            for face in _grown(faces, FACE_MARGIN):  # each face it cuts, with the guard's margin
+                if face_cuts(current, face[None])[0] > 0:
+                    wanted.append(tuple(face))
             if guard.subject is not None and subject_cuts(current, guard.subject)[0]:
                 wanted.append(guard.subject)
         if not wanted:
@@ -209,15 +198,6 @@ def best_index(scores: np.ndarray) -> int:
     return int(np.argmax(scores))
 
 
-def guard_penalties(groups: Sequence[np.ndarray], faces: "np.ndarray | Guard | None") -> np.ndarray:
-    """What the face guard and the hints subtract from each candidate's score before ranking ([N] over
-    the groups in order; zeros without faces or hints). `faces`: face rows, or a `Guard`."""
-    guard = as_guard(faces)
-    if guard is None:
-        return np.zeros(sum(len(b) for b in groups))
-    return np.concatenate([penalties_of(b, guard) for b in groups] or [np.zeros(0)])
-
-
 def same_centre_and_area(box, aspect: float, centre=None) -> tuple[float, float, float, float]:
     """The float xyxy box of aspect (w / h) `aspect` with the area of `box` (sides under a pixel counted
     as one), centred on `centre` ((x, y); default `box`'s own centre)."""
@@ -233,8 +213,6 @@ def refine_box(refined, ratio: Ratio, width: int, height: int, centre=None) -> t
     fixed ratio first the box of that ratio with the same area, centred on `centre` ((x, y); default
     the moved box's own: `S2CNetConfig.refine_ratio_given` "size" passes the crop's), then
     `candidates.snap` (whole pixels, inside the image)."""
-    from .candidates import snap
-
     if not ratio.is_any:
         assert ratio.width is not None and ratio.height is not None
         refined = same_centre_and_area(refined, float(ratio.width / ratio.height), centre)
@@ -259,13 +237,11 @@ def select_crops(
     guarded scores, snapped to whole pixels and to the exact ratio (`candidates.snap`), unless it cuts a
     face or a hint more than the best candidate does; its score is then still the best candidate's (the caller
     may score the box itself)."""
-    from .candidates import snap
-
     if average and size is None:
         raise ValueError("averaging needs the photo's size")
     crops, start = [], 0
-    guard = as_guard(faces)
-    penalties = guard_penalties(groups, guard)
+    guard = faces if faces is None or isinstance(faces, Guard) else Guard((0, 0), faces=faces)
+    penalties = np.concatenate([penalties_of(b, guard) for b in groups] or [np.zeros(0)])
     for ratio, boxes in zip(ratios, groups):
         s = np.asarray(scores[start : start + len(boxes)], dtype=np.float64)
         ranked = s - penalties[start : start + len(boxes)]

@@ -101,7 +101,8 @@ def offline() -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered checkpoint. `base` is the folder of the manifest that listed it."""
+    """One registered checkpoint. `base` is the folder of the manifest that listed it. A manifest's
+    "license" and "provenance" are for people reading it; no code reads them."""
 
     name: str
     file: str
@@ -111,8 +112,6 @@ class Entry:
     size: int | None = None
     config: str | None = None
     description: str = ""
-    license: str | None = None
-    provenance: str | None = None
     source: str = "registry"  # "registry" or "imported"
 
     @property
@@ -177,8 +176,6 @@ def _entry(manifest: Path, name: str, raw: object) -> Entry:
         size=size if isinstance(size, int) and size > 0 else None,
         config=raw.get("config"),
         description=str(raw.get("description", "")),
-        license=raw.get("license"),
-        provenance=raw.get("provenance"),
     )
 
 
@@ -221,13 +218,6 @@ def _imported_entries() -> list[Entry]:
 
 def default_name() -> str | None:
     return registry().default
-
-
-def has_default() -> bool:
-    """Whether a default is registered and its file is installed (verification happens on load)."""
-    reg = registry()
-    entry = reg.entries.get(reg.default) if reg.default else None
-    return entry is not None and (entry.embedded_path.is_file() or entry.cached_path.is_file())
 
 
 # ---------------------------------------------------------------- hashing and verification

@@ -87,7 +87,6 @@ def test_shipped_manifest_is_valid_and_its_files_match_their_pins():
 
 def test_shipped_default_is_installed_and_verifies():
     # the trained default ships inside the package: resolving it needs no network and no ../shared
-    assert W.has_default()
     resolved = W.resolve(None)
     assert resolved.source == "embedded" and resolved.sha256 == W.registry().entries[W.default_name()].sha256
     assert resolved.path.stat().st_size <= 12 * 1024 * 1024
@@ -98,7 +97,6 @@ def test_missing_embedded_default_names_the_fix(tmp_path: Path, monkeypatch: pyt
     shipped = json.loads((W.embedded_dir() / W.MANIFEST_NAME).read_text())
     (tmp_path / W.MANIFEST_NAME).write_text(json.dumps(shipped))
     monkeypatch.setattr(W, "embedded_dir", lambda: tmp_path)
-    assert not W.has_default()
     with pytest.raises(WeightsError, match=r"not in this installation.*reinstall.*--weights NAME\|PATH"):
         W.resolve(None)
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
-from .paths import HEIF_EXTENSIONS, HEIF_HELP, HEIF_MISSING
+from .paths import HEIF_EXTENSIONS, HEIF_MISSING
+from .xmp import SWAPS_AXES, face_regions, xmp_packet
 
 # Above the largest camera sensors (~102 MP) but far below what would exhaust memory; --max-pixels changes it.
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -34,10 +35,7 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_SWAPS_AXES = {5, 6, 7, 8}
 WHITE = 255
-
-HEIF_SUFFIXES = tuple(sorted(HEIF_EXTENSIONS))
 
 # check_pixels() decides with a message that names --max-pixels; Pillow's own warning would only repeat
 # it less clearly (its hard error above 2x its limit still applies unless a caller lifts MAX_IMAGE_PIXELS).
@@ -81,7 +79,7 @@ def open_image(
     `draft` = (w, h) lets JPEG decode at a power-of-two reduced scale that still covers w x h (upright);
     use it only where full resolution is not needed (previews).
     """
-    heif = os.path.splitext(os.fspath(path))[1].lower() in HEIF_SUFFIXES
+    heif = os.path.splitext(os.fspath(path))[1].lower() in HEIF_EXTENSIONS
     try:
         if heif and not heif_support():
             raise InputError(HEIF_MISSING)
@@ -152,7 +150,7 @@ def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Dec
     orientation = read_orientation(img)
     full = img.size
     if draft is not None and fmt == "JPEG":
-        target = (draft[1], draft[0]) if orientation in _SWAPS_AXES else draft
+        target = (draft[1], draft[0]) if orientation in SWAPS_AXES else draft
         img.draft(img.mode if img.mode in ("L", "RGB") else None, target)
     icc = img.info.get("icc_profile") or None
     img.load()  # decode now, inside the error handling, and only frame 0 of an animation
@@ -160,7 +158,7 @@ def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Dec
     img, icc = normalise_mode(img, icc)
     if orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[orientation])
-        full = (full[1], full[0]) if orientation in _SWAPS_AXES else full
+        full = (full[1], full[0]) if orientation in SWAPS_AXES else full
     return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation, faces=faces)
 
 
@@ -169,14 +167,12 @@ def marked_faces(img: Image.Image, orientation: int):
     the upright photo; None when it has none. A packet that cannot be read is a warning, not an error.
     pillow-heif turns HEIC photos upright as it decodes and keeps their EXIF orientation aside
     ("original_orientation"): the stored regions still need it."""
-    from .xmp import face_regions, xmp_packet
-
     packet = xmp_packet(img)
     if not packet:
         return None
     stored = img.info.get("original_orientation", orientation)
     size = img.size
-    if stored in _SWAPS_AXES and stored != orientation:  # pillow-heif already turned the pixels
+    if stored in SWAPS_AXES and stored != orientation:  # pillow-heif already turned the pixels
         size = (size[1], size[0])
     try:
         faces = face_regions(packet, int(stored) if stored else 1, stored_size=size)
@@ -288,20 +284,3 @@ def _os_reason(exc: OSError) -> str:
     if "truncated" in text:
         return f"truncated or corrupt image ({text})"
     return f"cannot decode image: {text}" if text else "cannot read file"
-
-
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "HEIF_HELP",
-    "HEIF_MISSING",
-    "HEIF_SUFFIXES",
-    "Decoded",
-    "check_pixels",
-    "flatten",
-    "heif_support",
-    "marked_faces",
-    "normalise_mode",
-    "open_image",
-    "read_orientation",
-    "to_rgb",
-]

@@ -31,7 +31,7 @@ MWG_RS = "http://www.metadataworkinggroup.com/schemas/regions/"
 ST_AREA = "http://ns.adobe.com/xmp/sType/Area#"
 ST_DIM = "http://ns.adobe.com/xap/1.0/sType/Dimensions#"
 MAX_PACKET = 4 << 20  # a real packet is a few kB; anything this large is not worth parsing
-_SWAPS_AXES = {5, 6, 7, 8}
+SWAPS_AXES = frozenset({5, 6, 7, 8})  # the EXIF orientations that turn the photo by 90°
 
 
 def xmp_packet(img) -> bytes | None:
@@ -87,11 +87,8 @@ def face_regions(packet: bytes | str | None, orientation: int = 1,
 def orient(box: tuple[float, float, float, float], orientation: int) -> tuple[float, float, float, float]:
     """A box in fractions of the stored image, as fractions of the image after EXIF `orientation`
     is applied (as `io.images` applies it: 6 turns the photo 90° clockwise, 8 counter-clockwise)."""
-    x1, y1, x2, y2 = box
-    points = [(x1, y1), (x2, y2)]
-    moved = [_orient_point(x, y, orientation) for x, y in points]
-    xs, ys = [p[0] for p in moved], [p[1] for p in moved]
-    return (min(xs), min(ys), max(xs), max(ys))
+    (ax, ay), (bx, by) = _orient_point(box[0], box[1], orientation), _orient_point(box[2], box[3], orientation)
+    return (min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
 
 
 def _orient_point(x: float, y: float, o: int) -> tuple[float, float]:
@@ -107,7 +104,7 @@ def _orient_point(x: float, y: float, o: int) -> tuple[float, float]:
 
 
 def _written_upright(applied: dict, orientation: int, stored_size: tuple[int, int] | None) -> bool:
-    if orientation not in _SWAPS_AXES or stored_size is None:
+    if orientation not in SWAPS_AXES or stored_size is None:
         return False
     try:
         w, h = float(applied[f"{{{ST_DIM}}}w"]), float(applied[f"{{{ST_DIM}}}h"])

@@ -26,10 +26,6 @@ _SETTINGS = [
 CHANNELS = (32, 96, 320)
 
 
-def _conv_bn(inp: int, oup: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup), nn.ReLU6(inplace=True))
-
-
 class InvertedResidual(nn.Module):
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
@@ -54,7 +50,7 @@ class InvertedResidual(nn.Module):
 
 def mobilenet_v2_blocks() -> nn.Sequential:
     """The 18 feature blocks of MobileNetV2 width 1.0: stem conv + 17 inverted residuals."""
-    blocks: list[nn.Module] = [_conv_bn(3, 32, 2)]
+    blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True))]
     inp = 32
     for t, c, n, s in _SETTINGS:
         for i in range(n):
@@ -149,20 +145,20 @@ def _fused_chain(layers: nn.Sequential) -> list[_FusedConv]:
     return chain
 
 
+def stage_blocks(folded: FeatureExtractor) -> list[list[tuple[nn.Sequential, bool]]]:
+    """Per stage, each block's layers and whether it adds its input back (a residual block)."""
+    return [[(block.conv, block.use_res_connect) if isinstance(block, InvertedResidual) else (block, False)
+             for block in stage[0]] for stage in (folded.feature3, folded.feature4, folded.feature5)]
+
+
 class FusedFeatureExtractor(nn.Module):
     """`FeatureExtractor` for CPU inference in channels-last memory, each Conv + ReLU6 pair run as one
-    oneDNN convolution with a fused clamp (~20 % faster on one core; the same values within float
-    rounding). Built by `fuse_relu6` from a copy whose BatchNorm is folded; holds no parameters."""
+    oneDNN convolution with a fused clamp (the same values within float rounding). Built by
+    `fuse_relu6` from a copy whose BatchNorm is folded; holds no parameters."""
 
     def __init__(self, folded: FeatureExtractor) -> None:
         super().__init__()
-        self.stages = []
-        for stage in (folded.feature3, folded.feature4, folded.feature5):
-            blocks = []
-            for block in stage[0]:
-                layers = block.conv if isinstance(block, InvertedResidual) else block
-                blocks.append((_fused_chain(layers), isinstance(block, InvertedResidual) and block.use_res_connect))
-            self.stages.append(blocks)
+        self.stages = [[(_fused_chain(layers), residual) for layers, residual in stage] for stage in stage_blocks(folded)]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         outs = []

@@ -1,11 +1,11 @@
-"""A head that moves the chosen crop's edges towards where a human would put them (ours only; issue 19's
-"refinement that moves the chosen crop's edges", as CACNet regresses its box).
+"""A head that moves the chosen crop's edges towards where a human would put them (ours only; as
+CACNet regresses its box).
 
 The graph scores a fixed set of candidates, so a crop can only be as good as the nearest candidate, and
 the averaged choice inherits the grid's coarse corners. This head looks at one box at a time: the fused
 feature map that RoI/RoD sample, taken inside the box and over a context window twice its size (so it
-sees what lies just outside each edge), plus the box's place in the image (`geometry.box_geometry`),
-and predicts how far each edge should move, in units of the box's width and height (x1, y1, x2, y2). It
+sees what lies just outside each edge), plus the box's place in the image (`box_geometry`), and
+predicts how far each edge should move, in units of the box's width and height (x1, y1, x2, y2). It
 is trained on boxes near the human crop (`TrainConfig.refine_weight`) with the human crop's edges as
 targets. At inference it moves the chosen crop once (`select.refine_box`); the ranking is untouched.
 """
@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ..ops import roi_align
-from .geometry import GEOMETRY_FEATURES, box_geometry
 
 SPATIAL_SCALE = 1.0 / 16.0
 # Offsets are bounded to ±MAX_OFFSET of the box's side (tanh), so a box keeps at least a fifth of each
@@ -24,6 +23,18 @@ SPATIAL_SCALE = 1.0 / 16.0
 MAX_OFFSET = 0.4
 # The context window grows the box by this share of its width and height on every side.
 CONTEXT = 0.5
+GEOMETRY_FEATURES = 6
+
+
+def box_geometry(boxes: torch.Tensor, width: float, height: float) -> torch.Tensor:
+    """[K, 4] xyxy (image pixels) → [K, 6]: the edges as fractions of the image, log of the share of the
+    image the box keeps, and log of its aspect (w / h)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    w = (x2 - x1).clamp_min(1.0)
+    h = (y2 - y1).clamp_min(1.0)
+    return torch.stack(
+        [x1 / width, y1 / height, x2 / width, y2 / height, torch.log(w * h / (width * height)), torch.log(w / h)], dim=-1
+    )
 
 
 def refine_targets(boxes: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:

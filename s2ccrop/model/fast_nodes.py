@@ -11,9 +11,9 @@ W [C, P, D]:
 V [P, D] is computed once per image (`rod_table`), and each box only needs its mask (`rod_keep_mask`):
 a [K, P] @ [P, D] product instead of a RoD kernel and a [K, C·P] @ [C·P, D] one.
 
-The mask must flip exactly where the op's does, on edges included: `rod_keep_mask` repeats the
-arithmetic of `locate` in csrc/align_common.h (and of ops/_fallback.py) step by step, in the op's
-compute dtype (float32 for half / bfloat16).
+The mask must flip exactly where the op's does, on edges included: `rod_keep_mask` is the pure-PyTorch
+op's own (`ops._fallback.rod_grid`, the arithmetic of `locate` in csrc/align_common.h step by step),
+in the op's compute dtype (float32 for half / bfloat16).
 """
 
 from __future__ import annotations
@@ -22,13 +22,9 @@ import torch
 from torch import Tensor
 
 from ..ops import rod_align
+from ..ops._fallback import compute_dtype, rod_grid
 
 __all__ = ["rod_table", "rod_keep_mask"]
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """What the align ops compute in (at::opmath_type): float32 for half / bfloat16."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def rod_table(fmap: Tensor, batch_index: int, weight: Tensor, size: int, spatial_scale: float) -> Tensor:
@@ -40,9 +36,9 @@ def rod_table(fmap: Tensor, batch_index: int, weight: Tensor, size: int, spatial
     compute dtype, returned in `weight`'s dtype."""
     nothing = fmap.new_tensor([[float(batch_index), 1.0, 1.0, 0.0, 0.0]])
     samples = rod_align(fmap, nothing, size, spatial_scale).flatten(2)[0]  # [C, P]
-    dtype = _compute_dtype(weight.dtype)
-    # a broadcast multiply and a sum over C: [C, P, D] is small (200k for GAICv1), and on CPU this is
-    # several times faster than einsum / bmm, which go through P matmuls of a 1 x C row
+    dtype = compute_dtype(weight.dtype)
+    # a broadcast multiply and a sum over C: [C, P, D] is small, and on CPU einsum / bmm would go
+    # through P matmuls of a 1 x C row
     return (samples.to(dtype)[:, :, None] * weight.to(dtype)).sum(0).to(weight.dtype)
 
 
@@ -50,17 +46,4 @@ def rod_keep_mask(rois: Tensor, height: int, width: int, size: int, spatial_scal
     """[K, size²] bool: which RoD samples (row-major over the size x size grid) the op keeps for each
     roi of `rois` [K, 5] (batch_index, x1, y1, x2, y2) on an H x W map: False inside the box, borders
     included, as `locate` decides it. `rois` are in the features' dtype, as the op receives them."""
-    dtype = _compute_dtype(rois.dtype)
-    device = rois.device
-    # the op converts the rois to its compute dtype, then one multiply per coordinate
-    x1, y1, x2, y2 = (rois[:, 1:5].to(dtype) * spatial_scale).unbind(1)
-    # bin: float(W - 1.001) computed in double, cast, then divided in the compute dtype
-    steps = torch.tensor(size - 1, dtype=dtype, device=device)
-    bin_w = torch.tensor(width - 1.001, dtype=dtype, device=device) / steps
-    bin_h = torch.tensor(height - 1.001, dtype=dtype, device=device) / steps
-    index = torch.arange(size, dtype=dtype, device=device)
-    x = index * bin_w  # [size], the same for every box
-    y = index * bin_h
-    inside_y = (y1[:, None] <= y) & (y <= y2[:, None])  # [K, size]
-    inside_x = (x1[:, None] <= x) & (x <= x2[:, None])
-    return ~(inside_y[:, :, None] & inside_x[:, None, :]).flatten(1)
+    return rod_grid(rois, height, width, size, size, spatial_scale, compute_dtype(rois.dtype))[2].flatten(1)

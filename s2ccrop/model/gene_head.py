@@ -29,8 +29,8 @@ CHANNELS = 8
 HEAT_PRIOR = 0.01  # initial centre probability: an untrained head finds nothing (genes fall back to the whole image)
 OBJECT_THRESHOLD = 0.3
 # Faces are kept from a lower confidence than graph genes: they feed the face guard, where a missed face
-# means a cut face and a false one only narrows the choice of crops (FCDB validation: the guard at 0.2
-# costs 0.001 IoU). As graph genes, faces count from GENE_FACE_THRESHOLD, the value genes were trained with.
+# means a cut face and a false one only narrows the choice of crops. As graph genes, faces count from
+# GENE_FACE_THRESHOLD, the value genes were trained with.
 FACE_THRESHOLD = 0.2
 GENE_FACE_THRESHOLD = 0.3
 MAX_DETECTIONS = 8

@@ -28,9 +28,14 @@ class GraphConstructor(nn.Module):
 
     def forward(self, x: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [N, n, node_dim]; centres [N, n, 2] = (cx/W, cy/H). Returns (P, S)."""
-        return self.biases(
-            self.pos_ascension_theta(centres), self.pos_ascension_phi(centres), self.fc_rn_theta(x), self.fc_rn_phi(x)
-        )
+        scale = math.sqrt(self.relation_dim)
+        theta, phi = self.pos_ascension_theta(centres), self.pos_ascension_phi(centres)
+        sq = theta.pow(2).sum(-1, keepdim=True) + phi.pow(2).sum(-1).unsqueeze(-2) - 2.0 * theta @ phi.transpose(-1, -2)
+        dist = sq.clamp(min=0).sqrt() / scale
+        pos = self.pos_to_head(dist.unsqueeze(-1)).permute(0, 3, 1, 2)
+        sim = self.fc_rn_theta(x) @ self.fc_rn_phi(x).transpose(-1, -2) / scale
+        app = self.app_to_head(sim.unsqueeze(-1)).permute(0, 3, 1, 2)
+        return pos, app
 
     def forward_shared(
         self, crop_x: torch.Tensor, gene_x: torch.Tensor, crop_centres: torch.Tensor, gene_centres: torch.Tensor
@@ -49,23 +54,6 @@ class GraphConstructor(nn.Module):
             expand_nodes(self.fc_rn_phi(crop_x), self.fc_rn_phi(gene_x)),
         ) / scale
         return self.pos_to_head(dist.unsqueeze(-1)), self.app_to_head(sim.unsqueeze(-1))
-
-    def biases(
-        self, theta: torch.Tensor, phi: torch.Tensor, rn_theta: torch.Tensor, rn_phi: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P, S) from the per-node position embeddings and relation features, each [N, n, relation_dim]."""
-        scale = math.sqrt(self.relation_dim)
-        sq = (
-            theta.pow(2).sum(-1, keepdim=True)
-            + phi.pow(2).sum(-1).unsqueeze(-2)
-            - 2.0 * theta @ phi.transpose(-1, -2)
-        )
-        dist = sq.clamp(min=0).sqrt() / scale
-        pos = self.pos_to_head(dist.unsqueeze(-1)).permute(0, 3, 1, 2)
-
-        sim = rn_theta @ rn_phi.transpose(-1, -2) / scale
-        app = self.app_to_head(sim.unsqueeze(-1)).permute(0, 3, 1, 2)
-        return pos, app
 
 
 class _PreNorm(nn.Module):
@@ -230,8 +218,8 @@ def mix(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 def sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`(a * b).sum(2)` for a few nodes along dim 2 (both of that size), as one product per node added
-    up in order, without a reduction over a strided dimension, which on these shapes cost more than the
-    products (~11 % of a single-threaded crop). The same values, added up in a fixed order."""
+    up in a fixed order, without a reduction over a strided dimension (which on these shapes costs more
+    than the products)."""
     out = a.select(2, 0) * b.select(2, 0)
     for j in range(1, a.shape[2]):
         out = out + a.select(2, j) * b.select(2, j)

@@ -1,6 +1,5 @@
 """An int8 copy of the backbone for CPU inference: PyTorch's eager-mode static quantisation on the
-fbgemm engine (AVX2 and up), about 2x faster than the fused float32 path, and the same numbers on
-every x86 CPU, thread count and process:
+fbgemm engine (AVX2 and up), with the same numbers on every x86 CPU, thread count and process:
 
 - the engine is pinned to fbgemm. PyTorch's "x86" engine picks fbgemm or oneDNN kernels per layer by
   its own heuristics (CPU features, thread count), and the two round differently;
@@ -10,7 +9,7 @@ every x86 CPU, thread count and process:
   accumulator is the exact integer, whatever its order;
 - the requantisation after each layer is one float multiply and round-to-nearest per value;
 - the input is quantised, the residual sums added and the stage outputs dequantised here
-  (`quantise`, `ops.qadd`, `ops.dequantize`: divisions, multiplications and additions each correctly
+  (`ops.quantize`, `ops.qadd`, `ops.dequantize`: divisions, multiplications and additions each correctly
   rounded on its own, then round-half-to-even), not by torch's quantized kernels, whose vector loops round
   differently from their scalar tails: which values fell in a tail (the thread count, the vector
   width) moved boxes.
@@ -43,14 +42,13 @@ from torch import nn
 
 from .. import envvars
 from ..ops import dequantize, qadd, quantize
-from .backbone import FeatureExtractor, InvertedResidual, fold_batchnorm
+from .backbone import FeatureExtractor, fold_batchnorm, stage_blocks
 
 CALIBRATION_KEY = "s2ccrop_int8_backbone"
 FORMAT = 1
 ENV = envvars.INT8_BACKBONE
 RELU6_SCALE = 6.0 / 255.0
-# How many training photos a calibration is measured on (each costs one backbone pass; FCDB
-# validation with 32: README, Speed).
+# How many training photos a calibration is measured on (each costs one backbone pass).
 CALIBRATION_PHOTOS = 32
 
 
@@ -97,13 +95,8 @@ class QuantisableExtractor(nn.Module):
         from torch.ao import quantization as tq
 
         self.quant = tq.QuantStub()
-        self.stages = nn.ModuleList()
-        for stage in (folded.feature3, folded.feature4, folded.feature5):
-            blocks = []
-            for block in stage[0]:
-                layers = block.conv if isinstance(block, InvertedResidual) else block
-                blocks.append(_Block(layers, isinstance(block, InvertedResidual) and block.use_res_connect))
-            self.stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(nn.Sequential(*[_Block(layers, residual) for layers, residual in stage])
+                                    for stage in stage_blocks(folded))
         self.dequant = nn.ModuleList([tq.DeQuantStub() for _ in range(3)])
         for stage in self.stages:
             for block in stage:
@@ -116,23 +109,14 @@ class QuantisableExtractor(nn.Module):
                 tq.fuse_modules(block.body, pairs, inplace=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = quantise(x.contiguous(), self.quant) if hasattr(self.quant, "scale") else self.quant(x.contiguous())
+        x = x.contiguous()
+        # converted: the input quantised as `ops.quantize` does it, the same values on every CPU
+        x = quantize(x, float(self.quant.scale), int(self.quant.zero_point)) if hasattr(self.quant, "scale") else self.quant(x)
         outs = []
         for stage, dequant in zip(self.stages, self.dequant):
             x = stage(x)
             outs.append((dequantize(x) if x.is_quantized else dequant(x)).contiguous(memory_format=torch.channels_last))
         return outs[0], outs[1], outs[2]
-
-    def fixed_points(self) -> list[nn.Module]:
-        from torch.ao.nn.intrinsic import ConvReLU2d
-
-        return [m for m in self.modules() if isinstance(m, ConvReLU2d)]
-
-
-def quantise(x: torch.Tensor, stub: nn.Module) -> torch.Tensor:
-    """`x` as a quint8 tensor with the scale and zero point of the converted quant stub `stub`
-    (`ops.quantize`: the same values on every CPU, vector width and thread count)."""
-    return quantize(x, float(stub.scale), int(stub.zero_point))
 
 
 def _weight_observer():
@@ -160,11 +144,13 @@ def _prepared(folded: FeatureExtractor, measured: dict[str, list] | None) -> Qua
     """A prepared (observed) model made of `folded`'s modules: ReLU points fixed at [0, 6]; the others
     measured by a histogram observer (`measured` None) or fixed at the stored (scale, zero point)."""
     from torch.ao import quantization as tq
+    from torch.ao.nn.intrinsic import ConvReLU2d
 
     q = QuantisableExtractor(folded).eval()
     q.qconfig = tq.QConfig(activation=tq.HistogramObserver.with_args(quant_min=0, quant_max=255), weight=_weight_observer())
-    for m in q.fixed_points():
-        m.qconfig = _fixed(RELU6_SCALE, 0)
+    for m in q.modules():
+        if isinstance(m, ConvReLU2d):
+            m.qconfig = _fixed(RELU6_SCALE, 0)
     if measured is not None:
         names = _measured_names(q)
         if sorted(names) != sorted(measured):

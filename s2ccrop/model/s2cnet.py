@@ -30,9 +30,8 @@ MOS_MEAN, MOS_STD = 2.95, 0.8  # scores are normalised MOS: (mos - 2.95) / 0.8
 
 # what the box refiner may do to a ratio-given crop (S2CNetConfig.refine_ratio_given, select.refine_box)
 REFINE_MODES = ("move", "size", "off")
-# Options of ours that left the package on 2026-12-06 (issue 30), each with the value that means "off":
-# a checkpoint's config may still name one at that value (s2ccrop-v5 does) and loads as before; one
-# that needs it on is refused. docs/RECIPES.md and the git history keep what they were.
+# Options of ours that left the package, each with the value that means "off": a checkpoint's config
+# may still name one at that value (s2ccrop-v5 does) and loads as before; one that needs it on is refused.
 REMOVED_OPTIONS = {
     "backbone": "mobilenet_v2",  # EfficientNet-Lite0/-Lite2 backbones
     "size_prior": False,  # a per-photo prior on how much of the photo to keep
@@ -65,8 +64,7 @@ class S2CNetConfig:
     box_refiner: bool = False
     # ours only: what the refiner does to a ratio-given crop (free-form crops always take its move):
     # "move" its centre and area to those of the moved box, "size" keep its centre and take the moved
-    # box's area, "off" leave it (select.refine_box; on the folds the centre's move cost ratio-given IoU
-    # and the area's gained, docs/RECIPES.md)
+    # box's area, "off" leave it (select.refine_box)
     refine_ratio_given: str = "move"
     # ours only: the short side of the model input (preprocess.model_size); the SPEC's is 256. A smaller
     # input makes the backbone cheaper (its cost follows the pixels) for a coarser feature map.
@@ -203,33 +201,34 @@ class S2CNet(nn.Module):
         maps = feat_ext(images)
         fmap = _fuse(dim_red, *maps)
         raw = self.GeneHead(*maps).contiguous() if genes and self.config.genes_head else None
-        if fast is None:
-            return fmap, raw
-        fmap = fmap.contiguous()
-        fast["checked_map"] = fmap  # scoring boxes on this map needs no second look at the weights
+        if fast is not None:
+            fmap = fmap.contiguous()
+            fast["checked_map"] = fmap  # scoring boxes on this map needs no second look at the weights
         return fmap, raw
 
     # -- faster inference -------------------------------------------------------------------
     def prepare_for_inference(self) -> "S2CNet":
         """Precompute what makes eval-mode inference cheaper, with the same values within float rounding:
-        a copy of the backbone with BatchNorm folded into the convolutions (in channels-last memory on
-        CPU, about 2x faster there; for our checkpoints with an int8 calibration, the int8 copy of
-        `int8_backbone`), and the node embedding's weights with the align ops' 2x2 average pool folded
-        in (the pool is linear, so it becomes part of the Linear); the RoD part is kept as
-        [C, (a+1)², D] for `rod_table` (see `embed_boxes`). Used in eval mode without gradients while
-        the weights stay those of this call: any change to them (training, load_state_dict, .to())
-        switches back to the plain modules; after replacing parameter objects themselves, call this
-        again. Every copy is built here, never on demand, so a photo scores the same on every call.
-        Returns self."""
+        a copy of the backbone with BatchNorm folded into the convolutions (channels-last on CPU; for
+        our checkpoints with an int8 calibration, the int8 copy of `int8_backbone`), and the node
+        embedding's weights with the align ops' 2x2 average pool folded in (the pool is linear, so it
+        becomes part of the Linear; the RoD part as [C, (a+1)², D] for `rod_table`). Used in eval mode
+        without gradients while the weights stay those of this call: any change to them (training,
+        load_state_dict, .to()) switches back to the plain modules; after replacing parameter objects
+        themselves, call this again. Every copy is built here, never on demand, so a photo scores the
+        same on every call. Returns self."""
         fused = nn.Module()
         fused.Feat_ext = fold_batchnorm(copy.deepcopy(self.Feat_ext).eval())
         fused.DimRed = copy.deepcopy(self.DimRed)
-        # Channels-last convolutions are ~2x faster on CPU; on CUDA, cuDNN 9 compiles a channels-last
-        # depthwise engine for every new input shape while NCHW runs as fast: NCHW there.
+        # Channels-last on CPU; on CUDA, cuDNN 9 compiles a channels-last depthwise engine for every new
+        # input shape while NCHW runs as fast: NCHW there.
         on_cpu = all(p.device.type == "cpu" for p in self.Feat_ext.parameters())
         memory_format = torch.channels_last if on_cpu else torch.contiguous_format
         fused = fused.to(memory_format=memory_format).requires_grad_(False)
-        int8 = on_cpu and self._int8_backbone_wanted()
+        # the int8 copy: for a float32 model that carries a calibration, unless $S2CCROP_INT8_BACKBONE is
+        # off or torch has no x86 quantised engine
+        int8 = (on_cpu and self.int8_calibration is not None and int8_backbone.enabled_by_env()
+                and int8_backbone.engine() is not None and all(p.dtype == torch.float32 for p in self.Feat_ext.parameters()))
         if int8:
             try:
                 fused.Feat_ext = int8_backbone.quantised_extractor(fused.Feat_ext, self.int8_calibration)
@@ -251,13 +250,6 @@ class S2CNet(nn.Module):
             "sources": sources, "signature": _signature(sources), "int8_backbone": int8,
         }
         return self
-
-    def _int8_backbone_wanted(self) -> bool:
-        """Whether `prepare_for_inference` runs the int8 copy of the backbone: the model carries a
-        calibration, its weights are float32, $S2CCROP_INT8_BACKBONE is not off and torch has an x86
-        quantised engine."""
-        return (self.int8_calibration is not None and int8_backbone.enabled_by_env() and int8_backbone.engine() is not None
-                and all(p.dtype == torch.float32 for p in self.Feat_ext.parameters()))
 
     @property
     def int8_backbone_active(self) -> bool:
@@ -286,11 +278,8 @@ class S2CNet(nn.Module):
         """Node embeddings [K, node_dim] of xyxy boxes [K, 4] (resized-image pixels) on image `batch_index`.
 
         Eval-mode fast path (after `prepare_for_inference`): the 2x2 pool is folded into the weights,
-        so the Linear reads the raw samples at a+1. The RoI samples go through one matmul; the RoD
-        samples are never taken per box: RoDAlign samples the same whole-map grid G [C, (a+1)²] for
-        every box and only zeroes what lies inside it, so box k's RoD term is its keep-mask M_k
-        [(a+1)²] times V = Σ_c G[c, ·] ⊙ W_rod[c, ·, :] [(a+1)², D], computed once per call
-        (model/fast_nodes.py). The same values within float rounding."""
+        so the Linear reads the raw samples at a+1; the RoD term is each box's keep-mask times one
+        table per map (model/fast_nodes.py). The same values within float rounding."""
         a = self.config.align_size
         index = torch.full((boxes.shape[0], 1), float(batch_index), dtype=fmap.dtype, device=fmap.device)
         rois = torch.cat([index, boxes.to(fmap.dtype)], dim=1)
@@ -308,8 +297,7 @@ class S2CNet(nn.Module):
 
     def _rod_table(self, fmap: torch.Tensor, batch_index: int, fast: dict) -> torch.Tensor:
         """`rod_table` of image `batch_index` of `fmap`, remembered for the last map: the crop and gene
-        boxes of a photo, and both passes of bfloat16 ranking, share one (eval mode only: feature maps
-        are not edited in place there)."""
+        boxes of a photo share one (eval mode only: feature maps are not edited in place there)."""
         last = fast.get("last_table")
         if last is not None and last[0] is fmap and last[1] == batch_index:
             return last[2]

@@ -7,11 +7,10 @@ Inside:
 - ``rod_align(...)``: the same grid over the whole map, zero inside the box ("region of discard").
 - ``roi_align_avg`` / ``rod_align_avg``: the op at ``a + 1`` then a 2x2 average pool with stride 1
   (the only variants the model uses).
-- ``bilinear_u8(pixels, rows, cols, wy, wx)``: the model input's bilinear resize of a uint8 [H, W, 3]
-  photo from precomputed taps (``preprocess.bilinear_resize``), the same float32 bits on every CPU.
-- ``quantize(x, scale, zero_point)``, ``qadd(a, b, scale, zero_point)``, ``dequantize(q)``: the int8 backbone's residual sums and stage
-  outputs on per-tensor quint8 tensors, each operation rounded on its own (the same bits on every CPU;
-  torch's own kernels round differently in their vector loops and scalar tails).
+- ``bilinear_u8`` (the model input's resize, ``preprocess.bilinear_resize``) and ``quantize``, ``qadd``,
+  ``dequantize`` (the int8 backbone's input, residual sums and stage outputs): each operation rounded on
+  its own, the same bits on every CPU (torch's own kernels round differently in their vector loops and
+  scalar tails).
 - ``extension_status() -> (loaded, reason)``: whether the compiled ops are in use, and why (not).
 
 ``features`` is float [B, C, H, W] with H, W >= 2; ``rois`` is float [K, 5] =

@@ -23,10 +23,6 @@ _DISABLE_VAR = envvars.NO_EXT
 _OPS = ("roi_align", "rod_align")
 
 
-def _disabled_by_env() -> bool:
-    return envvars.switch(_DISABLE_VAR)
-
-
 def _import_compiled() -> tuple[ModuleType | None, str]:
     try:
         compiled = importlib.import_module("s2ccrop._C")
@@ -89,7 +85,7 @@ def _register_autograd(name: str, forward, backward) -> None:
 
 
 def _load() -> tuple[bool, str, bool]:
-    if _disabled_by_env():
+    if envvars.switch(_DISABLE_VAR):
         return False, f"disabled at run time by {_DISABLE_VAR}={envvars.text(_DISABLE_VAR)}; using the pure-PyTorch fallback", False
     if not hasattr(torch.library, "register_autograd"):
         return False, f"torch {torch.__version__} lacks torch.library.register_autograd (needs torch >= 2.4)", False

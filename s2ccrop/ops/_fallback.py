@@ -14,10 +14,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["roi_align", "rod_align", "bilinear_u8", "quantize", "qadd", "dequantize"]
+__all__ = ["roi_align", "rod_align", "rod_grid", "compute_dtype", "bilinear_u8", "quantize", "qadd", "dequantize"]
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What the align ops compute in (at::opmath_type): float32 for half / bfloat16."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
@@ -68,7 +69,7 @@ def _bilinear(features: Tensor, batch: Tensor, y: Tensor, x: Tensor, keep: Tenso
 
 def roi_align(features: Tensor, rois: Tensor, aligned_height: int, aligned_width: int, spatial_scale: float) -> Tensor:
     """RoIAlign: an ``ah`` x ``aw`` grid inside each box, corners included; zero outside the map."""
-    dtype = _compute_dtype(features.dtype)
+    dtype = compute_dtype(features.dtype)
     _, _, height, width = features.shape
     x1, y1, x2, y2 = _scaled_boxes(rois, spatial_scale, dtype)
     bin_w = _divide(((x2 - x1) + 1).clamp_min(0), aligned_width - 1)
@@ -83,21 +84,29 @@ def roi_align(features: Tensor, rois: Tensor, aligned_height: int, aligned_width
     return _bilinear(features, rois[:, 0].long(), y, x, keep, dtype)
 
 
-def rod_align(features: Tensor, rois: Tensor, aligned_height: int, aligned_width: int, spatial_scale: float) -> Tensor:
-    """RoDAlign: an ``ah`` x ``aw`` grid over the whole map; zero inside the box (borders included)."""
-    dtype = _compute_dtype(features.dtype)
-    _, _, height, width = features.shape
-    num_boxes = rois.shape[0]
+def rod_grid(rois: Tensor, height: int, width: int, aligned_height: int, aligned_width: int, spatial_scale: float,
+             dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """RoDAlign's sample rows y [ah] and columns x [aw] on an H x W map (the same for every box) and its
+    keep-mask [K, ah, aw]: False inside each box, borders included; computed in `dtype`."""
+    device = rois.device
     x1, y1, x2, y2 = _scaled_boxes(rois, spatial_scale, dtype)
-    device = features.device
     # float(H - 1.001) then a division in the compute dtype, as the kernels do
     bin_w = torch.tensor(width - 1.001, dtype=dtype, device=device) / torch.tensor(aligned_width - 1, dtype=dtype, device=device)
     bin_h = torch.tensor(height - 1.001, dtype=dtype, device=device) / torch.tensor(aligned_height - 1, dtype=dtype, device=device)
-    x = (torch.arange(aligned_width, device=device, dtype=dtype) * bin_w).expand(num_boxes, aligned_width)
-    y = (torch.arange(aligned_height, device=device, dtype=dtype) * bin_h).expand(num_boxes, aligned_height)
+    x = torch.arange(aligned_width, device=device, dtype=dtype) * bin_w
+    y = torch.arange(aligned_height, device=device, dtype=dtype) * bin_h
     inside_y = (y1[:, None] <= y) & (y <= y2[:, None])
     inside_x = (x1[:, None] <= x) & (x <= x2[:, None])
-    keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
+    return y, x, ~(inside_y[:, :, None] & inside_x[:, None, :])
+
+
+def rod_align(features: Tensor, rois: Tensor, aligned_height: int, aligned_width: int, spatial_scale: float) -> Tensor:
+    """RoDAlign: an ``ah`` x ``aw`` grid over the whole map; zero inside the box (borders included)."""
+    _, _, height, width = features.shape
+    num_boxes = rois.shape[0]
+    dtype = compute_dtype(features.dtype)
+    y, x, keep = rod_grid(rois, height, width, aligned_height, aligned_width, spatial_scale, dtype)
+    y, x = y.expand(num_boxes, aligned_height), x.expand(num_boxes, aligned_width)
     return _bilinear(features, rois[:, 0].long(), y, x, keep, dtype)
 
 
