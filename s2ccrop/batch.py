@@ -288,7 +288,7 @@ class BatchRun:
                 return f"output {display(t.output)} would overwrite an input of this run; use -o or another --name"
         for t in targets:  # a dry run tells these too: what the run would say
             earlier = self.ledger.output_owner(t.output)
-            if earlier is not None and earlier != item.path:
+            if earlier is not None and earlier != item.path and not same_file(earlier, item.path):
                 if os.path.abspath(earlier.parent) != os.path.abspath(item.path.parent):
                     advice = ("photos of the same name from different folders: give the folder above both (its "
                               "tree is mirrored under -o), or crop them into different -o folders")
