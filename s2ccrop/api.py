@@ -18,7 +18,7 @@ from . import envvars
 from .decide import Prepared, Rules, candidate_groups, decide, guard_of
 from .errors import ConfigError
 from .genes import GeneProvider, LearnedGenes, WholeImageGenes, box_rows, pad_boxes
-from .hints import FITS, parse_focus, parse_keep
+from .hints import FITS, parse_focus, parse_keep, parse_scale
 from .io.images import open_image
 from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
@@ -221,6 +221,7 @@ class Cropper:
         keep: "Sequence[float] | str | None" = None,
         faces: "np.ndarray | Sequence[Sequence[float]] | None" = None,
         fit: str = "crop",
+        scale: "Sequence[float] | str | None" = None,
     ) -> list[Crop]:
         """Best crop of `image` for each ratio, in the order asked. Boxes are in upright pixels (of
         `size` when `image` is a reduced copy of a photo of that size).
@@ -233,13 +234,17 @@ class Cropper:
         `fit`: "crop" cuts to the ratio; "pad" gives each fixed ratio a `Crop(fit="pad")` whose box is
         the model's free-form framing, grown to hold the hints and the faces it would cut, to be shown
         whole in a padded thumbnail of the ratio (`io.render.render_pad`); "auto" pads only the ratios
-        whose every candidate cuts a face, a hint or the model's subject (its most confident object)."""
+        whose every candidate cuts a face, a hint or the model's subject (its most confident object).
+        `scale` (lo, hi): how large each crop may be, as a fraction of the largest box of its shape in
+        the photo (max(w / W, h / H)); the model chooses among candidates of sizes in the range. When none
+        of them can hold a face or a hint, the crop is the smallest larger one that does
+        (`Crop.widened`)."""
         parsed = _parse_ratios(ratios)  # a bad ratio and a bad hint fail before any decoding
-        focus, keep = parse_focus(focus, "focus"), parse_keep(keep, "keep")
+        focus, keep, scale = parse_focus(focus, "focus"), parse_keep(keep, "keep"), parse_scale(scale, "scale")
         if fit not in FITS:
             raise ConfigError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
         p = self.prepare(image, size=size)
-        p.focus, p.keep, p.fit = focus, keep, fit
+        p.focus, p.keep, p.fit, p.scale = focus, keep, fit, scale
         if faces is not None:
             p.faces = box_rows(faces)[:, :4]
         return self.crop_prepared(p, parsed)

@@ -351,7 +351,7 @@ class BatchRun:
         s, hints = self.settings, job.hints
         try:
             job.crops = cropper.crop(job.decoded.rgb(), [t.request.ratio for t in job.targets], focus=hints.focus,
-                                     keep=hints.keep, faces=job.decoded.faces, fit=s.fit)
+                                     keep=hints.keep, faces=job.decoded.faces, fit=s.fit, scale=hints.scale)
         except (WeightsError, KeyboardInterrupt):
             raise
         except S2CCropError as exc:

@@ -89,16 +89,17 @@ def _size_at(scale: float, w0: int, h0: int, ratio: Fraction) -> tuple[int, int]
     return w, h
 
 
-def _positions(free: int, stride: float) -> list[int]:
+def _positions(free: int, stride: float, most: int = MAX_STEPS) -> list[int]:
     if free <= 0:
         return [0]
-    steps = min(MAX_STEPS, max(1, math.ceil(free / stride)))
+    steps = min(most, max(1, math.ceil(free / stride)))
     return sorted({round(free * i / steps) for i in range(steps + 1)} | {free // 2})
 
 
-def fixed_ratio(width: int, height: int, ratio: Ratio | Fraction) -> np.ndarray:
-    """Integer xyxy boxes [N, 4] of the given ratio inside a width×height image; row 0 is the
-    largest centred box."""
+def fixed_ratio(width: int, height: int, ratio: Ratio | Fraction, scales: tuple[float, ...] | None = None,
+                steps: int = MAX_STEPS) -> np.ndarray:
+    """Integer xyxy boxes [N, 4] of the given ratio inside a width×height image, at `scales` of the
+    largest box (None: RATIO_SCALES, and row 0 is the largest centred box)."""
     r = _as_fraction(ratio)
     w0, h0 = largest_box_size(width, height, r)
     stride = max(width, height) / GRID_BINS
@@ -111,25 +112,108 @@ def fixed_ratio(width: int, height: int, ratio: Ratio | Fraction) -> np.ndarray:
             seen.add(box)
             boxes.append(box)
 
-    add((width - w0) // 2, (height - h0) // 2, w0, h0)
-    for scale in RATIO_SCALES:
+    if scales is None:
+        add((width - w0) // 2, (height - h0) // 2, w0, h0)
+    for scale in RATIO_SCALES if scales is None else scales:
         w, h = _size_at(scale, w0, h0, r)
-        for y in _positions(height - h, stride):
-            for x in _positions(width - w, stride):
+        for y in _positions(height - h, stride, steps):
+            for x in _positions(width - w, stride, steps):
                 add(x, y, w, h)
     return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
 
 
-def for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int], grid: str = "gaic") -> np.ndarray:
+# ---------------------------------------------------------------- a size range (`scale`)
+#
+# A crop's scale is how large it is against the largest box of its own shape in the photo: the larger
+# of its width and height as fractions of the photo's, max(w / W, h / H). A range (lo, hi) keeps the
+# crops whose scale lies in it, to the pixel: w <= ceil(hi * W), h <= ceil(hi * H), and
+# w >= floor(lo * W) or h >= floor(lo * H).
+
+SCALE_STEP = 0.1  # at most this far apart, the sizes of a range's candidates
+FREE_FORM_ASPECTS = tuple(Fraction(a) for a in ("1/2", "2/3", "3/4", "1", "4/3", "3/2", "2"))
+FREE_FORM_STEPS = 4  # positions per axis and size for a free-form range (7 shapes and the photo's)
+
+
+def scale_of(box, width: int, height: int) -> float:
+    """How large `box` (xyxy) is in a width×height photo: max(w / W, h / H)."""
+    x1, y1, x2, y2 = box
+    return max((x2 - x1) / width, (y2 - y1) / height)
+
+
+def in_scale(boxes: np.ndarray, width: int, height: int, scale: tuple[float, float]) -> np.ndarray:
+    """Which of `boxes` (xyxy [N, 4]) lie in the range `scale`, to the pixel."""
+    lo, hi = scale
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return ((w <= math.ceil(hi * width - 1e-9)) & (h <= math.ceil(hi * height - 1e-9))
+            & ((w >= math.floor(lo * width + 1e-9)) | (h >= math.floor(lo * height + 1e-9))))
+
+
+def range_scales(lo: float, hi: float) -> tuple[float, ...]:
+    """Sizes from hi down to lo, at most SCALE_STEP apart (both ends included)."""
+    n = max(1, math.ceil((hi - lo) / SCALE_STEP - 1e-9)) if hi > lo else 0
+    return tuple(hi - (hi - lo) * i / n for i in range(n + 1)) if n else (hi,)
+
+
+def scaled(width: int, height: int, ratio: Ratio, model_size: tuple[int, int], grid: str,
+           scale: tuple[float, float]) -> np.ndarray:
+    """The candidates of `ratio` whose scale is in `scale`: for a fixed ratio, its boxes at sizes across
+    the range; free-form, the grid's boxes in the range and boxes of seven common shapes and the
+    photo's own across it. Never empty: when rounding leaves none, the sizes nearest the range."""
+    sizes = range_scales(*scale)
+    if ratio.is_any:
+        shapes = sorted(set(FREE_FORM_ASPECTS) | {Fraction(width, height).limit_denominator(100)})
+        parts = [free_form(width, height, model_size, grid)]
+        parts += [fixed_ratio(width, height, a, sizes, FREE_FORM_STEPS) for a in shapes]
+        boxes = np.unique(np.concatenate(parts), axis=0)
+    else:
+        boxes = fixed_ratio(width, height, ratio, sizes)
+    kept = boxes[in_scale(boxes, width, height, scale)]
+    if len(kept):
+        return kept
+    distance = np.abs(np.array([scale_of(b, width, height) for b in boxes]) - (scale[0] + scale[1]) / 2)
+    return boxes[distance <= distance.min() + 1e-9]
+
+
+def into_scale(box, ratio: Ratio, width: int, height: int, scale: tuple[float, float]) -> tuple[int, int, int, int]:
+    """`box` (a snapped crop of `ratio`) resized about its centre into the range `scale` when an
+    average or the box refiner took it out; unchanged when it is in."""
+    box = tuple(int(v) for v in box)
+    if in_scale(np.array([box]), width, height, scale)[0]:
+        return box  # type: ignore[return-value]
+    lo, hi = scale
+    x1, y1, x2, y2 = box
+    target = min(max(scale_of(box, width, height), lo), hi)
+    if ratio.is_any:
+        f = target / scale_of(box, width, height)
+        w, h = max(1, min(width, round((x2 - x1) * f))), max(1, min(height, round((y2 - y1) * f)))
+    else:
+        r = _as_fraction(ratio)
+        w, h = _size_at(target, *largest_box_size(width, height, r), r)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    x = int(min(max(round(cx - w / 2), 0), width - w))
+    y = int(min(max(round(cy - h / 2), 0), height - h))
+    return (x, y, x + w, y + h)
+
+
+def for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int], grid: str = "gaic",
+              scale: tuple[float, float] | None = None) -> np.ndarray:
     """Candidates of one requested ratio, integer xyxy in original pixels (x2, y2 exclusive); `grid`
-    names the free-form grid. They depend only on the sizes, the ratio and the grid, and photos of one
-    camera share them: the array is cached and read-only."""
-    return _for_ratio(int(width), int(height), ratio, (int(model_size[0]), int(model_size[1])), grid)
+    names the free-form grid, `scale` a size range (`scaled`). They depend only on the sizes, the
+    ratio, the grid and the range, and photos of one camera share them: the array is cached and
+    read-only."""
+    return _for_ratio(int(width), int(height), ratio, (int(model_size[0]), int(model_size[1])), grid,
+                      None if scale is None else (float(scale[0]), float(scale[1])))
 
 
 @functools.lru_cache(maxsize=256)
-def _for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int], grid: str = "gaic") -> np.ndarray:
-    boxes = free_form(width, height, model_size, grid) if ratio.is_any else fixed_ratio(width, height, ratio)
+def _for_ratio(width: int, height: int, ratio: Ratio, model_size: tuple[int, int], grid: str = "gaic",
+               scale: tuple[float, float] | None = None) -> np.ndarray:
+    if scale is not None:
+        boxes = scaled(width, height, ratio, model_size, grid, scale)
+    elif ratio.is_any:
+        boxes = free_form(width, height, model_size, grid)
+    else:
+        boxes = fixed_ratio(width, height, ratio)
     boxes.setflags(write=False)
     return boxes
 

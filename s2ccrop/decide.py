@@ -1,13 +1,17 @@
 """Where a crop is decided. For one prepared photo and its ratios, `decide` runs, in this order:
 
-1. candidates: each ratio's candidate boxes in the photo's pixels (`candidates.for_ratio`);
+1. candidates: each ratio's candidate boxes in the photo's pixels (`candidates.for_ratio`), of the
+   sizes the photo's `scale` range allows when it has one;
 2. guard: what the crops must not cut (`guard_of`: faces, the focus point, the keep region, the subject);
+   a ratio whose every candidate in the range cuts a face or a hint takes the smallest larger size
+   at which one does not (`widened`);
 3. scores: the model scores every candidate, in float32 (`PhotoModel.score`);
 4. best or average: per ratio, the best candidate after the guard's penalties, or the score-weighted
    mean of the best ones, snapped to the ratio (`select.select_crops`); equal scores go to the earlier
    candidate;
 5. refine: the model's box refiner moves the chosen crops' edges (`refined`); an averaged or refined
-   box is not a candidate, so its reported score is the model's score of the box itself;
+   box is not a candidate, so its reported score is the model's score of the box itself; with a size
+   range, an averaged or refined crop is brought back into it (`candidates.into_scale`);
 6. fit: a padded fit shows the model's free-form framing whole (`fitted`).
 
 A crop is a function of the photo, the options and the model's scores alone: no randomness, no state
@@ -36,7 +40,8 @@ class Prepared:
     `detections`: the gene head's object and face boxes (original pixels), filled in by the backbone
     pass (`Cropper.features`) when the model has a gene head. What its crops must respect, in
     fractions of the upright photo: `focus` (x, y), `keep` (x1, y1, x2, y2), `faces` (rows x1, y1, x2,
-    y2: marked in its metadata, or given); `fit`: "crop", "pad" or "auto" (`Cropper.crop`)."""
+    y2: marked in its metadata, or given); `fit`: "crop", "pad" or "auto"; `scale`: (lo, hi), the sizes
+    its crops may have (`Cropper.crop`)."""
 
     image: Image.Image
     size: tuple[int, int]
@@ -48,6 +53,7 @@ class Prepared:
     keep: tuple[float, float, float, float] | None = None
     faces: np.ndarray | None = field(default=None, repr=False)
     fit: str = "crop"
+    scale: tuple[float, float] | None = None  # how large crops may be (`candidates.scale_of`); None: any size
 
 
 class PhotoModel(Protocol):
@@ -77,13 +83,17 @@ def decide(p: Prepared, ratios: Sequence[Ratio], model: PhotoModel, rules: Rules
     """The crop of `p` for each ratio, in the order asked (steps 1–6 of the module docstring)."""
     groups = candidate_groups(p, ratios, rules.grid)  # 1
     guard = guard_of(p, rules.face_guard)  # 2
+    groups, ranges = widened(p, ratios, groups, guard, rules.grid)
     scores = model.score(np.concatenate(groups, axis=0))  # 3
     crops = select_crops(ratios, groups, scores, guard, average=rules.average, size=p.size)  # 4
     if rules.refiner:  # 5
         crops = refined(p, ratios, crops, guard, model, rules.refine_ratio_given)
+    if p.scale is not None:
+        crops = [Crop(c.ratio, cand.into_scale(c.box, r, *p.size, rng), c.score, widened=rng != p.scale)
+                 for c, r, rng in zip(crops, ratios, ranges)]
     if rules.average or rules.refiner:
         rescored = model.score(np.array([c.box for c in crops], dtype=np.float64))
-        crops = [Crop(c.ratio, c.box, float(v)) for c, v in zip(crops, rescored)]
+        crops = [replace(c, score=float(v)) for c, v in zip(crops, rescored)]
     return fitted(p, ratios, groups, guard, crops, model, rules)  # 6
 
 
@@ -91,7 +101,29 @@ def candidate_groups(p: Prepared, ratios: Sequence[Ratio], grid: str = "gaic") -
     """Each ratio's candidate boxes (float xyxy [N, 4], pixels of the upright photo); `grid`: the model's
     free-form grid."""
     W, H = p.size
-    return [cand.for_ratio(W, H, r, p.model_size, grid) for r in ratios]
+    return [cand.for_ratio(W, H, r, p.model_size, grid, p.scale) for r in ratios]
+
+
+def widened(p: Prepared, ratios: Sequence[Ratio], groups: list[np.ndarray], guard: Guard | None,
+            grid: str = "gaic") -> tuple[list[np.ndarray], list[tuple[float, float] | None]]:
+    """Each ratio's candidates and the size range its crop keeps. With a range, a ratio whose every
+    candidate cuts a face or goes against a hint takes the candidates of the smallest larger size (in
+    steps of 0.05) at which one does not, and the range grows to it; when none does, the range stays."""
+    ranges: list[tuple[float, float] | None] = [p.scale] * len(ratios)
+    if p.scale is None or guard is None:
+        return groups, ranges
+    W, H = p.size
+    out = list(groups)
+    sizes = [s for s in np.arange(p.scale[1] + 0.05, 1.0, 0.05)] + [1.0]
+    for i, ratio in enumerate(ratios):
+        if not (penalties_of(groups[i], guard) > 0).all():
+            continue
+        for size in sizes:
+            boxes = cand.for_ratio(W, H, ratio, p.model_size, grid, (float(size), float(size)))
+            if (penalties_of(boxes, guard) <= 0).any():
+                out[i], ranges[i] = boxes, (p.scale[0], float(size))
+                break
+    return out, ranges
 
 
 def guard_of(p: Prepared, face_guard: bool = True) -> Guard | None:
@@ -135,7 +167,7 @@ def refined(p: Prepared, ratios: Sequence[Ratio], crops: list[Crop], guard: Guar
         new = refine_box(box, ratios[i], W, H, centre)
         if guard is not None and penalties_of(np.array([new], dtype=np.float64), guard)[0] > penalties_of(boxes[j : j + 1], guard)[0]:
             continue
-        out[i] = Crop(crops[i].ratio, new, crops[i].score, fit=crops[i].fit)
+        out[i] = replace(crops[i], box=new)
     return out
 
 
@@ -158,5 +190,5 @@ def fitted(p: Prepared, ratios: Sequence[Ratio], groups: Sequence[np.ndarray], g
         score = float(model.score(np.array([region], dtype=np.float64))[0])
     out = list(crops)
     for i in pad:
-        out[i] = Crop(crops[i].ratio, region, score, fit="pad")
+        out[i] = Crop(crops[i].ratio, region, score, fit="pad")  # a region shown whole: no size range
     return out

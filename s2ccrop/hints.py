@@ -4,7 +4,8 @@ to fit the photo to a ratio (cut, or pad).
 Hints are fractions of the upright photo (0..1 on each axis, x to the right, y down), so one hint holds
 for a photo at any size and for every ratio. They come from the command line (`--focus X,Y`,
 `--keep X1,Y1,X2,Y2`: every photo of the run), from a sidecar JSON-lines file (`--hints FILE`: one
-object per photo, `{"input": PATH, "focus": [x, y], "keep": [x1, y1, x2, y2]}`), or from the API's
+object per photo, `{"input": PATH, "focus": [x, y], "keep": [x1, y1, x2, y2], "scale": [lo, hi]}`),
+or from the API's
 keywords. Standard library only: the batch engine plans with these before Pillow or torch load.
 
 A hints file is read and checked whole before any work: a line that is not a JSON object, a field
@@ -23,34 +24,34 @@ from dataclasses import dataclass
 from .errors import ConfigError
 
 FITS = ("crop", "pad", "auto")
-HINT_FIELDS = ("focus", "keep")
+HINT_FIELDS = ("focus", "keep", "scale")
 
 
 @dataclass(frozen=True)
 class Hints:
-    """`focus` (x, y) and `keep` (x1, y1, x2, y2) in fractions of the upright photo; None when not given."""
+    """`focus` (x, y) and `keep` (x1, y1, x2, y2) in fractions of the upright photo, `scale` (lo, hi)
+    how large the crops may be (fractions of the largest box of each crop's shape); None when not given."""
 
     focus: tuple[float, float] | None = None
     keep: tuple[float, float, float, float] | None = None
+    scale: tuple[float, float] | None = None
 
     def __bool__(self) -> bool:
-        return self.focus is not None or self.keep is not None
+        return self.focus is not None or self.keep is not None or self.scale is not None
 
     def record(self) -> dict:
-        """The JSON fields of the hints given ("focus", "keep")."""
+        """The JSON fields of the hints given ("focus", "keep", "scale")."""
         out: dict = {}
-        if self.focus is not None:
-            out["focus"] = [round(v, 6) for v in self.focus]
-        if self.keep is not None:
-            out["keep"] = [round(v, 6) for v in self.keep]
+        for name in HINT_FIELDS:
+            if getattr(self, name) is not None:
+                out[name] = [round(v, 6) for v in getattr(self, name)]
         return out
 
     def merged(self, other: "Hints | None") -> "Hints":
         """These hints, with each one `other` gives taking precedence."""
         if not other:
             return self
-        return Hints(other.focus if other.focus is not None else self.focus,
-                     other.keep if other.keep is not None else self.keep)
+        return Hints(*(getattr(other, n) if getattr(other, n) is not None else getattr(self, n) for n in HINT_FIELDS))
 
 
 def fractions(values, count: int, what: str) -> tuple[float, ...]:
@@ -77,6 +78,27 @@ def parse_focus(value, what: str = "--focus") -> tuple[float, float] | None:
         return None
     x, y = fractions(value, 2, what)
     return (x, y)
+
+
+def parse_scale(value, what: str = "--scale") -> tuple[float, float] | None:
+    """LO,HI: how large a crop may be, as fractions of the largest box of its shape in the photo, with
+    0 < LO <= HI <= 1 (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",")]
+    try:
+        numbers = tuple(float(v) for v in value)
+        ok = len(numbers) == 2 and not any(isinstance(v, bool) for v in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{what}: expected LO,HI, two numbers such as 0.4,0.7, got {value!r}")
+    lo, hi = numbers
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1):
+        raise ConfigError(f"{what}: {lo:g},{hi:g} is not a range of sizes; give LO,HI with 0 < LO <= HI <= 1 "
+                          "(fractions of the largest crop of each ratio)")
+    return (lo, hi)
 
 
 def parse_keep(value, what: str = "--keep") -> tuple[float, float, float, float] | None:
@@ -145,17 +167,18 @@ def parse_line(line: str, where: str) -> tuple[str, Hints]:
     unknown = sorted(set(obj) - {"input", *HINT_FIELDS})
     if unknown:
         raise ConfigError(f"{where}: unknown field {', '.join(map(repr, unknown))}; a line has \"input\" and "
-                          "\"focus\" [x, y] and/or \"keep\" [x1, y1, x2, y2]")
+                          "\"focus\" [x, y], \"keep\" [x1, y1, x2, y2] and/or \"scale\" [lo, hi]")
     input_path = obj.get("input")
     if not isinstance(input_path, str) or not input_path:
         raise ConfigError(f"{where}: \"input\" must be the photo's path (a string)")
     if not any(obj.get(k) is not None for k in HINT_FIELDS):
-        raise ConfigError(f"{where}: no hint for {input_path!r}: give \"focus\" and/or \"keep\"")
+        raise ConfigError(f"{where}: no hint for {input_path!r}: give \"focus\", \"keep\" and/or \"scale\"")
     for k in HINT_FIELDS:
         if obj.get(k) is not None and not isinstance(obj[k], list):
             raise ConfigError(f"{where}: \"{k}\" must be a list of numbers")
     hints = Hints(parse_focus(obj.get("focus"), f"{where}: \"focus\""),
-                  parse_keep(obj.get("keep"), f"{where}: \"keep\""))
+                  parse_keep(obj.get("keep"), f"{where}: \"keep\""),
+                  parse_scale(obj.get("scale"), f"{where}: \"scale\""))
     return input_path, hints
 
 
@@ -184,4 +207,4 @@ def check_color(text: str) -> str:
 
 
 __all__ = ["FITS", "Hints", "HintsFile", "check_color", "check_fit", "fractions", "parse_focus", "parse_keep",
-           "parse_line", "path_key"]
+           "parse_line", "parse_scale", "path_key"]

@@ -125,13 +125,17 @@ def crop_record(input_path, crop, image_size: tuple[int, int], written: Path | N
                 hints: Hints | None = None) -> dict:
     """The JSON object of one (photo, ratio): what --json prints and the Ray engine's manifest holds.
     "fit": "crop" (box is the thumbnail) or "pad" (box is the region shown whole, padded to the
-    ratio); "focus" / "keep": the hints applied, when any."""
-    return {
+    ratio); "focus" / "keep" / "scale": the hints applied, when any; with "scale", "widened": whether
+    the crop had to be larger than the range to hold a face or a hint."""
+    record = {
         "input": os.fspath(input_path), "ratio": crop.ratio, "box": list(crop.box),
         "width": image_size[0], "height": image_size[1], "score": round(float(crop.score), 6),
         "output": os.fspath(written) if written is not None else None,
         "fit": getattr(crop, "fit", "crop"), **(hints.record() if hints else {}),
     }
+    if hints is not None and hints.scale is not None:
+        record["widened"] = bool(getattr(crop, "widened", False))
+    return record
 
 
 def json_line(record: dict) -> str:

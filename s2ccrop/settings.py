@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError
-from .hints import Hints, HintsFile, check_fit, parse_focus, parse_keep
+from .hints import Hints, HintsFile, check_fit, parse_focus, parse_keep, parse_scale
 from .io.formats import MAX_SIDE, SizeSpec, parse_wxh
 from .io.paths import DEFAULT_TEMPLATE, check_distinct, check_template
 from .presets import RatioRequest, resolve_ratios
@@ -44,7 +44,8 @@ class Settings:
     per core); `workers`: decode/write threads beside the model in one process. `preview`: also
     write a contact sheet there; `preview_only`: write nothing else (a dry run).
     `focus` ("X,Y" or (x, y)) and `keep` ("X1,Y1,X2,Y2" or a sequence): hints for every photo, in
-    fractions of the upright photo; `hints`: a JSON-lines file of hints per photo (`s2ccrop.hints`),
+    fractions of the upright photo, and `scale` ("LO,HI" or (lo, hi)): how large crops may be, as fractions
+    of the largest box of each crop's shape; `hints`: a JSON-lines file of hints per photo (`s2ccrop.hints`),
     whose lines take precedence. `fit`: crop (cut to the ratio), pad (show the model's framing whole,
     padded to the ratio) or auto (pad only when every candidate of a ratio cuts a face, a hint or the
     model's subject); `pad_color`: the padding's colour (None: a blurred copy of the photo).
@@ -76,6 +77,7 @@ class Settings:
     preview_only: bool = False
     focus: "str | Sequence[float] | None" = None
     keep: "str | Sequence[float] | None" = None
+    scale: "str | Sequence[float] | None" = None
     hints: "str | os.PathLike[str] | None" = None
     fit: str = "crop"
     pad_color: str | None = None
@@ -130,7 +132,7 @@ class Settings:
         self.dry_run = self.dry_run or self.preview_only
         self.preview_path = Path(self.preview) if self.preview is not None else None
         self.pixel_limit = DEFAULT_MAX_PIXELS if self.max_pixels is None else (self.max_pixels or None)
-        self.base_hints = Hints(parse_focus(self.focus), parse_keep(self.keep))
+        self.base_hints = Hints(parse_focus(self.focus), parse_keep(self.keep), parse_scale(self.scale))
         self.hint_file = HintsFile.read(self.hints) if self.hints is not None else None
         self.fit, self.pad_color = check_fit(self.fit, self.pad_color)
 

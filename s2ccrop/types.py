@@ -99,13 +99,15 @@ class Crop:
     `ratio` is the ratio as asked for, normalised ("any" or "W:H"). `score` is the model's score
     (predicted normalised MOS, higher is better). `fit` is "crop" (the box has the ratio and is the
     thumbnail) or "pad" (the box is the region shown whole, scaled into a thumbnail of the ratio whose
-    rest is padding; its score is the model's for that framing).
+    rest is padding; its score is the model's for that framing). `widened`: a size range was asked
+    for, and no crop inside it could hold a face or a hint, so this one is the smallest larger that does.
     """
 
     ratio: str
     box: tuple[int, int, int, int]
     score: float
     fit: str = "crop"
+    widened: bool = False
 
     @property
     def width(self) -> int:

@@ -82,8 +82,10 @@ def tree(root: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------- the CLI against a cluster
 
 
-def test_ray_engine_matches_local_engine(cluster: str, photos: Path, tmp_path: Path):
-    common = [str(photos), "-r", "16:9", "-r", "any", "-r", "square", "--width", "32", "--json", "--weights", "random"]
+@pytest.mark.parametrize("scale", [[], ["--scale", "0.4,0.7"]])
+def test_ray_engine_matches_local_engine(cluster: str, photos: Path, tmp_path: Path, scale: list[str]):
+    common = [str(photos), "-r", "16:9", "-r", "any", "-r", "square", "--width", "32", "--json", "--weights", "random",
+              *scale]
     # Ray gives each CPU actor one thread; the local run gets one too so float sums add up in the same order.
     local = run_cli([*common, "-o", str(tmp_path / "local")], threads=1)
     remote = run_cli([*common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--address", cluster])
@@ -93,7 +95,7 @@ def test_ray_engine_matches_local_engine(cluster: str, photos: Path, tmp_path: P
     want = json_lines(local.stdout)
     got = [dict(r, output=r["output"].replace(str(tmp_path / "ray"), str(tmp_path / "local"))) for r in
            json_lines(remote.stdout)]
-    assert len(want) == 6 * 3
+    assert len(want) == 6 * 3 and all(("scale" in r) == bool(scale) for r in want)
     key = lambda r: (r["input"], r["ratio"])  # noqa: E731
     assert sorted(got, key=key) == sorted(want, key=key)
     assert error_lines(remote.stderr) == error_lines(local.stderr) == [

@@ -267,9 +267,13 @@ Focus = Annotated[Optional[str], typer.Option(
 Keep = Annotated[Optional[str], typer.Option(
     "--keep", metavar="X1,Y1,X2,Y2", rich_help_panel=HINTS, show_default=False,
     help="A region kept whole wherever a crop of the ratio can hold it (fractions: left, top, right, bottom).")]
+Scale = Annotated[Optional[str], typer.Option(
+    "--scale", metavar="LO,HI", rich_help_panel=HINTS, show_default=False,
+    help="How large crops may be, as fractions of the largest crop of each ratio (0.4,0.7: tighter).")]
 HintsFileOption = Annotated[Optional[str], typer.Option(
     "--hints", metavar="FILE", rich_help_panel=HINTS, show_default=False,
-    help='Hints per photo, JSON lines: {"input": PATH, "focus": \\[x, y], "keep": \\[x1, y1, x2, y2]}.')]
+    help='Hints per photo, JSON lines: {"input": PATH, "focus": \\[x, y], "keep": \\[x1, y1, x2, y2], '
+         '"scale": \\[lo, hi]}.')]
 Fit = Annotated[str, choice(
     "--fit", choices=FITS, rich_help_panel=HINTS,
     help="crop: cut to the ratio; pad: show the model's framing whole, padded to the ratio; auto: pad only "
@@ -331,6 +335,7 @@ def crop(
     workers: Workers = DEFAULT_WORKERS,
     focus: Focus = None,
     keep: Keep = None,
+    scale: Scale = None,
     hints: HintsFileOption = None,
     fit: Fit = "crop",
     pad_color: PadColor = None,
@@ -351,7 +356,7 @@ def crop(
         skip_existing=skip_existing, recursive=not no_recursive, null=null, max_pixels=max_pixels,
         weights=weights, device=device, face_guard=face_guard, jobs=jobs,
         workers=workers, preview=preview,
-        focus=focus, keep=keep, hints=hints, fit=fit, pad_color=pad_color,
+        focus=focus, keep=keep, scale=scale, hints=hints, fit=fit, pad_color=pad_color,
     )
     return run_crop(ctx, settings, engine=engine, address=address)
 
@@ -392,6 +397,7 @@ def preview_command(
     workers: Workers = DEFAULT_WORKERS,
     focus: Focus = None,
     keep: Keep = None,
+    scale: Scale = None,
     hints: HintsFileOption = None,
     fit: Fit = "crop",
     pad_color: PadColor = None,
@@ -400,7 +406,8 @@ def preview_command(
         paths or [], ratios=ratio, recursive=not no_recursive, null=null, max_pixels=max_pixels, json=json_,
         quiet=quiet or not json_,  # the sheet's path is the result line
         weights=weights, device=device, face_guard=face_guard, jobs=jobs,
-        workers=workers, preview=Path(out), preview_only=True, focus=focus, keep=keep, hints=hints, fit=fit, pad_color=pad_color,
+        workers=workers, preview=Path(out), preview_only=True, focus=focus, keep=keep, scale=scale, hints=hints,
+        fit=fit, pad_color=pad_color,
     )
     return run_crop(ctx, settings)
 

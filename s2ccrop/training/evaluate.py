@@ -87,7 +87,8 @@ def evaluate_fcdb(
         image = open_annotation_frame(record.path)
         if image.size != (record.width, record.height):
             raise ValueError(f"{record.file}: file is {image.size}, annotation says {(record.width, record.height)}")
-        pred = _checked_box(crop_fn(image, ratio), record)
+        answer = crop_fn(image, ratio, record) if getattr(crop_fn, "wants_record", False) else crop_fn(image, ratio)
+        pred = _checked_box(answer, record)
         rows.append(
             {
                 "file": record.file,

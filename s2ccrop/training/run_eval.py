@@ -45,10 +45,19 @@ def _provider(name: str):
     return {"default": None, "whole": WholeImageGenes(), "learned": LearnedGenes()}[name]
 
 
-def model_crop_fn(cropper):
-    def crop(image, ratio: str):
-        return cropper.crop(image, [ratio])[0].box
+def model_crop_fn(cropper, scale: tuple[float, float] | None = None, oracle: bool = False):
+    """The cropper as an FCDB crop function; `scale`: a size range for every photo; `oracle`: each
+    photo's own human crop's size as the range (how well the model places a crop of known size)."""
+    from ..candidates import scale_of
 
+    def crop(image, ratio: str, record=None):
+        rng = scale
+        if oracle:
+            s = min(1.0, scale_of(record.crop, record.width, record.height))
+            rng = (s, s)
+        return cropper.crop(image, [ratio], scale=rng)[0].box
+
+    crop.wants_record = True  # type: ignore[attr-defined]
     return crop
 
 
@@ -89,9 +98,13 @@ def eval_fcdb(args: argparse.Namespace) -> list[dict]:
             weights = args.weights.format(fold=fold) if args.weights and fold is not None else args.weights
             cropper = _cropper(weights, args.device, _provider(args.genes), face_guard=not args.no_face_guard,
                                selection=args.selection)
+            from ..hints import parse_scale
+
+            scale = parse_scale(args.scale, "--scale")
+            sized = ", the human crop's size" if args.oracle_scale else (f", scale {args.scale}" if scale else "")
             label = (f"s2ccrop ({cropper.info()['genes']} genes{', no face guard' if args.no_face_guard else ''}"
-                     f"{', averaged' if cropper.averages else ''})")
-            methods.append((label, model_crop_fn(cropper)))
+                     f"{', averaged' if cropper.averages else ''}{sized})")
+            methods.append((label, model_crop_fn(cropper, scale, args.oracle_scale)))
         if args.baselines or args.only_baselines:
             from . import baselines
 
@@ -288,6 +301,9 @@ def build_parser(prog: str = "s2ccrop eval") -> argparse.ArgumentParser:
     fcdb.add_argument("--genes", choices=["default", "whole", "learned"], default="default",
                       help="visual genes: the model's own (default: its gene head if it has one), whole image, or the gene head")
     fcdb.add_argument("--no-face-guard", action="store_true", help="let crops cut through detected faces")
+    fcdb.add_argument("--scale", metavar="LO,HI", help="a size range for every crop (as the crop command's --scale)")
+    fcdb.add_argument("--oracle-scale", action="store_true",
+                      help="give each photo its human crop's own size as the range (placement at a known size)")
     fcdb.add_argument("--selection", choices=["best", "average"],
                       help="how the crop is chosen from the scores (default: what the model was trained for)")
     fcdb.add_argument("--folds", type=int, default=0,
