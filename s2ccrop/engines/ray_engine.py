@@ -174,7 +174,7 @@ def connect(address: str | None) -> Iterator[object]:
         sessions: list[int] = []  # the sessions of the processes Ray starts here (see _own_sessions)
         if local:
             kwargs["include_dashboard"] = False
-            kwargs["_temp_dir"] = stack.enter_context(_session_folder())
+            kwargs["_temp_dir"] = stack.enter_context(_session_folder(keep := []))
             stack.callback(_end_sessions, sessions)  # after the shutdown: any process of them left
         try:
             # A stop signal while Ray starts is delivered once it has started, so that it is shut down.
@@ -182,6 +182,8 @@ def connect(address: str | None) -> Iterator[object]:
                 try:
                     ray.init(address=address, **kwargs)
                 except (ConnectionError, RuntimeError, ValueError) as exc:
+                    if local:
+                        keep.append(True)  # the message names its log files: they stay
                     where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
                     raise ConfigError(f"cannot start or reach the Ray cluster ({where}): {one_line(exc)}") from None
             yield ray
@@ -289,9 +291,10 @@ def _journal_folder() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _session_folder() -> Iterator[str]:
-    """A fresh folder for a local instance's session (logs, sockets), deleted afterwards. Under /tmp:
-    Ray's Unix socket paths inside it must stay under ~107 characters."""
+def _session_folder(keep: list) -> Iterator[str]:
+    """A fresh folder for a local instance's session (logs, sockets), deleted afterwards unless `keep`
+    (an instance that could not start: its logs say why). Under /tmp: Ray's Unix socket paths inside
+    it must stay under ~107 characters."""
     import shutil
     import tempfile
 
@@ -299,7 +302,7 @@ def _session_folder() -> Iterator[str]:
     try:
         yield folder
     finally:
-        for _ in range(20):  # processes that are ending may still write their last log lines
+        for _ in range(0 if keep else 20):  # processes that are ending may still write their last log lines
             shutil.rmtree(folder, ignore_errors=True)
             if not os.path.exists(folder):
                 break
