@@ -104,6 +104,7 @@ class BatchRun:
         self._explicit: set[tuple[int, int]] = set()  # files named on the command line (st_dev, st_ino)
         self._preview_id: tuple[int, int] | None = None  # an earlier contact sheet at the --preview path
         self._hinted: set[str] = set()  # --hints lines whose photo this run met (path_key)
+        self._passed_over: set[str] = set()  # ... and those met as earlier outputs, not cropped
         self._heif_told = False  # the one line on how to read HEIC photos
 
     # -- the whole run ---------------------------------------------------------------------------
@@ -199,6 +200,8 @@ class BatchRun:
                 continue  # an earlier run's contact sheet, about to be replaced: not a photo to crop
             if not found.named and written_by_s2ccrop(found.path):
                 self.counts["earlier_outputs"] += 1  # a thumbnail of an earlier run: not cropped again
+                if s.hint_file is not None and path_key(found.path) in s.hint_file.table:
+                    self._passed_over.add(path_key(found.path))
                 continue
             job = self._plan_one(found)
             if job is not None:
@@ -262,8 +265,11 @@ class BatchRun:
         for key, (_, line, written) in table.items():
             if key not in self._hinted:
                 self.counts["failed"] += 1
-                self.report.error(written, f"has hints (--hints {display(self.settings.hint_file.path)}:{line}) "
-                                           "but is not among the photos of this run")
+                where = f"--hints {display(self.settings.hint_file.path)}:{line}"
+                self.report.error(written, f"has hints ({where}) but is an output of an earlier s2ccrop run, "
+                                           "not cropped again; name it on the command line to crop it"
+                                  if key in self._passed_over else
+                                  f"has hints ({where}) but is not among the photos of this run")
 
     def _tell_heif(self) -> None:
         """Once per run: how to read HEIC/HEIF photos (a photo met without pillow-heif)."""
@@ -495,7 +501,7 @@ class BatchRun:
         took = time.monotonic() - self.started
         verb = "decided" if self.settings.dry_run else "written"
         n_crops = c["written"] if not self.settings.dry_run else "all"
-        earlier = f", {c['earlier outputs']} earlier outputs passed over" if c["earlier_outputs"] else ""
+        earlier = f", {c['earlier_outputs']} earlier outputs passed over" if c["earlier_outputs"] else ""
         self.report.note(f"{c['photos']} photos, {n_crops} crops {verb}, {c['failed']} failed, "
                          f"{c['skipped']} skipped{earlier} in {took:.1f} s")
 

@@ -612,3 +612,24 @@ def test_a_journal_lists_the_live_temporary_files_for_whoever_cleans_up(tmp_path
     assert not left.exists() and done.exists() and keep.exists()
     killed.__exit__(None, None, None)
     assert (journals / "123").read_text() == ""
+
+
+def test_the_summary_counts_earlier_outputs_and_hints_on_one_say_why(here: Path, make_photo):
+    """On a terminal the summary line counts the earlier outputs passed over (it raised KeyError when
+    there were any); a --hints line for one of them says it is an earlier output, not a missing photo."""
+    import io as _io
+
+    from s2ccrop import cli
+    from s2ccrop.report import Env
+
+    make_photo("d/p.jpg", (40, 30), kind="noise")
+    assert run_in_process("d", "-r", "16:9", "-j", "1", *RANDOM)[0] == 0
+    Path("h.jsonl").write_text('{"input": "d/p_16x9.jpg", "focus": [0.5, 0.5]}\n')
+    out, err = _io.StringIO(), _io.StringIO()
+    code = cli.main(["d", "-r", "1:1", "--hints", "h.jsonl", "-j", "1", *RANDOM], Env(_io.BytesIO(b""), out, err, True))
+    lines = [line.strip() for line in err.getvalue().replace("\r", "\n").splitlines() if "s2ccrop:" in line]
+    assert code == 1, err.getvalue()
+    assert "s2ccrop: error: d/p_16x9.jpg: has hints (--hints h.jsonl:1) but is an output of an earlier s2ccrop " \
+           "run, not cropped again; name it on the command line to crop it" in lines
+    assert any(line.startswith("s2ccrop: 1 photos, 1 crops written, 1 failed, 0 skipped, 1 earlier outputs passed "
+                               "over in ") for line in lines), lines
