@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from s2ccrop import candidates as cand
-from s2ccrop.io.formats import SizeSpec, output_size
+from s2ccrop.io.formats import MAX_SIDE, SizeSpec, output_size
 from s2ccrop.io.render import render_crop
 from s2ccrop.preprocess import model_size
 from s2ccrop.types import Ratio
@@ -164,8 +164,13 @@ def test_output_size_is_exact_and_never_upscaled_unless_asked(width, height, rat
     else:
         box = cand.largest_box_size(width, height, ratio.width / ratio.height)
         value = ratio.value
-    (w, h), clamped = output_size(box, value, spec)
-    assert w >= 1 and h >= 1
+    try:
+        (w, h), clamped = output_size(box, value, spec)
+    except ValueError as exc:  # larger than MAX_SIDE a side: refused (the photo's error line), never written
+        w, h = map(int, str(exc).split("it would be ", 1)[1].split(" ", 1)[0].split("x"))
+        assert spec.upscale and max(w, h) > MAX_SIDE and (w == spec.width or h == spec.height), exc
+        return
+    assert w >= 1 and h >= 1 and max(w, h) <= MAX_SIDE
     if spec.width is None and spec.height is None:
         assert ((w, h), clamped) == (box, False)
         return
