@@ -30,7 +30,7 @@ _held_signals: list[int] = []  # stop signals received while the command loads; 
 # it starts is held, then reported by cli.run as any other (one line, 128 + the signal), never
 # Python's traceback. `import s2ccrop` in another program changes nothing.
 if _launched_as_the_command(getattr(_sys, "orig_argv", [])):
-    for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    for _name in ("SIGINT", "SIGTERM", "SIGHUP"):  # interrupts.STOP_SIGNALS; importing it would come first
         if hasattr(_signal, _name) and _signal.getsignal(getattr(_signal, _name)) != _signal.SIG_IGN:
             _signal.signal(getattr(_signal, _name), lambda signum, frame: _held_signals.append(signum))
 

@@ -89,7 +89,7 @@ def decide(p: Prepared, ratios: Sequence[Ratio], model: PhotoModel, rules: Rules
     if rules.refiner:  # 5
         crops = refined(p, ratios, crops, guard, model, rules.refine_ratio_given)
     if p.scale is not None:
-        crops = [Crop(c.ratio, cand.into_scale(c.box, r, *p.size, rng), c.score, widened=rng != p.scale)
+        crops = [replace(c, box=cand.into_scale(c.box, r, *p.size, rng), widened=rng != p.scale)
                  for c, r, rng in zip(crops, ratios, ranges)]
     if rules.average or rules.refiner:
         rescored = model.score(np.array([c.box for c in crops], dtype=np.float64))

@@ -261,6 +261,22 @@ def deferred() -> Iterator[None]:
             previous[caught[0]](caught[0], None)
 
 
+@contextlib.contextmanager
+def blocked() -> Iterator[None]:
+    """Block the stop signals in this thread over the block (POSIX `pthread_sigmask`); one that arrives
+    meanwhile is delivered when it ends. Unlike `deferred`, it holds a signal whose action is the
+    default (it would end the process) and works in any thread: for a few system calls that must not
+    be cut in the middle (a photo's renames into place)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 # ================================================================ forked workers
 
 
@@ -300,6 +316,6 @@ def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> bool:
     return made
 
 
-__all__ = ["FORCE_AFTER", "Interrupted", "STOP_SIGNALS", "StopHandler", "children", "deferred", "die_with_parent",
+__all__ = ["FORCE_AFTER", "Interrupted", "STOP_SIGNALS", "StopHandler", "blocked", "children", "deferred", "die_with_parent",
            "exit_status", "force_exit", "ignore", "install", "journal_temp_files", "remove_journaled", "remove_temp_files", "restore", "signal_name", "stop_signals",
            "temp_file", "worker_signals"]

@@ -174,7 +174,9 @@ def connect(address: str | None) -> Iterator[object]:
         sessions: list[int] = []  # the sessions of the processes Ray starts here (see _own_sessions)
         if local:
             kwargs["include_dashboard"] = False
-            kwargs["_temp_dir"] = stack.enter_context(_session_folder(keep := []))
+            # Under /tmp: Ray's Unix socket paths inside the session folder must stay under ~107 characters.
+            kwargs["_temp_dir"] = stack.enter_context(
+                _temporary_folder("s2ccrop-ray-", "/tmp" if os.path.isdir("/tmp") else None, keep := []))
             stack.callback(_end_sessions, sessions)  # after the shutdown: any process of them left
         try:
             # A stop signal while Ray starts is delivered once it has started, so that it is shut down.
@@ -279,26 +281,21 @@ def _processes_of(sessions: set[int]) -> list[int]:
 def _journal_folder() -> Iterator[str]:
     """A folder where each write step lists its temporary files (`interrupts.journal_temp_files`); at
     the end those still there are deleted, with the folder."""
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="s2ccrop-journal-")
-    try:
-        yield folder
-    finally:
-        interrupts.remove_journaled(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+    with _temporary_folder("s2ccrop-journal-") as folder:
+        try:
+            yield folder
+        finally:
+            interrupts.remove_journaled(folder)
 
 
 @contextlib.contextmanager
-def _session_folder(keep: list) -> Iterator[str]:
-    """A fresh folder for a local instance's session (logs, sockets), deleted afterwards unless `keep`
-    (an instance that could not start: its logs say why). Under /tmp: Ray's Unix socket paths inside
-    it must stay under ~107 characters."""
+def _temporary_folder(prefix: str, under: str | None = None, keep: list = ()) -> Iterator[str]:
+    """A fresh folder, deleted at the end unless `keep` is not empty by then (an instance that could not
+    start: its logs say why)."""
     import shutil
     import tempfile
 
-    folder = tempfile.mkdtemp(prefix="s2ccrop-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    folder = tempfile.mkdtemp(prefix=prefix, dir=under)
     try:
         yield folder
     finally:

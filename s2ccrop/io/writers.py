@@ -27,7 +27,7 @@ from typing import BinaryIO, Callable
 from PIL import Image
 
 from .._version import __version__
-from ..interrupts import temp_file
+from ..interrupts import blocked, temp_file
 from .formats import DEFAULT_QUALITY, OutputFormat
 from .images import flatten, open_regular_file
 from .render import render_crop, render_pad
@@ -236,10 +236,11 @@ class WriteBatch:
     def commit(self) -> list[Path]:
         """Sync the staged files, rename them all into place, sync their folders; the paths put in
         place. All or nothing: every destination is checked first (`Cancelled`, `Occupied`), the
-        renames run with the stop signals held, and when one fails (OSError) those renamed before it
-        are deleted again. `failed`: the destination of the error, if any."""
+        renames run with the stop signals held (`interrupts.blocked`), and on any error those renamed
+        are deleted again. `failed`: the destination the error concerns (the first one for the sync)."""
         staged, self._staged = self._staged, []
         renamed: list[Path] = []
+        self.failed = staged[0][1] if staged else None
         try:
             _sync_files([tmp for tmp, *_ in staged])
             for tmp, path, cancel, may_replace in staged:
@@ -248,26 +249,21 @@ class WriteBatch:
                     raise Cancelled(str(path))
                 if may_replace is not None and os.path.lexists(path) and not may_replace(path):
                     raise Occupied(path)
-            with _signals_held():
+            with blocked():
                 for tmp, path, *_ in staged:
                     self.failed = path
                     os.replace(tmp, path)
                     renamed.append(path)
-            self.failed = None
             _sync_folders({path.parent for path in renamed})
         except BaseException:
-            for tmp, *_ in staged:
+            for path in [tmp for tmp, *_ in staged] + renamed:
                 with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-            if self.failed is not None:
-                for path in renamed:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-                renamed = []
+                    os.unlink(path)
             raise
         finally:
             self._stack.close()
             self._stack = contextlib.ExitStack()
+        self.failed = None
         self.committed.extend(renamed)
         return list(self.committed)
 
@@ -279,24 +275,6 @@ class WriteBatch:
                 os.unlink(tmp)
         self._stack.close()
         self._stack = contextlib.ExitStack()
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """Block the stop signals in this thread over the block (POSIX); one that arrives meanwhile is
-    delivered when it ends. A photo's renames are then never cut in the middle by a signal."""
-    import signal
-
-    from ..interrupts import STOP_SIGNALS
-
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _syncfs() -> Callable[[int], int] | None:
