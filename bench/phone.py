@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .run import RESULTS, ROOT, TreeMemory, cli_command, machine
+from .run import RESULTS, cli_command, machine, parallel_timed, shares
 
 RATIOS = ("16:9", "4:3", "1:1", "9:16")
 LANDSCAPE, PORTRAIT = (4032, 3024), (3024, 4032)
@@ -52,45 +52,27 @@ def make_set(photos: list[Path], folder: Path, seed: int = 0) -> list[Path]:
         return out
     rng = np.random.default_rng(seed)
     for i, (src, dst) in enumerate(zip(photos, out)):
-        image = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
-        size = LANDSCAPE if image.width >= image.height else PORTRAIT
-        big = np.asarray(image.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
-        big += rng.normal(0.0, 2.5, big.shape).astype(np.float32)  # mild sensor noise
-        upright = Image.fromarray(np.clip(big + 0.5, 0, 255).astype(np.uint8))
-        exif = Image.Exif()
-        if i % 4 == 3:  # stored rotated, shown upright by EXIF orientation 6
-            upright = upright.transpose(Image.Transpose.ROTATE_90)
-            exif[0x0112] = 6
-        upright.save(dst, "JPEG", quality=92, exif=exif.tobytes())
+        phone_jpeg(ImageOps.exif_transpose(Image.open(src)).convert("RGB"), dst, rng, rotated=i % 4 == 3)
     marker.write_text(wanted)
     return out
 
 
-def parallel_timed(commands: list[tuple[list[str], str]], tree_of: int | None = None) -> dict:
-    """Run the commands at once (each with its stdin text); wall seconds until the last ends, the CPU
-    seconds of all of them and their reaped children, and, for command `tree_of`, its tree's peaks."""
-    start = time.perf_counter()
-    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              cwd=ROOT, text=True) for cmd, _ in commands]
-    sampler = TreeMemory(procs[tree_of].pid) if tree_of is not None else None
-    for proc, (_, text) in zip(procs, commands):
-        proc.stdin.write(text)
-        proc.stdin.close()
-    cpu, errors = 0.0, []
-    for proc in procs:
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        cpu += usage.ru_utime + usage.ru_stime
-        if os.waitstatus_to_exitcode(status) != 0:
-            errors.append(err[-1500:])
-    wall = time.perf_counter() - start
-    if errors:
-        raise SystemExit(f"a run failed: {errors[0]}")
-    return {"wall_s": wall, "cpu_s": cpu, **(sampler.stop() if sampler is not None else {})}
+def phone_jpeg(image, dst: Path, rng, rotated: bool) -> tuple[int, int]:
+    """`image` as a phone would store it: enlarged to 4032×3024 (or 3024×4032), mild noise, JPEG q92;
+    `rotated`: stored turned, shown upright by EXIF orientation 6. Returns the upright size."""
+    import numpy as np
+    from PIL import Image
 
-
-def shares(paths: list[Path], n: int) -> list[str]:
-    return ["".join(f"{p}\n" for p in paths[i::n]) for i in range(n)]
+    size = LANDSCAPE if image.width >= image.height else PORTRAIT
+    big = np.asarray(image.resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    big += rng.normal(0.0, 2.5, big.shape).astype(np.float32)  # mild sensor noise
+    upright = Image.fromarray(np.clip(big + 0.5, 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    if rotated:
+        upright = upright.transpose(Image.Transpose.ROTATE_90)
+        exif[0x0112] = 6
+    upright.save(dst, "JPEG", quality=92, exif=exif.tobytes())
+    return size
 
 
 def one_round(tool: str, photos: list[Path], out: Path, width: int, cores: int) -> dict:

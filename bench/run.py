@@ -24,7 +24,7 @@ The machine line lists the CPU's vector features.
 
 "before" rows time the straightforward path that the optimised one replaced, on the same photos in
 the same process: the literal graph (every candidate with its own copies of the gene nodes, all nodes
-in every layer), the unfused NCHW backbone, and a full-resolution decode where a JPEG draft suffices.
+in every layer), the unfused NCHW backbone, and a full-resolution decode where a reduced JPEG decode suffices.
 """
 
 from __future__ import annotations
@@ -220,11 +220,11 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
     import torch
 
     from s2ccrop.api import Cropper
-    from s2ccrop.io.images import open_image
+    from s2ccrop.io.images import MODEL, open_image
     from s2ccrop.io.formats import choose_format
     from s2ccrop.io.writers import write_crop
     from s2ccrop.model.s2cnet import _fused_features
-    from s2ccrop.preprocess import SHORT_SIDE, scale_boxes
+    from s2ccrop.preprocess import scale_boxes
     from s2ccrop.select import select_crops
     from s2ccrop.types import Ratio
 
@@ -250,7 +250,7 @@ def stage_times(photos: list[Path], weights: Path, warmup: int = 3, device: str 
     for i, path in enumerate(photos):
         rec = i >= warmup
         decoded = timed("decode (full)", lambda: open_image(path), rec)
-        timed("decode (draft)", lambda: open_image(path, draft=(SHORT_SIDE, SHORT_SIDE)), rec)
+        timed("decode (model's scale)", lambda: open_image(path, reduction=MODEL), rec)
         image = decoded.rgb()
         p = timed("preprocess", lambda: cropper.prepare(image), rec)
         groups = timed("candidates", lambda: cropper.candidates(p, ratios), rec)
@@ -353,6 +353,40 @@ def smartcrop_throughput(photos: list[Path], out: Path, width: int = 0) -> dict:
             "crops": sum(1 for _ in out.rglob("*.jpg")), **tree}
 
 
+def parallel_timed(commands: list[tuple[list[str], str]], tree_of: int | None = None) -> dict:
+    """Run the commands at once (each with its stdin text); wall seconds until the last ends, the CPU
+    seconds of all of them and their reaped children, and, for command `tree_of`, its tree's peaks."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              cwd=ROOT, text=True) for cmd, _ in commands]
+    sampler = TreeMemory(procs[tree_of].pid) if tree_of is not None else None
+    for proc, (_, text) in zip(procs, commands):
+        proc.stdin.write(text)
+        proc.stdin.close()
+    cpu, errors = 0.0, []
+    for proc in procs:
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        cpu += usage.ru_utime + usage.ru_stime
+        if os.waitstatus_to_exitcode(status) != 0:
+            errors.append(err[-1500:])
+    wall = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"a run failed: {errors[0]}")
+    return {"wall_s": wall, "cpu_s": cpu, **(sampler.stop() if sampler is not None else {})}
+
+
+def shares(paths: list[Path], n: int) -> list[str]:
+    return ["".join(f"{p}\n" for p in paths[i::n]) for i in range(n)]
+
+
+def smartcrop_equal_cores(photos: list[Path], out: Path, processes: int) -> dict:
+    """smartcrop.py as a user with a folder runs it on N cores: N processes over shares of the list."""
+    cmd = [sys.executable, str(Path(__file__).with_name("smartcrop_batch.py")), str(out), ",".join(RATIOS)]
+    run = parallel_timed([(cmd, text) for text in shares(photos, processes)])
+    return {**run, "photos_per_s": len(photos) / run["wall_s"], "crops": sum(1 for _ in out.rglob("*.jpg"))}
+
+
 def startup(repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
@@ -401,7 +435,8 @@ def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float
         return "met" if ok else "**missed**"
 
     lines = ["| stage, ms per photo (4 ratios, median) | before | now |", "|---|---:|---:|"]
-    lines.append(f"| decode (JPEG) | {st['decode (full)']:.2f} full | {st['decode (draft)']:.2f} draft (library `draft=True`; the CLI decodes full to write) |")
+    reduced = st["decode (model's scale)"]
+    lines.append(f"| decode (JPEG) | {st['decode (full)']:.2f} full | {reduced:.2f} at the model's scale (whole below 1024 px) |")
     lines.append(f"| preprocess (resize, normalise) | | {st['preprocess']:.2f} |")
     lines.append(f"| candidates ({st['candidates per photo']:.0f} boxes) | | {st['candidates']:.2f} |")
     lines.append(f"| backbone | {st['backbone (before: unfused NCHW)']:.2f} | {st['backbone']:.2f} |")
@@ -429,6 +464,13 @@ def table(m: dict, st: dict, cli: dict, sc: dict, ver: float, first: tuple[float
     each = ", ".join(f"{r:.2f}" for r in cli.get("round_ratios", []))
     lines.append(f"| **s2ccrop ÷ smartcrop.py** (median of the rounds: {each}) | **{ratio:.2f}×** | "
                  f"≥ {k:g}× {goal(ratio >= k)} |")
+    eq = sc.get("equal_cores")
+    if eq is not None:
+        each = ", ".join(f"{r:.2f}" for r in eq["round_ratios"])
+        lines.append(f"| smartcrop.py at equal cores ({m['cores']} processes over shares of the list) | "
+                     f"{eq['photos_per_s']:.2f} photos/s ({eq['wall_s']:.1f} s, {eq['crops']} crops){_runs(eq)} | |")
+        lines.append(f"| s2ccrop ÷ smartcrop.py at equal cores (median of the rounds: {each}) | "
+                     f"{statistics.median(eq['round_ratios']):.2f}× | |")
     if thumbs is not None:
         w = thumbs["width"]
         tc, ts = thumbs["cli"], thumbs["sc"]
@@ -586,12 +628,14 @@ def main(argv: list[str] | None = None) -> int:
     firsts = {isa: first_crop(photos[0], weights, tmp, 2 if args.quick else 3, ISA_ENVS[isa]) for isa in args.isa}
     for isa, f in firsts.items():
         print(f"[bench] first crop, {isa} only: {f[0]:.2f} s", file=sys.stderr)
-    rounds: dict[str, list[dict]] = {"sc": [], "cli": [], "one": [], "base": [], "sc_thumb": [], "cli_thumb": []}
+    rounds: dict[str, list[dict]] = {"sc": [], "sc_eq": [], "cli": [], "one": [], "base": [], "sc_thumb": [],
+                                     "cli_thumb": []}
     for isa in args.isa:
         rounds[f"cli_{isa}"], rounds[f"cli_thumb_{isa}"] = [], []
     thumb = ["--width", str(args.thumb_width)] if args.thumb_width else []
     for r in range(args.rounds):
         rounds["sc"].append(smartcrop_throughput(photos, _fresh(tmp / f"smartcrop-{r}")))
+        rounds["sc_eq"].append(smartcrop_equal_cores(photos, _fresh(tmp / f"smartcrop-eq-{r}"), m["cores"]))
         rounds["cli"].append(cli_throughput(photos, weights, _fresh(tmp / f"s2ccrop-{r}"), extra))
         rounds["one"].append(cli_throughput(photos, weights, _fresh(tmp / f"s2ccrop-j1-{r}"), extra + ["-j", "1"]))
         if thumb:
@@ -610,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] round {r + 1}: " + ", ".join(f"{k} {v[-1]['photos_per_s']:.2f}" for k, v in rounds.items() if v)
               + " photos/s", file=sys.stderr)
     sc, cli, one = (_median_run(rounds[k]) for k in ("sc", "cli", "one"))
+    sc["equal_cores"] = _median_run(rounds["sc_eq"])
+    sc["equal_cores"]["round_ratios"] = _round_ratios(rounds["cli"], rounds["sc_eq"])
     base = _median_run(rounds["base"]) if rounds["base"] else None
     cli["round_ratios"] = _round_ratios(rounds["cli"], rounds["sc"])
     thumbs = None

@@ -19,10 +19,10 @@ from .decide import Prepared, Rules, candidate_groups, decide, guard_of
 from .errors import ConfigError
 from .genes import GeneProvider, LearnedGenes, WholeImageGenes, box_rows, pad_boxes
 from .hints import FITS, parse_focus, parse_keep, parse_scale
-from .io.images import open_image
+from .io.images import MODEL, open_image
 from .model import GAICV1, S2CNet, load_checkpoint
 from .model.gene_head import Detections, decode
-from .preprocess import SHORT_SIDE, image_tensor, model_size, scale_boxes
+from .preprocess import image_tensor, model_size, scale_boxes
 from .types import Crop, Ratio
 
 ImageLike = Union[str, "os.PathLike[str]", Image.Image]
@@ -57,9 +57,8 @@ class Cropper:
 
     `weights`: None for the embedded default, a registry name, a checkpoint path, ``"random"`` (a
     seeded untrained model, for tests) or an `S2CNet`. `genes` provides the visual-gene boxes.
-    `draft`: decode JPEG paths at a reduced scale that still covers the model's input (JPEG draft
-    mode). The model then sees a DCT-downscaled photo instead of a bilinear sample of the full one, so
-    scores can differ slightly from ``draft=False``, which is what the command line uses.
+    A photo given as a path is decoded as the command line decodes it: a large JPEG at the reduced
+    scale the model reads (`io.images.model_reduction`), so its crops are the command line's.
     `threads`: torch's intra-op CPU threads (process-wide); default: $S2CCROP_THREADS, else torch's
     own choice. The crops do not depend on it.
     `selection`: "best" (the best-scoring candidate) or "average" (the score-weighted mean of the best
@@ -72,7 +71,6 @@ class Cropper:
         weights: "str | os.PathLike[str] | S2CNet | None" = None,
         device: str | torch.device = "auto",
         genes: GeneProvider | None = None,
-        draft: bool = False,
         threads: int | None = None,
         face_guard: bool = True,
         selection: str | None = None,
@@ -98,7 +96,6 @@ class Cropper:
         self.selection = selection or self.model.config.selection
         if self.selection not in ("best", "average"):
             raise ConfigError(f"selection must be 'best' or 'average', got {self.selection!r}")
-        self.draft = draft
 
     @property
     def config(self):
@@ -116,12 +113,12 @@ class Cropper:
     # -- stages ---------------------------------------------------------------------------------
     def prepare(self, image: ImageLike, key: str | None = None, size: tuple[int, int] | None = None) -> Prepared:
         """Decode (paths) and make the model input. `size`: the full upright (W, H) that `image`, a
-        reduced copy (e.g. a JPEG draft), stands for; boxes are then in pixels of that size."""
+        reduced copy (e.g. a JPEG decoded at 1/4), stands for; boxes are then in pixels of that size."""
         faces = None
         if isinstance(image, Image.Image):
             img = image if image.mode == "RGB" else image.convert("RGB")
         else:
-            img, full, faces = _decode(image, self.draft)
+            img, full, faces = _decode(image)
             size = size or full
             if key is None:
                 key = Path(os.fspath(image)).stem
@@ -304,11 +301,10 @@ def _parse_ratios(ratios) -> list[Ratio]:
     return parsed
 
 
-def _decode(path, draft: bool) -> tuple[Image.Image, tuple[int, int], np.ndarray | None]:
-    """(RGB image, full upright size, the face regions its XMP marks) of a photo file; with `draft`, a
-    JPEG is decoded at the smallest power-of-two scale whose short side still covers the model's
-    (SHORT_SIDE)."""
-    decoded = open_image(path, draft=(SHORT_SIDE, SHORT_SIDE) if draft else None)
+def _decode(path) -> tuple[Image.Image, tuple[int, int], np.ndarray | None]:
+    """(RGB image as the model reads it, full upright size, the face regions its XMP marks) of a photo
+    file: a large JPEG is decoded at a reduced scale chosen from its size (`io.images.model_reduction`)."""
+    decoded = open_image(path, reduction=MODEL)
     return decoded.rgb(), decoded.size, decoded.faces
 
 

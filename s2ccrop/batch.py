@@ -333,13 +333,13 @@ class BatchRun:
     # -- step 1: decode --------------------------------------------------------------------------
     def decode(self, job: Job) -> Job:
         """Read the photo upright (EXIF applied); a photo that cannot be read gets its error."""
-        from .io.images import open_image
+        from .io.images import MODEL, open_image
 
         if self.cancel_event.is_set() or job.error:
             return job
         try:
             with warnings_noted(job.warned):  # Pillow on a damaged EXIF block: one line, not its source
-                job.decoded = open_image(job.item.path, max_pixels=self.settings.pixel_limit)
+                job.decoded = open_image(job.item.path, max_pixels=self.settings.pixel_limit, reduction=MODEL)
             job.image_size = job.decoded.size
         except S2CCropError as exc:
             job.error = str(exc)
@@ -356,7 +356,8 @@ class BatchRun:
         cropper = self.load_cropper()
         s, hints = self.settings, job.hints
         try:
-            job.crops = cropper.crop(job.decoded.rgb(), [t.request.ratio for t in job.targets], focus=hints.focus,
+            job.crops = cropper.crop(job.decoded.rgb(), [t.request.ratio for t in job.targets], job.decoded.size,
+                                     focus=hints.focus,
                                      keep=hints.keep, faces=job.decoded.faces, fit=s.fit, scale=hints.scale)
         except (WeightsError, KeyboardInterrupt):
             raise
@@ -404,18 +405,22 @@ class BatchRun:
         if s.preview_path is not None and job.error is None:
             try:
                 job.tile = preview_tile(job.decoded.image, job.crops, display(job.item.path), hints=job.hints,
-                                        pad_color=s.pad_color)
+                                        pad_color=s.pad_color, size=job.decoded.size)
             except Exception as exc:
                 job.notes.append(f"{display(job.item.path)}: left out of the preview ({type(exc).__name__}: {exc})")
         job.decoded = None  # free the pixels as soon as the photo is done
         return job
 
     def _stage_outputs(self, job: Job, batch) -> None:
-        """Render and stage each target's output in `batch`, in order, until one fails (job.error)."""
+        """Render and stage each target's output in `batch`, in order, until one fails (job.error).
+        Each is rendered from the coarsest decode of the photo that covers it: the model's where it
+        does, else one more decode at the scale it needs (each scale decoded once)."""
         from .io.formats import output_size, pad_size
-        from .io.writers import Cancelled, write_crop
+        from .io.images import covering_reduction
+        from .io.render import pad_placement
 
         s = self.settings
+        sizes = []
         for target, crop in zip(job.targets, job.crops):
             ratio = Ratio.parse(target.request.ratio)
             padded = crop.fit == "pad"
@@ -425,25 +430,61 @@ class BatchRun:
                 else:
                     size, clamped = output_size((crop.width, crop.height), None if ratio.is_any else ratio.value,
                                                 s.size_spec)
-                if clamped:
-                    job.notes.append(f"{display(target.output)}: the {'padded fit' if padded else 'crop'} is only "
-                                     f"{size[0]}x{size[1]}; written at that size (--upscale enlarges)")
-                with warnings_noted(job.warned):
-                    write_crop(target.output, job.decoded.image, crop.box, size, job.fmt, quality=s.quality,
-                               icc=job.decoded.icc_profile, cancel=self.cancel_event, pad=padded,
-                               pad_color=s.pad_color, batch=batch)
-            except Cancelled:
-                job.error = "interrupted"
+            except ValueError as exc:
+                job.error = f"cannot write {display(target.output)}: {exc}"
                 return
-            except (OSError, ValueError) as exc:
-                job.error = f"cannot write {display(target.output)}: {getattr(exc, 'strerror', None) or exc}"
+            if clamped:
+                job.notes.append(f"{display(target.output)}: the {'padded fit' if padded else 'crop'} is only "
+                                 f"{size[0]}x{size[1]}; written at that size (--upscale enlarges)")
+            sizes.append(size)
+        decodes = {job.decoded.reduction: job.decoded}
+        for target, crop, size in zip(job.targets, job.crops, sizes):
+            shown = pad_placement((crop.width, crop.height), size)[2:] if crop.fit == "pad" else size
+            k = covering_reduction(job.decoded.size, [(crop.box, shown)], upto=job.decoded.reduction)
+            if k not in decodes:
+                decodes[k] = self._decode_again(job, k)
+                if decodes[k] is None:
+                    return
+            if not self._stage_one(job, batch, target, crop, size, decodes[k]):
                 return
-            except MemoryError:
-                job.error = f"cannot write {display(target.output)}: not enough memory for {size[0]}x{size[1]} pixels"
-                return
-            except Exception as exc:  # an encoder bug on one photo must not end the batch with a traceback
-                job.error = f"cannot write {display(target.output)}: {type(exc).__name__}: {exc}"
-                return
+
+    def _decode_again(self, job: Job, k: int):
+        """The photo decoded at 1/k for outputs the model's decode does not cover; None, with
+        job.error, when it cannot be read again as it was."""
+        from .io.images import open_image
+
+        try:
+            with warnings_noted(job.warned):
+                again = open_image(job.item.path, max_pixels=self.settings.pixel_limit, reduction=k)
+        except S2CCropError as exc:
+            job.error = f"cannot read it again for its outputs: {exc}"
+            return None
+        if again.stamp != job.decoded.stamp or again.size != job.decoded.size:
+            job.error = "the file changed while it was being cropped; crop it again"
+            return None
+        return again
+
+    def _stage_one(self, job: Job, batch, target: Target, crop, size: tuple[int, int], source) -> bool:
+        """Render one output from `source` (a decode of the photo) and stage it; False with job.error."""
+        from .io.writers import Cancelled, write_crop
+
+        s = self.settings
+        try:
+            with warnings_noted(job.warned):
+                write_crop(target.output, source.image, source.box_in_image(crop.box), size, job.fmt,
+                           quality=s.quality, icc=source.icc_profile, cancel=self.cancel_event,
+                           pad=crop.fit == "pad", pad_color=s.pad_color, region_size=(crop.width, crop.height),
+                           batch=batch)
+            return True
+        except Cancelled:
+            job.error = "interrupted"
+        except (OSError, ValueError) as exc:
+            job.error = f"cannot write {display(target.output)}: {getattr(exc, 'strerror', None) or exc}"
+        except MemoryError:
+            job.error = f"cannot write {display(target.output)}: not enough memory for {size[0]}x{size[1]} pixels"
+        except Exception as exc:  # an encoder bug on one photo must not end the batch with a traceback
+            job.error = f"cannot write {display(target.output)}: {type(exc).__name__}: {exc}"
+        return False
 
     # -- step 4: report (the process that plans, input order) ------------------------------------
     def finish(self, job: Job) -> None:

@@ -29,9 +29,10 @@ class FastCropper:
     def __init__(self) -> None:
         self.asked: list[dict] = []
 
-    def crop(self, image, ratios, **hints):
+    def crop(self, image, ratios, size=None, **hints):
         self.asked.append(hints)
-        return [Crop(str(Ratio.parse(r)), (0, 0, image.width, image.height), 0.0) for r in ratios]
+        w, h = size or image.size
+        return [Crop(str(Ratio.parse(r)), (0, 0, w, h), 0.0) for r in ratios]
 
 
 class CountingLines:

@@ -36,7 +36,7 @@ def test_run_timed_reports_a_failing_child():
 
 def _stages(**over) -> dict:
     st = {
-        "decode (full)": 3.0, "decode (draft)": 2.0, "preprocess": 2.5, "candidates per photo": 663.0, "candidates": 1.0,
+        "decode (full)": 3.0, "decode (model's scale)": 2.0, "preprocess": 2.5, "candidates per photo": 663.0, "candidates": 1.0,
         "backbone (before: unfused NCHW)": 37.0, "backbone": 20.0, "genes": 1.0, "gene boxes per photo": 1.0,
         "pipeline": 70.0, "align (before: pooled ops)": 15.0, "align": 7.0, "graph (before: literal)": 74.0,
         "graph (exact, every candidate)": 26.0, "graph": 23.0,

@@ -29,15 +29,20 @@ CAPS = {
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[Path]:
-    """The three sample photos and three photo-like JPEGs of other sizes and aspects (other model input
-    shapes, so other thread chunk boundaries)."""
+    """The three sample photos and four photo-like JPEGs of other sizes and aspects (other model input
+    shapes, so other thread chunk boundaries), the last one large enough to be read by the model at a
+    reduced scale, and stored turned (EXIF orientation 6) as phones store portrait shots."""
     from conftest import photo_image
+    from PIL import Image
 
     folder = tmp_path_factory.mktemp("photos")
     made = []
-    for i, size in enumerate([(1024, 683), (600, 900), (1200, 400)]):
+    for i, size in enumerate([(1024, 683), (600, 900), (1200, 400), (1600, 2400)]):
         path = folder / f"made{i}.jpg"
-        photo_image(size, seed=20 + i).save(path, quality=92)
+        image, exif = photo_image(size, seed=20 + i), Image.Exif()
+        if i == 3:
+            image, exif[0x0112] = image.transpose(Image.Transpose.ROTATE_90), 6
+        image.save(path, quality=92, exif=exif)
         made.append(path)
     return sorted((ROOT / "examples").glob("*.png")) + made
 

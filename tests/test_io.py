@@ -1,4 +1,4 @@
-"""Decoding (EXIF, modes, frames, limits, draft) and writing (sizes, formats, ICC, atomicity)."""
+"""Decoding (EXIF, modes, frames, limits, reduced JPEG decodes) and writing (sizes, formats, ICC, atomicity)."""
 
 from __future__ import annotations
 
@@ -137,11 +137,25 @@ def test_truncated_jpeg_and_directories(tmp_path: Path):
         open_image(tmp_path / "dir.jpg")
 
 
-def test_jpeg_draft_decodes_smaller_but_reports_full_upright_size(tmp_path: Path):
-    path = stored_with_orientation(upright_picture(800, 400), 6, tmp_path / "big.jpg", "JPEG")
-    d = open_image(path, draft=(200, 100))
-    assert d.size == (800, 400)
-    assert d.image.size == (200, 100) and d.scale == 0.25
+@pytest.mark.parametrize("k", [1, 2, 4, 8])
+def test_a_jpeg_decoded_at_a_reduction_reports_its_full_upright_size(tmp_path: Path, k: int):
+    up = upright_picture(803, 402)
+    path = stored_with_orientation(up, 6, tmp_path / "big.jpg", "JPEG")
+    d = open_image(path, reduction=k)
+    assert d.size == (803, 402) and d.reduction == k
+    assert d.image.size == (-(-803 // k), -(-402 // k))  # libjpeg rounds up
+    assert d.factors == (d.image.width / 803, d.image.height / 402)
+    # upright, as the whole decode is: the quadrants' colours where they belong
+    assert d.image.getpixel((d.image.width // 4, d.image.height // 4))[0] > 200
+    assert d.box_in_image((0, 0, 803, 402)) == (0, 0, d.image.width, d.image.height)
+
+
+def test_only_jpegs_are_decoded_reduced(tmp_path: Path):
+    upright_picture(2400, 1200).save(tmp_path / "big.png")
+    d = open_image(tmp_path / "big.png", reduction=4)
+    assert d.image.size == d.size == (2400, 1200) and d.reduction == 1
+    with pytest.raises(ValueError, match="reduction"):
+        open_image(tmp_path / "big.png", reduction=3)
 
 
 def test_icc_profile_is_kept_in_every_output_format(tmp_path: Path):

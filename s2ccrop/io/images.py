@@ -1,9 +1,16 @@
-"""Decoding photos: EXIF orientation, colour modes, first frame, pixel limit, ICC profile, fast JPEG draft,
-HEIC/HEIF (with the optional pillow-heif), and the face regions the photo's XMP metadata marks.
+"""Decoding photos: EXIF orientation, colour modes, first frame, pixel limit, ICC profile, JPEG DCT
+scaling, HEIC/HEIF (with the optional pillow-heif), and the face regions the photo's XMP metadata marks.
 
-Everything downstream sees an upright image in one of four modes (L, LA, RGB, RGBA) and box coordinates
-refer to that upright image. The model gets `Decoded.rgb()` (alpha flattened on white); writers get
-`Decoded.image` so PNG/WebP outputs keep transparency.
+Everything downstream sees an upright image in one of four modes (L, LA, RGB, RGBA); box coordinates
+refer to the upright photo at full size (`Decoded.size`), whatever the scale it was decoded at. The
+model gets `Decoded.rgb()` (alpha flattened on white); writers get `Decoded.image` so PNG/WebP outputs
+keep transparency.
+
+Decode scales. A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size for a fraction of the cost (DCT
+scaling). The model reads the photo at `model_reduction(size)`, chosen from the photo's size alone, so
+a photo's crops never depend on the outputs asked; an output is rendered from a decode that covers it
+(`covering_reduction`), never enlarged from a smaller one, and a full-size crop from full-resolution
+pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +28,12 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InputError
 from .paths import HEIF_EXTENSIONS, HEIF_MISSING
 from .xmp import SWAPS_AXES, face_regions, xmp_packet
+
+# The model's input has a 256-px short side; it reads JPEGs at the smallest DCT scale whose short side
+# is still at least twice that (FCDB's and the reference's photos, 800 px or less, are read whole).
+MODEL_SHORT_SIDE = 512
+REDUCTIONS = (8, 4, 2)  # the DCT scales Pillow's JPEG draft mode offers, besides 1
+MODEL = "model"  # open_image(reduction=MODEL): the model's decode scale, from the photo's size
 
 # Above the largest camera sensors (~102 MP) but far below what would exhaust memory; --max-pixels changes it.
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -46,8 +59,8 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 class Decoded:
     """An upright photo ready for scoring and writing.
 
-    `size` is the upright size at full resolution; `image` may be smaller when a JPEG draft was used
-    (then `scale` = image.width / size[0] < 1). `icc_profile` is the source's profile, kept for writing
+    `size` is the upright size at full resolution; `image` is smaller when the JPEG was decoded at a
+    reduced scale (`reduction` > 1; `factors`: image pixels per photo pixel, across and down). `icc_profile` is the source's profile, kept for writing
     (None when the pixels were converted to sRGB here, e.g. from CMYK). `faces`: the face regions its
     XMP metadata marks (`io.xmp`), rows x1, y1, x2, y2 in fractions of the upright photo.
     """
@@ -58,10 +71,17 @@ class Decoded:
     icc_profile: bytes | None
     orientation: int = 1
     faces: object = field(default=None, repr=False)  # numpy [F, 4], or None when the photo marks none
+    reduction: int = 1
+    stamp: tuple = ()  # the file read: (device, inode, size, modification time in ns)
 
     @property
-    def scale(self) -> float:
-        return self.image.width / self.size[0]
+    def factors(self) -> tuple[float, float]:
+        return self.image.width / self.size[0], self.image.height / self.size[1]
+
+    def box_in_image(self, box) -> tuple[float, float, float, float]:
+        """A box in photo pixels (`size`) as a box in the pixels of `image`."""
+        (W, H), (w, h) = self.size, self.image.size
+        return box[0] * w / W, box[1] * h / H, box[2] * w / W, box[3] * h / H  # exact where the box is whole
 
     def rgb(self) -> Image.Image:
         """The image as RGB with any transparency composited on white (what the model scores)."""
@@ -72,25 +92,29 @@ def open_image(
     path: "str | os.PathLike[str]",
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    draft: tuple[int, int] | None = None,
+    reduction: "int | str" = 1,
 ) -> Decoded:
     """Decode the first frame of `path` upright. Raises InputError with a one-line reason.
 
-    `draft` = (w, h) lets JPEG decode at a power-of-two reduced scale that still covers w x h (upright);
-    use it only where full resolution is not needed (previews).
+    `reduction`: a JPEG is decoded at 1/reduction of its size (1, 2, 4 or 8; DCT scaling; other
+    formats always whole); `MODEL`: at the scale the model reads it (`model_reduction`).
     """
+    if reduction != MODEL and reduction not in (1, *REDUCTIONS):
+        raise ValueError(f"reduction must be 1, 2, 4, 8 or {MODEL!r}, got {reduction!r}")
     heif = os.path.splitext(os.fspath(path))[1].lower() in HEIF_EXTENSIONS
     try:
         if heif and not heif_support():
             raise InputError(HEIF_MISSING)
         with open_regular_file(path) as fh:
+            st = os.fstat(fh.fileno())
+            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             try:
-                return _decode(fh, max_pixels=max_pixels, draft=draft)
+                return _decode(fh, max_pixels=max_pixels, reduction=reduction, stamp=stamp)
             except UnidentifiedImageError:
                 if heif or not heif_support():  # a HEIC under another name: pillow-heif may know it
                     raise
                 fh.seek(0)
-                return _decode(fh, max_pixels=max_pixels, draft=draft)
+                return _decode(fh, max_pixels=max_pixels, reduction=reduction, stamp=stamp)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -143,15 +167,20 @@ def open_regular_file(path: "str | os.PathLike[str]"):
         raise
 
 
-def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Decoded:
+def _decode(fh, *, max_pixels: int | None, reduction: "int | str", stamp: tuple) -> Decoded:
     img = Image.open(fh)
     check_pixels(img.size, max_pixels)
     fmt = img.format
     orientation = read_orientation(img)
     full = img.size
-    if draft is not None and fmt == "JPEG":
-        target = (draft[1], draft[0]) if orientation in SWAPS_AXES else draft
-        img.draft(img.mode if img.mode in ("L", "RGB") else None, target)
+    k = 1
+    if fmt == "JPEG":
+        k = model_reduction(full) if reduction == MODEL else int(reduction)
+    if k > 1:
+        # draft() picks the largest DCT scale s with size // s >= the size asked: asking size // k gives k.
+        img.draft(img.mode if img.mode in ("L", "RGB") else None, (full[0] // k, full[1] // k))
+        if img.size != reduced_size(full, k):  # a decoder that scales otherwise: decode whole
+            raise RuntimeError(f"JPEG draft gave {img.size} for 1/{k} of {full}")
     icc = img.info.get("icc_profile") or None
     img.load()  # decode now, inside the error handling, and only frame 0 of an animation
     faces = marked_faces(img, orientation)
@@ -159,7 +188,36 @@ def _decode(fh, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Dec
     if orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[orientation])
         full = (full[1], full[0]) if orientation in SWAPS_AXES else full
-    return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation, faces=faces)
+    return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation, faces=faces,
+                   reduction=k, stamp=stamp)
+
+
+def reduced_size(size: tuple[int, int], k: int) -> tuple[int, int]:
+    """The size of a JPEG of `size` decoded at 1/k (libjpeg rounds up)."""
+    return -(-size[0] // k), -(-size[1] // k)
+
+
+def model_reduction(size: tuple[int, int]) -> int:
+    """The DCT scale 1/k at which the model reads a JPEG of `size`: the smallest whose short side is
+    still at least MODEL_SHORT_SIDE (1 for photos under twice that)."""
+    for k in REDUCTIONS:
+        if min(reduced_size(size, k)) >= MODEL_SHORT_SIDE:
+            return k
+    return 1
+
+
+def covering_reduction(size: tuple[int, int], outputs, upto: int = REDUCTIONS[0]) -> int:
+    """The largest k ≤ `upto` (1, 2, 4, 8) at which a decode of a photo of `size` covers every output:
+    each (box, (w, h)), box xyxy in photo pixels, has at least w × h decoded pixels across its box."""
+    for k in (*REDUCTIONS, 1):
+        if k > upto or min(size) < k:
+            continue
+        (dw, dh) = reduced_size(size, k)
+        # box width × dw / W >= w, in integers where the box is (full-size crops: exactly at k = 1)
+        if all((box[2] - box[0]) * dw >= w * size[0] and (box[3] - box[1]) * dh >= h * size[1]
+               for box, (w, h) in outputs):
+            return k
+    return 1
 
 
 def marked_faces(img: Image.Image, orientation: int):

@@ -22,16 +22,17 @@ PAD_INSET = 0.34  # a padded fit is shown as an inset of this share of the tile,
 
 
 def preview_tile(image: Image.Image, crops, caption: str, *, tile: int = 480, hints=None,
-                 pad_color: str | None = None) -> Image.Image:
+                 pad_color: str | None = None, size: tuple[int, int] | None = None) -> Image.Image:
     """A thumbnail of the photo with each crop drawn and labelled "ratio score" ("ratio pad score" for
     a padded fit, whose thumbnail is also shown as an inset), captioned below. `hints`
     (`s2ccrop.hints.Hints`) are drawn in white: the keep region as a rectangle, the focus point as a
-    ringed cross."""
+    ringed cross. `size`: the photo's size, which the crops' boxes refer to, when `image` is a
+    reduced decode of it."""
     from PIL import ImageDraw
 
     from .images import to_rgb
 
-    w, h = image.size
+    w, h = size or image.size
     scale = min(tile / w, tile / h)  # small photos are enlarged: a preview is for looking
     tw, th = max(1, round(w * scale)), max(1, round(h * scale))
     thumb = to_rgb(image.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0))
@@ -55,7 +56,7 @@ def preview_tile(image: Image.Image, crops, caption: str, *, tile: int = 480, hi
         _draw_hints(draw, hints, (ox, oy), (tw, th))
     for i, crop in enumerate(crops):
         if getattr(crop, "fit", "crop") == "pad":
-            _pad_inset(canvas, image, crop, pad_color, _PALETTE[i % len(_PALETTE)], tile)
+            _pad_inset(canvas, image, crop, (w, h), pad_color, _PALETTE[i % len(_PALETTE)], tile)
             break  # one inset: the tile has room for one
     draw.text((4, tile + 3), caption[-70:], fill=(230, 230, 230), font=font)
     return canvas
@@ -77,14 +78,16 @@ def _draw_hints(draw, hints, origin: tuple[int, int], size: tuple[int, int]) -> 
             draw.line((x, y - 14, x, y + 14), fill=colour, width=width - 1)
 
 
-def _pad_inset(canvas: Image.Image, image: Image.Image, crop, pad_color, colour, tile: int) -> None:
+def _pad_inset(canvas: Image.Image, image: Image.Image, crop, photo_size, pad_color, colour, tile: int) -> None:
     from .images import to_rgb
 
     w, h = crop.ratio.split(":") if ":" in crop.ratio else (1, 1)
     ratio = float(w) / float(h)
     side = int(tile * PAD_INSET)
     size = (side, max(1, round(side / ratio))) if ratio >= 1 else (max(1, round(side * ratio)), side)
-    inset = to_rgb(render_pad(image, crop.box, size, pad_color))
+    (W, H), (iw, ih), (x1, y1, x2, y2) = photo_size, image.size, crop.box
+    region = (x1 * iw / W, y1 * ih / H, x2 * iw / W, y2 * ih / H)  # in pixels of a reduced decode
+    inset = to_rgb(render_pad(image, region, size, pad_color, (x2 - x1, y2 - y1)))
     x, y = tile - size[0] - 6, tile - size[1] - 6
     canvas.paste((255, 255, 255), (x - 2, y - 2, x + size[0] + 2, y + size[1] + 2))
     canvas.paste(inset, (x, y))

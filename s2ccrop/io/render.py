@@ -10,10 +10,11 @@ from PIL import Image
 from .formats import round_pixels
 
 
-def render_crop(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
-    """Cut `box` out of `image` and resample it to exactly `size` in one pass."""
-    if size == (box[2] - box[0], box[3] - box[1]):
-        return image.crop(box)
+def render_crop(image: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int]) -> Image.Image:
+    """Cut `box` (pixels of `image`; fractional where it is a reduced decode) out of `image` and
+    resample it to exactly `size` in one pass; a whole-pixel box of that size is cut as it is."""
+    if size == (box[2] - box[0], box[3] - box[1]) and all(float(v).is_integer() for v in box):
+        return image.crop(tuple(int(v) for v in box))
     return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
 
 
@@ -32,13 +33,13 @@ def pad_placement(region_size: tuple[int, int], size: tuple[int, int]) -> tuple[
     return (w - iw) // 2, (h - ih) // 2, iw, ih
 
 
-def render_pad(image: Image.Image, region: tuple[int, int, int, int], size: tuple[int, int],
-               color: str | None = None) -> Image.Image:
+def render_pad(image: Image.Image, region: tuple[float, float, float, float], size: tuple[int, int],
+               color: str | None = None, region_size: tuple[int, int] | None = None) -> Image.Image:
     """A thumbnail of exactly `size` that shows `region` of `image` whole (`render_crop` of it, scaled
     to fit and centred; its pixels are exactly those of a direct resize of the region), on `color`, or
-    by default on a blurred, darkened copy of the photo scaled to cover the thumbnail."""
-    region = tuple(int(v) for v in region)
-    x, y, iw, ih = pad_placement((region[2] - region[0], region[3] - region[1]), size)
+    by default on a blurred, darkened copy of the photo scaled to cover the thumbnail. `region_size`:
+    the region's size in the photo's pixels where `image` is a reduced decode (it places the region)."""
+    x, y, iw, ih = pad_placement(region_size or (region[2] - region[0], region[3] - region[1]), size)
     if color is not None:
         from PIL import ImageColor
 

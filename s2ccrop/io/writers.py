@@ -132,11 +132,13 @@ def write_crop(
     cancel: threading.Event | None = None,
     pad: bool = False,
     pad_color: str | None = None,
+    region_size: tuple[int, int] | None = None,
     batch: "WriteBatch | None" = None,
 ) -> None:
     """Write `box` of the upright `image` to `path` at exactly `size` pixels; with `pad`, `box` shown
-    whole in a thumbnail of `size` (`render_pad`). With `batch`, staged (`WriteBatch`)."""
-    rendered = render_pad(image, box, size, pad_color) if pad else render_crop(image, box, size)
+    whole in a thumbnail of `size` (`render_pad`; `region_size`: the box's size in photo pixels when
+    `image` is a reduced decode). With `batch`, staged (`WriteBatch`)."""
+    rendered = render_pad(image, box, size, pad_color, region_size) if pad else render_crop(image, box, size)
     write_image(path, rendered, fmt.pil, quality=quality, icc=icc, cancel=cancel, batch=batch)
 
 
