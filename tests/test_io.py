@@ -150,6 +150,13 @@ def test_a_jpeg_decoded_at_a_reduction_reports_its_full_upright_size(tmp_path: P
     assert d.box_in_image((0, 0, 803, 402)) == (0, 0, d.image.width, d.image.height)
 
 
+@pytest.mark.parametrize("mode, want", [("L", "L"), ("CMYK", "RGB")])
+def test_grey_and_cmyk_jpegs_decode_reduced_too(tmp_path: Path, mode: str, want: str):
+    Image.new(mode, (2400, 1800), 90 if mode == "L" else (10, 200, 30, 5)).save(tmp_path / "p.jpg")
+    d = open_image(tmp_path / "p.jpg", reduction=4)
+    assert (d.image.mode, d.image.size, d.size) == (want, (600, 450), (2400, 1800))
+
+
 def test_only_jpegs_are_decoded_reduced(tmp_path: Path):
     upright_picture(2400, 1200).save(tmp_path / "big.png")
     d = open_image(tmp_path / "big.png", reduction=4)
