@@ -72,7 +72,9 @@ class Decoded:
     orientation: int = 1
     faces: object = field(default=None, repr=False)  # numpy [F, 4], or None when the photo marks none
     reduction: int = 1
-    stamp: tuple = ()  # the file read: (device, inode, size, modification time in ns)
+    # The file read: (size, modification time in ns); not its device or inode, which differ between
+    # the nodes of a cluster that share the file (`--engine ray` may decode and write on two of them).
+    stamp: tuple = ()
 
     @property
     def factors(self) -> tuple[float, float]:
@@ -107,7 +109,7 @@ def open_image(
             raise InputError(HEIF_MISSING)
         with open_regular_file(path) as fh:
             st = os.fstat(fh.fileno())
-            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            stamp = (st.st_size, st.st_mtime_ns)
             try:
                 return _decode(fh, max_pixels=max_pixels, reduction=reduction, stamp=stamp)
             except UnidentifiedImageError:
