@@ -60,8 +60,8 @@ class Decoded:
     """An upright photo ready for scoring and writing.
 
     `size` is the upright size at full resolution; `image` is smaller when the JPEG was decoded at a
-    reduced scale (`reduction` > 1; `factors`: image pixels per photo pixel, across and down). `icc_profile` is the source's profile, kept for writing
-    (None when the pixels were converted to sRGB here, e.g. from CMYK). `faces`: the face regions its
+    reduced scale (`reduction` > 1; `box_in_image` maps boxes onto it). `icc_profile` is the source's
+    profile, kept for writing (None when the pixels were converted to sRGB here, e.g. from CMYK). `faces`: the face regions its
     XMP metadata marks (`io.xmp`), rows x1, y1, x2, y2 in fractions of the upright photo.
     """
 
@@ -75,10 +75,6 @@ class Decoded:
     # The file read: (size, modification time in ns); not its device or inode, which differ between
     # the nodes of a cluster that share the file (`--engine ray` may decode and write on two of them).
     stamp: tuple = ()
-
-    @property
-    def factors(self) -> tuple[float, float]:
-        return self.image.width / self.size[0], self.image.height / self.size[1]
 
     def box_in_image(self, box) -> tuple[float, float, float, float]:
         """A box in photo pixels (`size`) as a box in the pixels of `image`."""
