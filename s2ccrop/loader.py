@@ -19,19 +19,18 @@ def make_cropper(weights: str | None, device: str, report: Reporter, face_guard:
     (Ctrl-C, SIGTERM) waits for both to end (about 2 s from a cold start): raised inside torch's C++
     while it builds tensors, it would come out as a TypeError and be reported as an unreadable weights
     file."""
-    import warnings
+    from ._warnings import noted
 
-    with warnings.catch_warnings(record=True) as caught, deferred():
-        warnings.simplefilter("always")
+    # noted, not catch_warnings: decode threads may be noting their photos' warnings meanwhile
+    with noted([], UserWarning) as caught, deferred():
         from ._imports import import_torch
 
         import_torch(freeze=True)  # a batch process: freeze what torch's import made
         from .api import Cropper
 
         cropper = Cropper(weights=weights, device=device, face_guard=face_guard)
-    for w in caught:
-        if issubclass(w.category, UserWarning):
-            report.warn(str(w.message))
+    for message in caught:
+        report.warn(message)
     return cropper
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from PIL import Image
@@ -57,9 +55,8 @@ def bilinear_resize(pixels: np.ndarray, width: int, height: int) -> torch.Tensor
     c0, c1, wx = _linear_taps(width, pixels.shape[1])
     rows = torch.from_numpy(np.stack([r0, r1]))
     cols = torch.from_numpy(np.stack([c0, c1]))
-    with warnings.catch_warnings():  # a view of a read-only array, which the op only reads: torch warns
-        warnings.simplefilter("ignore", UserWarning)
-        view = torch.from_numpy(np.ascontiguousarray(pixels))
+    # torch warns on a view of a read-only array (PIL's are), though the op only reads it: a copy then
+    view = torch.from_numpy(np.require(pixels, requirements=("C", "W")))
     return bilinear_u8(view, rows, cols, torch.from_numpy(wy), torch.from_numpy(wx))
 
 

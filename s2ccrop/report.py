@@ -11,12 +11,10 @@ Standard library only at import; rich loads when a progress bar is drawn.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -150,39 +148,13 @@ def json_line(record: dict) -> str:
 # ================================================================ library warnings
 
 
-_warning_sink = threading.local()  # .notes: where this thread's warnings go, inside warnings_noted
-_warning_hook_lock = threading.Lock()
-
-
-def _route_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    notes = getattr(_warning_sink, "notes", None)
-    if notes is not None:
-        notes.append(one_line(message))
-    else:
-        _route_warning.previous(message, category, filename, lineno, file, line)
-
-
-_route_warning.previous = None
-
-
-@contextlib.contextmanager
 def warnings_noted(notes: list[str]):
     """Warnings issued in this thread during the block (Pillow's about a damaged file) are appended to
-    `notes` as one-line texts instead of being printed with their source line; other threads' warnings
-    are unaffected (decode and write run on several threads at once, where catch_warnings would mix
-    them up)."""
-    import warnings
+    `notes` as texts instead of being printed with their source line; other threads' warnings are
+    unaffected (`s2ccrop._warnings`)."""
+    from ._warnings import noted
 
-    with _warning_hook_lock:
-        if warnings.showwarning is not _route_warning:
-            _route_warning.previous = warnings.showwarning
-            warnings.showwarning = _route_warning
-    outer = getattr(_warning_sink, "notes", None)
-    _warning_sink.notes = notes
-    try:
-        yield notes
-    finally:
-        _warning_sink.notes = outer
+    return noted(notes)
 
 
 __all__ = ["Env", "PROG", "Reporter", "crop_record", "display", "json_line", "one_line", "warnings_noted"]

@@ -165,14 +165,17 @@ def _handle_stop_signals_for_good() -> interrupts.StopHandler:
 @contextlib.contextmanager
 def _one_line_warnings():
     """A library warning that reaches stderr (one not tied to a photo: those are the photo's warning
-    line) is one `s2ccrop: warning: ...` line, without the library's file name and source line."""
+    line) is one `s2ccrop: warning: ...` line, without the library's file name and source line. One
+    raised in a thread that notes its warnings is noted, even where a library's catch_warnings has
+    put Python's own hook back (`s2ccrop._warnings`)."""
     import warnings
 
+    from .._warnings import note
     from ..report import PROG, one_line
 
     previous = warnings.formatwarning
     warnings.formatwarning = lambda message, category, filename, lineno, line=None: (
-        f"{PROG}: warning: {one_line(message)}\n")
+        "" if note(message, category) else f"{PROG}: warning: {one_line(message)}\n")
     try:
         yield
     finally:

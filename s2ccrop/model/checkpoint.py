@@ -11,12 +11,12 @@ The config of a reference checkpoint is recognised from tensor shapes (SPEC §2)
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
+from .._warnings import noted
 from ..errors import WeightsError
 from . import int8_backbone
 from .s2cnet import GAICV1, S2CNet, S2CNetConfig
@@ -102,8 +102,7 @@ def read_state_dict(path: "str | os.PathLike[str]") -> tuple[dict[str, torch.Ten
         config = S2CNetConfig.from_json(meta["s2ccrop_config"]) if "s2ccrop_config" in meta else None
         return sd, config, meta
     try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols: not the user's business
-            warnings.simplefilter("ignore")
+        with noted([]):  # torch's notes on pickle protocols: not the user's business
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         # pickle's UnpicklingError (pickle is not imported here): torch's own message advises loading the

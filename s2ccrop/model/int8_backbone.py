@@ -34,13 +34,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import warnings
 from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 
 from .. import envvars
+from .._warnings import noted
 from ..ops import dequantize, qadd, quantize
 from .backbone import FeatureExtractor, fold_batchnorm, stage_blocks
 
@@ -168,9 +168,7 @@ def _quiet() -> Iterator[None]:
     """torch 2.10+ announces that eager quantisation and quantised tensors will move to torchao; until
     they go they are what runs int8 convolutions without a compiler (a torch without them raises, and
     the float path runs), so their deprecation warnings are not the user's business."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with noted([], (UserWarning, DeprecationWarning)):
         yield
 
 
