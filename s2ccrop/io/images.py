@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from .paths import HEIF_EXTENSIONS, HEIF_MISSING
+from .render import box_onto
 from .xmp import SWAPS_AXES, face_regions, xmp_packet
 
 # The model's input has a 256-px short side; it reads JPEGs at the smallest DCT scale whose short side
@@ -61,8 +62,9 @@ class Decoded:
 
     `size` is the upright size at full resolution; `image` is smaller when the JPEG was decoded at a
     reduced scale (`reduction` > 1; `box_in_image` maps boxes onto it). `icc_profile` is the source's
-    profile, kept for writing (None when the pixels were converted to sRGB here, e.g. from CMYK). `faces`: the face regions its
-    XMP metadata marks (`io.xmp`), rows x1, y1, x2, y2 in fractions of the upright photo.
+    profile, kept for writing (None when the pixels were converted to sRGB here, e.g. from CMYK).
+    `faces`: the face regions its XMP metadata marks (`io.xmp`), rows x1, y1, x2, y2 in fractions of
+    the upright photo.
     """
 
     image: Image.Image
@@ -77,9 +79,8 @@ class Decoded:
     stamp: tuple = ()
 
     def box_in_image(self, box) -> tuple[float, float, float, float]:
-        """A box in photo pixels (`size`) as a box in the pixels of `image`."""
-        (W, H), (w, h) = self.size, self.image.size
-        return box[0] * w / W, box[1] * h / H, box[2] * w / W, box[3] * h / H  # exact where the box is whole
+        """A box in photo pixels (`size`) as a box in the pixels of `image` (`render.box_onto`)."""
+        return box_onto(box, self.size, self.image.size)
 
     def rgb(self) -> Image.Image:
         """The image as RGB with any transparency composited on white (what the model scores)."""
@@ -177,7 +178,7 @@ def _decode(fh, *, max_pixels: int | None, reduction: "int | str", stamp: tuple)
     if k > 1:
         # draft() picks the largest DCT scale s with size // s >= the size asked: asking size // k gives k.
         img.draft(img.mode if img.mode in ("L", "RGB") else None, (full[0] // k, full[1] // k))
-        if img.size != reduced_size(full, k):  # a decoder that scales otherwise: decode whole
+        if img.size != reduced_size(full, k):  # never with Pillow's draft: fail rather than mis-scale boxes
             raise RuntimeError(f"JPEG draft gave {img.size} for 1/{k} of {full}")
     icc = img.info.get("icc_profile") or None
     img.load()  # decode now, inside the error handling, and only frame 0 of an animation

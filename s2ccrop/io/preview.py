@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from .formats import DEFAULT_QUALITY
-from .render import render_pad
+from .render import box_onto, render_pad
 from .writers import write_image
 
 _PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -85,9 +85,8 @@ def _pad_inset(canvas: Image.Image, image: Image.Image, crop, photo_size, pad_co
     ratio = float(w) / float(h)
     side = int(tile * PAD_INSET)
     size = (side, max(1, round(side / ratio))) if ratio >= 1 else (max(1, round(side * ratio)), side)
-    (W, H), (iw, ih), (x1, y1, x2, y2) = photo_size, image.size, crop.box
-    region = (x1 * iw / W, y1 * ih / H, x2 * iw / W, y2 * ih / H)  # in pixels of a reduced decode
-    inset = to_rgb(render_pad(image, region, size, pad_color, (x2 - x1, y2 - y1)))
+    region = box_onto(crop.box, photo_size, image.size)  # in pixels of a reduced decode
+    inset = to_rgb(render_pad(image, region, size, pad_color, (crop.width, crop.height)))
     x, y = tile - size[0] - 6, tile - size[1] - 6
     canvas.paste((255, 255, 255), (x - 2, y - 2, x + size[0] + 2, y + size[1] + 2))
     canvas.paste(inset, (x, y))

@@ -10,6 +10,13 @@ from PIL import Image
 from .formats import round_pixels
 
 
+def box_onto(box, size: tuple[int, int], image_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A box in pixels of a photo of `size` as a box in the pixels of a decode of it of `image_size` (a
+    reduced JPEG decode; exact where the box is whole and the sizes are equal)."""
+    (W, H), (w, h) = size, image_size
+    return box[0] * w / W, box[1] * h / H, box[2] * w / W, box[3] * h / H
+
+
 def render_crop(image: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int]) -> Image.Image:
     """Cut `box` (pixels of `image`; fractional where it is a reduced decode) out of `image` and
     resample it to exactly `size` in one pass; a whole-pixel box of that size is cut as it is."""
@@ -67,4 +74,4 @@ def _blurred_cover(image: Image.Image, region: tuple[int, int, int, int], size: 
     return back.resize(size, Image.Resampling.BILINEAR)
 
 
-__all__ = ["PAD_BLUR_SHRINK", "PAD_DIM", "pad_placement", "render_crop", "render_pad"]
+__all__ = ["PAD_BLUR_SHRINK", "PAD_DIM", "box_onto", "pad_placement", "render_crop", "render_pad"]
