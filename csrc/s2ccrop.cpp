@@ -1,8 +1,15 @@
 // Operator schemas of the s2ccrop library, and the Python module `s2ccrop._C` that loads them.
 //
 // Kernels are registered per device in cpu/align_kernel.cpp and cuda/align_kernel.cu; autograd
-// formulas and fake (meta) kernels are registered from Python (s2ccrop/ops/_extension.py).
+// formulas and fake (meta) kernels are registered from Python (s2ccrop/ops/_extension.py). The module
+// also has one plain function, `lanczos_u8` (cpu/lanczos_kernel.cpp): the output resampler works on
+// Pillow's bytes, not on tensors.
+#define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <new>
+
+#include "cpu/lanczos.h"
 
 #include <torch/library.h>
 
@@ -13,15 +20,72 @@
 #define S2CCROP_STR_(x) #x
 #define S2CCROP_STR(x) S2CCROP_STR_(x)
 
+namespace {
+
+// lanczos_u8(pixels, width, height, channels, (x1, y1, x2, y2), out_width, out_height, vertical_first_rule)
+// -> bytes: Pillow's Lanczos resize of the box of an 8-bit L (1 channel) or RGB (3) image given as its
+// bytes (row by row), pixel for pixel; the GIL is released while it runs.
+PyObject* lanczos_u8(PyObject*, PyObject* args) {
+  Py_buffer pixels;
+  int width, height, channels, out_w, out_h, rule;
+  double x1, y1, x2, y2;
+  if (!PyArg_ParseTuple(args, "y*iii(dddd)iip", &pixels, &width, &height, &channels, &x1, &y1, &x2, &y2, &out_w,
+                        &out_h, &rule)) {
+    return nullptr;
+  }
+  const float box[4] = {(float)x1, (float)y1, (float)x2, (float)y2};  // as Pillow takes a box
+  const char* problem = nullptr;
+  if (channels != 1 && channels != 3) {
+    problem = "lanczos_u8: channels must be 1 or 3";
+  } else if (width <= 0 || height <= 0 || pixels.len != (Py_ssize_t)width * height * channels) {
+    problem = "lanczos_u8: the pixels are not width x height x channels bytes";
+  } else if (out_w <= 0 || out_h <= 0) {
+    problem = "lanczos_u8: the output size must be positive";
+  } else if (!(box[0] >= 0 && box[1] >= 0 && box[2] <= width && box[3] <= height && box[2] - box[0] >= 0 &&
+               box[3] - box[1] >= 0)) {
+    problem = "lanczos_u8: the box must lie inside the image";
+  }
+  PyObject* out = problem ? nullptr : PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)out_w * out_h * channels);
+  bool no_memory = false;
+  if (out != nullptr) {
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
+    Py_BEGIN_ALLOW_THREADS
+    try {
+      s2ccrop::lanczos_resize(static_cast<const uint8_t*>(pixels.buf), width, height, channels, box, out_w, out_h,
+                              rule != 0, dst);
+    } catch (const std::bad_alloc&) {
+      no_memory = true;
+    }
+    Py_END_ALLOW_THREADS
+  }
+  PyBuffer_Release(&pixels);
+  if (problem) {
+    PyErr_SetString(PyExc_ValueError, problem);
+    return nullptr;
+  }
+  if (no_memory) {
+    Py_DECREF(out);
+    return PyErr_NoMemory();
+  }
+  return out;
+}
+
+PyMethodDef methods[] = {
+    {"lanczos_u8", lanczos_u8, METH_VARARGS, "Pillow's Lanczos resize of a box of an 8-bit L or RGB image, pixel for pixel."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
 extern "C" {
 // Importing the module is all Python needs: the static initialisers below register the ops.
 PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module_def = {
       PyModuleDef_HEAD_INIT,
       "_C",
-      "Compiled RoI/RoD align ops and the input resize, registered as torch.ops.s2ccrop.*",
+      "Compiled RoI/RoD align ops and the input resize, registered as torch.ops.s2ccrop.*; the output resampler",
       -1,
-      nullptr,
+      methods,
   };
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) {

@@ -12,6 +12,8 @@ Inside:
   its own, the same bits on every CPU (torch's own kernels round differently in their vector loops and
   scalar tails).
 - ``extension_status() -> (loaded, reason)``: whether the compiled ops are in use, and why (not).
+- ``compiled_function(name)``: a plain function of the extension (``lanczos_u8``, the output
+  resampler ``io.render`` uses where it is built; Pillow's own resize gives the same pixels), or None.
 
 ``features`` is float [B, C, H, W] with H, W >= 2; ``rois`` is float [K, 5] =
 (batch_index, x1, y1, x2, y2) in input-image pixels; ``spatial_scale`` maps those pixels onto the
@@ -31,10 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _extension, _fallback
+from ._extension import compiled_function
 from ._fallback import quantize  # plain tensor ops give the same bits everywhere: no compiled twin needed
 
 __all__ = ["roi_align", "rod_align", "roi_align_avg", "rod_align_avg", "bilinear_u8", "quantize", "qadd", "dequantize",
-           "extension_status"]
+           "extension_status", "compiled_function"]
 
 
 def extension_status() -> tuple[bool, str]:

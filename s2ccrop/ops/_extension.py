@@ -17,7 +17,7 @@ import torch
 
 from .. import envvars
 
-__all__ = ["LOADED", "REASON", "WITH_CUDA", "has_kernel_for", "has_op"]
+__all__ = ["LOADED", "REASON", "WITH_CUDA", "compiled_function", "has_kernel_for", "has_op"]
 
 _DISABLE_VAR = envvars.NO_EXT
 _OPS = ("roi_align", "rod_align")
@@ -89,10 +89,12 @@ def _load() -> tuple[bool, str, bool]:
         return False, f"disabled at run time by {_DISABLE_VAR}={envvars.text(_DISABLE_VAR)}; using the pure-PyTorch fallback", False
     if not hasattr(torch.library, "register_autograd"):
         return False, f"torch {torch.__version__} lacks torch.library.register_autograd (needs torch >= 2.4)", False
+    global _MODULE
     module, reason = _import_compiled()
     if module is None:
         return False, reason, False
     _register_python_parts()
+    _MODULE = module
     with_cuda = bool(getattr(module, "WITH_CUDA", 0))
     built_for = getattr(module, "TORCH_VERSION", "unknown")
     kernels = "CPU and CUDA kernels" if with_cuda else "CPU kernels only (built without CUDA)"
@@ -102,7 +104,14 @@ def _load() -> tuple[bool, str, bool]:
     return True, reason, with_cuda
 
 
+_MODULE: ModuleType | None = None  # s2ccrop._C, once loaded
 LOADED, REASON, WITH_CUDA = _load()
+
+
+def compiled_function(name: str):
+    """The plain function ``s2ccrop._C.<name>`` (not an op: e.g. ``lanczos_u8``), or None when the
+    extension is not loaded or was built without it."""
+    return getattr(_MODULE, name, None) if LOADED else None
 
 
 def has_kernel_for(device: torch.device) -> bool:
