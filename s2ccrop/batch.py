@@ -413,8 +413,9 @@ class BatchRun:
 
     def _stage_outputs(self, job: Job, batch) -> None:
         """Render and stage each target's output in `batch`, in order, until one fails (job.error).
-        Each is rendered from the coarsest decode of the photo that covers it: the model's where it
-        does, else one more decode at the scale it needs (each scale decoded once)."""
+        Each is rendered from the coarsest decode of the photo that covers it: the model's (or the finer
+        one the model's was averaged from) where it does, else one more decode at the scale it needs
+        (each scale decoded once)."""
         from .io.formats import output_size, pad_size
         from .io.images import covering_reduction
         from .io.render import pad_placement
@@ -437,7 +438,7 @@ class BatchRun:
                 job.notes.append(f"{display(target.output)}: the {'padded fit' if padded else 'crop'} is only "
                                  f"{size[0]}x{size[1]}; written at that size (--upscale enlarges)")
             sizes.append(size)
-        decodes = {job.decoded.reduction: job.decoded}
+        decodes = {d.reduction: d for d in (job.decoded, job.decoded.finer) if d is not None}
         for target, crop, size in zip(job.targets, job.crops, sizes):
             shown = pad_placement((crop.width, crop.height), size)[2:] if crop.fit == "pad" else size
             k = covering_reduction(job.decoded.size, [(crop.box, shown)], upto=job.decoded.reduction)

@@ -22,6 +22,7 @@ from s2ccrop.io.render import pad_placement, render_crop
 from s2ccrop.types import Crop
 
 BIG = (2400, 1800)  # read by the model at 1/2: 1200x900 (1/4 would leave a 450-px short side)
+PHONE = (2100, 2800)  # upright; read by the model at 1/4 (525x700), as the 1/2 decode averaged 2x2
 RATIOS = ("16:9", "9:16", "1:1", "any")
 
 
@@ -121,6 +122,61 @@ def test_each_output_is_rendered_from_a_decode_that_covers_it(big_photo: Path, t
     # 200 px: the model's 1/2 decode covers every crop; 700 px: not a 9:16 one (at most 1012 x 1800 photo
     # pixels, 506 decoded); 1000 px high: no crop at 1/2 (at most 1800 photo pixels high, 900 decoded)
     assert used == {"": {1}, "200": {2}, "700": {1, 2}, "1000": {1}}[args[1] if args else ""]
+
+
+@pytest.fixture(scope="module")
+def phone_photo(tmp_path_factory) -> Path:
+    """A photo of 2,048 px or more on its short side, stored turned (EXIF 6) as phones store it."""
+    from conftest import photo_image
+
+    path = tmp_path_factory.mktemp("phone") / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo_image(PHONE, seed=5).transpose(Image.Transpose.ROTATE_90).save(path, quality=92, exif=exif)
+    return path
+
+
+def test_a_photo_of_2048_px_or_more_is_decoded_once_for_the_model_at_half_its_scale(phone_photo: Path):
+    """The model reads 1/4, made as the upright 1/2 decode averaged 2x2 (one decode: its entropy
+    decoding, most of the cost, is not paid twice); the 1/2 decode stays for the outputs it covers."""
+    model = open_image(phone_photo, reduction=MODEL)
+    half = open_image(phone_photo, reduction=2)
+    assert model_reduction(PHONE) == 4 and model.size == half.size == PHONE
+    assert (model.reduction, model.image.size) == (4, reduced_size(PHONE, 4)) == (4, (525, 700))
+    assert np.array_equal(np.asarray(model.image), np.asarray(half.image.reduce(2)))
+    finer = model.finer
+    assert (finer.reduction, finer.size, finer.stamp, finer.finer) == (2, PHONE, model.stamp, None)
+    assert np.array_equal(np.asarray(finer.image), np.asarray(half.image))
+    assert open_image(phone_photo, reduction=4).finer is None  # a scale asked: that DCT decode itself
+    assert open_image(phone_photo, reduction=MODEL).image.tobytes() == model.image.tobytes()
+
+
+# The crops are 2071, 1416, 1958 and 2058 photo pixels wide (16:9, 9:16, 1:1, free): 200 px fit in each
+# at 1/4; 400 px in all but the 9:16 one (354 decoded); 1000 px in the 16:9 and free ones at 1/2 only.
+@pytest.mark.parametrize("args, scales", [(("--width", "200"), {4}), (("--width", "400"), {2, 4}),
+                                          (("--width", "1000"), {1, 2}), ((), {1})])
+def test_a_phone_photos_outputs_come_from_the_model_decode_its_finer_one_or_one_more(
+        phone_photo: Path, tmp_path: Path, args, scales):
+    """Each output is rendered from the coarsest decode that covers it: the model's 1/4 (the average
+    of the 1/2 decode), the 1/2 decode it was made from, or the photo decoded again at 1/1."""
+    records = _run(phone_photo, tmp_path / "out", *args)
+    model = open_image(phone_photo, reduction=MODEL)
+    sources = {4: model, 2: model.finer, 1: open_image(phone_photo)}
+    used = set()
+    for r in records:
+        box = tuple(r["box"])
+        with Image.open(r["output"]) as im:
+            got = np.asarray(im.convert("RGB"))
+        size = (got.shape[1], got.shape[0])
+        k = covering_reduction(PHONE, [(box, size)], upto=4)
+        assert _covers(PHONE, k, [(box, size)])
+        source = sources[k]
+        want = np.asarray(render_crop(source.image, source.box_in_image(box), size).convert("RGB"))
+        assert np.array_equal(got, want), (r["ratio"], k)
+        used.add(k)
+    assert used == scales
+    boxes = [(r["ratio"], r["box"]) for r in records]
+    assert boxes == [(r["ratio"], r["box"]) for r in _run(phone_photo, tmp_path / "dry", "--dry-run")]
 
 
 def test_a_padded_fit_from_a_reduced_decode_is_placed_as_from_the_whole_photo(big_photo: Path, tmp_path: Path):

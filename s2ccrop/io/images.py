@@ -7,10 +7,13 @@ model gets `Decoded.rgb()` (alpha flattened on white); writers get `Decoded.imag
 keep transparency.
 
 Decode scales. A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size for a fraction of the cost (DCT
-scaling). The model reads the photo at `model_reduction(size)`, chosen from the photo's size alone, so
-a photo's crops never depend on the outputs asked; an output is rendered from a decode that covers it
-(`covering_reduction`), never enlarged from a smaller one, and a full-size crop from full-resolution
-pixels.
+scaling). The model reads the photo at 1/k, k = `model_reduction(size)`, chosen from the photo's size
+alone, so a photo's crops never depend on the outputs asked; an output is rendered from a decode that
+covers it (`covering_reduction`), never enlarged from a smaller one, and a full-size crop from
+full-resolution pixels. Where k is 4 or 8 (a short side of 2,048 px or more: phone and camera photos)
+the JPEG is decoded once at 1/(k/2) and the model reads that averaged 2x2 (`Decoded.finer` keeps the
+finer decode): thumbnails of such photos mostly need the finer scale anyway, and a second decode would
+pay the entropy decoding, most of a decode's cost, twice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image, UnidentifiedImageError
 
@@ -30,8 +33,8 @@ from .paths import HEIF_EXTENSIONS, HEIF_MISSING
 from .render import box_onto
 from .xmp import SWAPS_AXES, face_regions, xmp_packet
 
-# The model's input has a 256-px short side; it reads JPEGs at the smallest DCT scale whose short side
-# is still at least twice that (FCDB's and the reference's photos, 800 px or less, are read whole).
+# The model's input has a 256-px short side; it reads JPEGs at the smallest scale whose short side is
+# still at least twice that (FCDB's and the reference's photos, 800 px or less, are read whole).
 MODEL_SHORT_SIDE = 512
 REDUCTIONS = (8, 4, 2)  # the DCT scales Pillow's JPEG draft mode offers, besides 1
 MODEL = "model"  # open_image(reduction=MODEL): the model's decode scale, from the photo's size
@@ -77,6 +80,9 @@ class Decoded:
     # The file read: (size, modification time in ns); not its device or inode, which differ between
     # the nodes of a cluster that share the file (`--engine ray` may decode and write on two of them).
     stamp: tuple = ()
+    # The model's decode of a photo of 2,048 px or more on its short side: the decode at 1/(reduction/2)
+    # that `image` is the 2x2 average of (outputs it covers are rendered from it).
+    finer: "Decoded | None" = field(default=None, repr=False)
 
     def box_in_image(self, box) -> tuple[float, float, float, float]:
         """A box in photo pixels (`size`) as a box in the pixels of `image` (`render.box_onto`)."""
@@ -175,6 +181,9 @@ def _decode(fh, *, max_pixels: int | None, reduction: "int | str", stamp: tuple)
     k = 1
     if fmt == "JPEG":
         k = model_reduction(full) if reduction == MODEL else int(reduction)
+    averaged = reduction == MODEL and k >= 4  # decoded at 1/(k/2), then averaged 2x2 for the model
+    if averaged:
+        k //= 2
     if k > 1:
         # draft() picks the largest DCT scale s with size // s >= the size asked: asking size // k gives k.
         img.draft(img.mode if img.mode in ("L", "RGB") else None, (full[0] // k, full[1] // k))
@@ -187,8 +196,11 @@ def _decode(fh, *, max_pixels: int | None, reduction: "int | str", stamp: tuple)
     if orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[orientation])
         full = (full[1], full[0]) if orientation in SWAPS_AXES else full
-    return Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation, faces=faces,
-                   reduction=k, stamp=stamp)
+    decoded = Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation, faces=faces,
+                      reduction=k, stamp=stamp)
+    if averaged:  # the upright decode averaged 2x2: the size of a 1/(2k) decode (both round up)
+        return replace(decoded, image=img.reduce(2), reduction=2 * k, finer=decoded)
+    return decoded
 
 
 def reduced_size(size: tuple[int, int], k: int) -> tuple[int, int]:
@@ -197,8 +209,9 @@ def reduced_size(size: tuple[int, int], k: int) -> tuple[int, int]:
 
 
 def model_reduction(size: tuple[int, int]) -> int:
-    """The DCT scale 1/k at which the model reads a JPEG of `size`: the smallest whose short side is
-    still at least MODEL_SHORT_SIDE (1 for photos under twice that)."""
+    """The scale 1/k at which the model reads a JPEG of `size`: the smallest DCT scale whose short side
+    is still at least MODEL_SHORT_SIDE (1 for photos under twice that). For k of 4 or 8 it is decoded at
+    1/(k/2) and averaged 2x2 (the module's docstring says why)."""
     for k in REDUCTIONS:
         if min(reduced_size(size, k)) >= MODEL_SHORT_SIDE:
             return k
