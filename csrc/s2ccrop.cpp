@@ -8,6 +8,7 @@
 #include <Python.h>
 
 #include <new>
+#include <stdexcept>
 
 #include "cpu/lanczos.h"
 
@@ -22,23 +23,25 @@
 
 namespace {
 
-// lanczos_u8(pixels, width, height, channels, (x1, y1, x2, y2), out_width, out_height, vertical_first_rule)
-// -> bytes: Pillow's Lanczos resize of the box of an 8-bit L (1 channel) or RGB (3) image given as its
-// bytes (row by row), pixel for pixel; the GIL is released while it runs.
+// lanczos_u8(pixels, (x, y, held_w, held_h), (width, height), channels, (x1, y1, x2, y2), out_w, out_h,
+// vertical_first_rule) -> bytes: Pillow's Lanczos resize of the box of a `width` x `height` 8-bit L
+// (1 channel) or RGB (3) image, pixel for pixel, given the part of it that holds what the resize reads:
+// the `held_w` x `held_h` pixels from (x, y), as bytes row by row. The GIL is released while it runs.
 PyObject* lanczos_u8(PyObject*, PyObject* args) {
   Py_buffer pixels;
-  int width, height, channels, out_w, out_h, rule;
+  int x, y, held_w, held_h, width, height, channels, out_w, out_h, rule;
   double x1, y1, x2, y2;
-  if (!PyArg_ParseTuple(args, "y*iii(dddd)iip", &pixels, &width, &height, &channels, &x1, &y1, &x2, &y2, &out_w,
-                        &out_h, &rule)) {
+  if (!PyArg_ParseTuple(args, "y*(iiii)(ii)i(dddd)iip", &pixels, &x, &y, &held_w, &held_h, &width, &height,
+                        &channels, &x1, &y1, &x2, &y2, &out_w, &out_h, &rule)) {
     return nullptr;
   }
   const float box[4] = {(float)x1, (float)y1, (float)x2, (float)y2};  // as Pillow takes a box
   const char* problem = nullptr;
   if (channels != 1 && channels != 3) {
     problem = "lanczos_u8: channels must be 1 or 3";
-  } else if (width <= 0 || height <= 0 || pixels.len != (Py_ssize_t)width * height * channels) {
-    problem = "lanczos_u8: the pixels are not width x height x channels bytes";
+  } else if (width <= 0 || height <= 0 || x < 0 || y < 0 || held_w <= 0 || held_h <= 0 || x + held_w > width ||
+             y + held_h > height || pixels.len != (Py_ssize_t)held_w * held_h * channels) {
+    problem = "lanczos_u8: the pixels are not held_w x held_h x channels bytes of the image";
   } else if (out_w <= 0 || out_h <= 0) {
     problem = "lanczos_u8: the output size must be positive";
   } else if (!(box[0] >= 0 && box[1] >= 0 && box[2] <= width && box[3] <= height && box[2] - box[0] >= 0 &&
@@ -48,18 +51,21 @@ PyObject* lanczos_u8(PyObject*, PyObject* args) {
   PyObject* out = problem ? nullptr : PyBytes_FromStringAndSize(nullptr, (Py_ssize_t)out_w * out_h * channels);
   bool no_memory = false;
   if (out != nullptr) {
+    const s2ccrop::Pixels in{static_cast<const uint8_t*>(pixels.buf), width, height, channels, x, y, held_w, held_h};
     uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(out));
     Py_BEGIN_ALLOW_THREADS
     try {
-      s2ccrop::lanczos_resize(static_cast<const uint8_t*>(pixels.buf), width, height, channels, box, out_w, out_h,
-                              rule != 0, dst);
+      s2ccrop::lanczos_resize(in, box, out_w, out_h, rule != 0, dst);
     } catch (const std::bad_alloc&) {
       no_memory = true;
+    } catch (const std::out_of_range&) {
+      problem = "lanczos_u8: the pixels given do not hold all that the resize reads";
     }
     Py_END_ALLOW_THREADS
   }
   PyBuffer_Release(&pixels);
   if (problem) {
+    Py_XDECREF(out);
     PyErr_SetString(PyExc_ValueError, problem);
     return nullptr;
   }

@@ -99,7 +99,7 @@ def test_the_kernel_computes_pillows_fixed_point_lanczos(channels, vertical_firs
     for _ in range(150):
         (W, H), box, size = _case(rng)
         pixels = rng.integers(0, 256, (H, W, channels), dtype=np.uint8)
-        got = LANCZOS_U8(pixels.tobytes(), W, H, channels, box, *size, vertical_first_rule)
+        got = LANCZOS_U8(pixels.tobytes(), (0, 0, W, H), (W, H), channels, box, *size, vertical_first_rule)
         want = reference(pixels, box, size, vertical_first_rule)
         assert np.frombuffer(got, np.uint8).reshape(size[1], size[0], channels).tolist() == want.tolist(), (W, H, box, size)
         orders.add(H - size[1] > 0 and H - size[1] > (W - size[0]) * 2)
@@ -147,14 +147,35 @@ def test_a_photo_sized_thumbnail_is_pillows_too():
 
 
 @needs_extension
+def test_the_kernel_reads_only_the_part_of_the_image_it_is_given():
+    """Given the box widened by the filter's reach, the same pixels as from the whole image; given
+    less, a ValueError (never a read outside the buffer)."""
+    rng = np.random.default_rng(21)
+    pixels = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    box, size = (30.25, 20.5, 70.75, 60.0), (17, 23)  # shrinks 2.4 and 1.7 times: reaches 7.1 and 5.2 px
+    whole = LANCZOS_U8(pixels.tobytes(), (0, 0, 120, 90), (120, 90), 3, box, *size, True)
+    x, y, x2, y2 = 22, 14, 79, 66
+    part = np.ascontiguousarray(pixels[y:y2, x:x2])
+    assert LANCZOS_U8(part.tobytes(), (x, y, x2 - x, y2 - y), (120, 90), 3, box, *size, True) == whole
+    assert whole == np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS, box=box)).tobytes()
+    short = np.ascontiguousarray(pixels[y:y2, x + 4:x2])
+    with pytest.raises(ValueError, match="do not hold all"):
+        LANCZOS_U8(short.tobytes(), (x + 4, y, x2 - x - 4, y2 - y), (120, 90), 3, box, *size, True)
+
+
+WHOLE = (0, 0, 2, 2)
+
+
+@needs_extension
 @pytest.mark.parametrize("args, message", [
-    ((b"\0" * 12, 2, 2, 3, (0.0, 0.0, 2.0, 2.0), 1, 1, True), None),
-    ((b"\0" * 12, 2, 2, 4, (0.0, 0.0, 2.0, 2.0), 1, 1, True), "channels must be 1 or 3"),
-    ((b"\0" * 11, 2, 2, 3, (0.0, 0.0, 2.0, 2.0), 1, 1, True), "not width x height x channels"),
-    ((b"\0" * 12, 2, 2, 3, (0.0, 0.0, 2.0, 2.0), 0, 1, True), "output size must be positive"),
-    ((b"\0" * 12, 2, 2, 3, (0.0, 0.0, 2.5, 2.0), 1, 1, True), "box must lie inside"),
-    ((b"\0" * 12, 2, 2, 3, (-0.5, 0.0, 2.0, 2.0), 1, 1, True), "box must lie inside"),
-    ((b"\0" * 12, 2, 2, 3, (1.5, 0.0, 1.0, 2.0), 1, 1, True), "box must lie inside"),
+    ((b"\0" * 12, WHOLE, (2, 2), 3, (0.0, 0.0, 2.0, 2.0), 1, 1, True), None),
+    ((b"\0" * 12, WHOLE, (2, 2), 4, (0.0, 0.0, 2.0, 2.0), 1, 1, True), "channels must be 1 or 3"),
+    ((b"\0" * 11, WHOLE, (2, 2), 3, (0.0, 0.0, 2.0, 2.0), 1, 1, True), "not held_w x held_h x channels"),
+    ((b"\0" * 12, (1, 0, 2, 2), (2, 2), 3, (0.0, 0.0, 2.0, 2.0), 1, 1, True), "not held_w x held_h x channels"),
+    ((b"\0" * 12, WHOLE, (2, 2), 3, (0.0, 0.0, 2.0, 2.0), 0, 1, True), "output size must be positive"),
+    ((b"\0" * 12, WHOLE, (2, 2), 3, (0.0, 0.0, 2.5, 2.0), 1, 1, True), "box must lie inside"),
+    ((b"\0" * 12, WHOLE, (2, 2), 3, (-0.5, 0.0, 2.0, 2.0), 1, 1, True), "box must lie inside"),
+    ((b"\0" * 12, WHOLE, (2, 2), 3, (1.5, 0.0, 1.0, 2.0), 1, 1, True), "box must lie inside"),
 ])
 def test_the_kernel_refuses_what_it_cannot_resize(args, message):
     if message is None:

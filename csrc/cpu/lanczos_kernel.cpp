@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -140,8 +141,8 @@ void transpose(const uint8_t* in, int64_t in_stride, uint8_t* out, int64_t out_s
   }
 }
 
-// Scratch memory, kept per thread between calls: a thumbnail's passes need a few MB, and fresh pages
-// for them on every call (the allocator hands large blocks back to the system) cost as much as a pass.
+// Scratch memory, kept per thread between calls: fresh pages for it on every call (the allocator
+// hands large blocks back to the system) would cost a good part of a pass.
 struct Scratch {
   std::vector<int32_t> acc;
   std::vector<uint8_t> columns, filtered, between;
@@ -152,8 +153,9 @@ Scratch& scratch() {
   return s;
 }
 
-// After a call that needed more than this, the thread's scratch memory is handed back.
-constexpr size_t kScratchKept = size_t(32) << 20;
+// After a call that needed more than this (a large output's intermediate image), the thread's scratch
+// memory is handed back.
+constexpr size_t kScratchKept = size_t(16) << 20;
 
 void trim_scratch() {
   Scratch& s = scratch();
@@ -170,7 +172,7 @@ T* room(std::vector<T>& v, size_t n) {
 }
 
 // Each output line (`lines` of `n` bytes, line i at dst + i * dst_stride) from the input lines `taps`
-// names (line l at src + l * src_stride).
+// names (line l at src + (l - offset) * src_stride).
 void filter_all(const uint8_t* src, int64_t src_stride, int offset, const Taps& taps, int64_t n, uint8_t* dst,
                 int64_t dst_stride) {
   int32_t* acc = room(scratch().acc, (size_t)n);
@@ -182,49 +184,59 @@ void filter_all(const uint8_t* src, int64_t src_stride, int offset, const Taps& 
 }
 
 // Lines of `ch`-byte pixels filtered across: `n_lines` lines (`stride` bytes apart) whose pixels
-// `taps` (offset by `first`, the first pixel the lines hold) read, into `out_w` pixels per line.
-// Transposed so that each tap reads a contiguous column of every line's pixel.
+// `taps` read (pixel p at src + (p - first) * ch), into as many pixels per line as `taps` has outputs.
+// A strip of lines at a time is transposed, so that each tap reads a contiguous column of every line's
+// pixel; a strip stays in the cache.
 void filter_across(const uint8_t* src, int64_t stride, int64_t n_lines, int first, const Taps& taps, int ch,
                    uint8_t* dst, int64_t dst_stride) {
+  constexpr int64_t kStrip = 128;
   const int n_cols = taps.last() - taps.first();
   const int64_t out_w = (int64_t)taps.start.size();
-  const int64_t line = n_lines * ch;  // a transposed column: every line's pixel
+  const int64_t line = std::min(n_lines, kStrip) * ch;  // a transposed column: a strip's pixels
   uint8_t* columns = room(scratch().columns, (size_t)n_cols * line);
   uint8_t* filtered = room(scratch().filtered, (size_t)out_w * line);
-  transpose(src + (int64_t)(taps.first() - first) * ch, stride, columns, line, n_lines, n_cols, ch);
-  filter_all(columns, line, taps.first(), taps, line, filtered, line);
-  transpose(filtered, line, dst, dst_stride, out_w, n_lines, ch);
+  for (int64_t y = 0; y < n_lines; y += kStrip) {
+    const int64_t lines = std::min(kStrip, n_lines - y);
+    transpose(src + y * stride + (int64_t)(taps.first() - first) * ch, stride, columns, line, lines, n_cols, ch);
+    filter_all(columns, line, taps.first(), taps, lines * ch, filtered, line);
+    transpose(filtered, line, dst + y * dst_stride, dst_stride, out_w, lines, ch);
+  }
 }
 
 }  // namespace
 
-void lanczos_resize(const uint8_t* src, int in_w, int in_h, int ch, const float box[4], int out_w, int out_h,
-                    bool vertical_first_rule, uint8_t* dst) {
+void lanczos_resize(const Pixels& in, const float box[4], int out_w, int out_h, bool vertical_first_rule,
+                    uint8_t* dst) {
   const float* b = box;
+  const int in_w = in.width, in_h = in.height, ch = in.channels;
   // Pillow's own choices: which passes are needed, and (Pillow 13 on) the vertical pass first where
   // the height shrinks more than twice as much as the width.
   const bool horizontal = out_w != in_w || b[0] != 0 || b[2] != out_w;
   const bool vertical = out_h != in_h || b[1] != 0 || b[3] != out_h;
   const bool vertical_first = vertical_first_rule && (in_h - out_h) > 0 && (in_h - out_h) > (in_w - out_w) * 2;
-  const int64_t in_stride = (int64_t)in_w * ch, dst_stride = (int64_t)out_w * ch;
+  const Taps vt = make_taps(in_h, b[1], b[3], out_h), ht = make_taps(in_w, b[0], b[2], out_w);
+  // The pixels given must hold every one a pass reads (all of them, along an axis not resampled).
+  const int col0 = horizontal ? ht.first() : 0, col1 = horizontal ? ht.last() : in_w;
+  const int row0 = vertical ? vt.first() : 0, row1 = vertical ? vt.last() : in_h;
+  if (col0 < in.x || col1 > in.x + in.held_w || row0 < in.y || row1 > in.y + in.held_h) {
+    throw std::out_of_range("lanczos_u8: the pixels given do not hold all the resize reads");
+  }
+  const int64_t in_stride = (int64_t)in.held_w * ch, dst_stride = (int64_t)out_w * ch;
+  const uint8_t* at = in.data + (int64_t)(row0 - in.y) * in_stride + (int64_t)(col0 - in.x) * ch;  // (col0, row0)
   if (!horizontal && !vertical) {
-    std::copy_n(src, (size_t)in_h * in_stride, dst);
+    for (int y = 0; y < out_h; ++y) std::copy_n(at + y * in_stride, dst_stride, dst + y * dst_stride);
   } else if (!horizontal) {
-    filter_all(src, in_stride, 0, make_taps(in_h, b[1], b[3], out_h), dst_stride, dst, dst_stride);
+    filter_all(at, in_stride, row0, vt, dst_stride, dst, dst_stride);
   } else if (!vertical) {
-    filter_across(src, in_stride, in_h, 0, make_taps(in_w, b[0], b[2], out_w), ch, dst, dst_stride);
+    filter_across(at, in_stride, in_h, col0, ht, ch, dst, dst_stride);
   } else if (!vertical_first) {  // across the rows the vertical pass reads, then down
-    const Taps vt = make_taps(in_h, b[1], b[3], out_h), ht = make_taps(in_w, b[0], b[2], out_w);
-    const int row0 = vt.first(), n_rows = vt.last() - row0;
-    uint8_t* across = room(scratch().between, (size_t)n_rows * dst_stride);
-    filter_across(src + (int64_t)row0 * in_stride, in_stride, n_rows, 0, ht, ch, across, dst_stride);
+    uint8_t* across = room(scratch().between, (size_t)(row1 - row0) * dst_stride);
+    filter_across(at, in_stride, row1 - row0, col0, ht, ch, across, dst_stride);
     filter_all(across, dst_stride, row0, vt, dst_stride, dst, dst_stride);
   } else {  // down the columns the horizontal pass reads, then across
-    const Taps vt = make_taps(in_h, b[1], b[3], out_h), ht = make_taps(in_w, b[0], b[2], out_w);
-    const int col0 = ht.first();
-    const int64_t down_stride = (int64_t)(ht.last() - col0) * ch;
+    const int64_t down_stride = (int64_t)(col1 - col0) * ch;
     uint8_t* down = room(scratch().between, (size_t)out_h * down_stride);
-    filter_all(src + (int64_t)col0 * ch, in_stride, 0, vt, down_stride, down, down_stride);
+    filter_all(at, in_stride, row0, vt, down_stride, down, down_stride);
     filter_across(down, down_stride, out_h, col0, ht, ch, dst, dst_stride);
   }
   trim_scratch();

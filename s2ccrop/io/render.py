@@ -43,7 +43,8 @@ def render_crop(image: Image.Image, box: tuple[float, float, float, float], size
 def compiled_resize(image: Image.Image, box, size: tuple[int, int]) -> Image.Image | None:
     """`image.resize(size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)`, pixel for pixel, from the
     extension's resampler; None where it does not apply: a mode other than L or RGB, a box Pillow
-    would first reduce, torch not loaded (rendering never loads it) or an extension built without it."""
+    would first reduce, torch not loaded (rendering never loads it) or an extension built without it.
+    Only the part of `image` the filter reads is handed over: the box widened by its reach."""
     (x1, y1, x2, y2), (w, h) = box, size
     if image.mode not in ("L", "RGB") or "torch" not in sys.modules or w <= 0 or h <= 0:
         return None
@@ -54,7 +55,12 @@ def compiled_resize(image: Image.Image, box, size: tuple[int, int]) -> Image.Ima
     resize = compiled_function("lanczos_u8")
     if resize is None:
         return None
-    data = resize(image.tobytes(), image.width, image.height, len(image.getbands()),
+    W, H = image.size
+    # Lanczos-3 reaches 3 output pixels, in input pixels where it shrinks; a pixel more for rounding
+    rx, ry = 3 * max(1.0, (x2 - x1) / w), 3 * max(1.0, (y2 - y1) / h)
+    held = (max(0, int(x1 - rx) - 1), max(0, int(y1 - ry) - 1), min(W, int(x2 + rx) + 2), min(H, int(y2 + ry) + 2))
+    part = image if held == (0, 0, W, H) else image.crop(held)
+    data = resize(part.tobytes(), (held[0], held[1], part.width, part.height), (W, H), len(image.getbands()),
                   (float(x1), float(y1), float(x2), float(y2)), w, h, _VERTICAL_FIRST)
     return Image.frombytes(image.mode, size, data)
 
