@@ -5,7 +5,8 @@ cropped free-form and at the human crop's ratio, boxes scaled back to the origin
 - original: the 800-px photo itself (what `s2ccrop eval fcdb --split val` measures);
 - 12 MP, full decode: the phone photo decoded at full resolution;
 - 12 MP, as shipped: the phone photo given as a path, decoded as the command line does (a large JPEG
-  at the reduced scale the model reads, `io.images.model_reduction`).
+  at the reduced scale the model reads, `io.images.model_reduction`: for a 12-MP photo, ¼, made as the
+  ½ decode averaged 2×2).
 
     .venv/bin/python -m bench.phone_quality ../shared/data/fcdb-train --seeds 0 1
 
