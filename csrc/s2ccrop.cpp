@@ -77,7 +77,8 @@ PyObject* lanczos_u8(PyObject*, PyObject* args) {
 }
 
 PyMethodDef methods[] = {
-    {"lanczos_u8", lanczos_u8, METH_VARARGS, "Pillow's Lanczos resize of a box of an 8-bit L or RGB image, pixel for pixel."},
+    {"lanczos_u8", lanczos_u8, METH_VARARGS,
+     "Pillow's Lanczos resize of a box of an 8-bit L or RGB image, pixel for pixel."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -94,7 +94,9 @@ S2CCROP_CLONES void filter_lines(const uint8_t* const* rows, const int32_t* weig
     const uint8_t *__restrict__ a = rows[k], *__restrict__ b = rows[k + 1], *__restrict__ c = rows[k + 2],
                                 *__restrict__ d = rows[k + 3];
     const int32_t wa = weight[k], wb = weight[k + 1], wc = weight[k + 2], wd = weight[k + 3];
-    for (int64_t j = 0; j < n; ++j) acc[j] += wa * (int32_t)a[j] + wb * (int32_t)b[j] + wc * (int32_t)c[j] + wd * (int32_t)d[j];
+    for (int64_t j = 0; j < n; ++j) {
+      acc[j] += wa * (int32_t)a[j] + wb * (int32_t)b[j] + wc * (int32_t)c[j] + wd * (int32_t)d[j];
+    }
   }
   for (; k < taps; ++k) {
     const uint8_t* __restrict__ a = rows[k];

@@ -37,7 +37,9 @@ def render_crop(image: Image.Image, box: tuple[float, float, float, float], size
     if size == (box[2] - box[0], box[3] - box[1]) and all(float(v).is_integer() for v in box):
         return image.crop(tuple(int(v) for v in box))
     fast = compiled_resize(image, box, size)
-    return fast if fast is not None else image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    if fast is not None:
+        return fast
+    return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 
 def compiled_resize(image: Image.Image, box, size: tuple[int, int]) -> Image.Image | None:
