@@ -72,6 +72,21 @@ def _run(photo: Path, out: Path, *args: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
+def _rendered_from_covering_decode(record: dict, size: tuple[int, int], upto: int, decode_at):
+    """Check that `record`'s output holds exactly the pixels rendered from the coarsest decode (at most
+    1/`upto`) that covers it, `decode_at(k)` being the photo decoded at 1/k; its k and its pixels."""
+    box = tuple(record["box"])
+    with Image.open(record["output"]) as im:
+        got = np.asarray(im.convert("RGB"))
+    shown = (got.shape[1], got.shape[0])
+    k = covering_reduction(size, [(box, shown)], upto=upto)
+    assert _covers(size, k, [(box, shown)])
+    source = decode_at(k)
+    want = np.asarray(render_crop(source.image, source.box_in_image(box), shown).convert("RGB"))
+    assert np.array_equal(got, want), (record["ratio"], k)
+    return k, got
+
+
 @pytest.fixture(scope="module")
 def big_photo(tmp_path_factory) -> Path:
     from conftest import photo_image
@@ -106,17 +121,10 @@ def test_each_output_is_rendered_from_a_decode_that_covers_it(big_photo: Path, t
     assert model_k == 2
     used = set()
     for r in records:
-        box = tuple(r["box"])
-        with Image.open(r["output"]) as im:
-            got = np.asarray(im.convert("RGB"))
-        size = (got.shape[1], got.shape[0])
-        k = covering_reduction(full.size, [(box, size)], upto=model_k)
-        assert _covers(full.size, k, [(box, size)])
-        decoded = open_image(big_photo, reduction=k)
-        want = np.asarray(render_crop(decoded.image, decoded.box_in_image(box), size).convert("RGB"))
-        assert np.array_equal(got, want), (r["ratio"], k)
+        k, got = _rendered_from_covering_decode(r, full.size, model_k, lambda k: open_image(big_photo, reduction=k))
         if not args:
-            assert k == 1 and size == (box[2] - box[0], box[3] - box[1])
+            box = r["box"]
+            assert k == 1 and (got.shape[1], got.shape[0]) == (box[2] - box[0], box[3] - box[1])
             assert np.array_equal(got, np.asarray(full.image)[box[1]:box[3], box[0]:box[2]])
         used.add(k)
     # 200 px: the model's 1/2 decode covers every crop; 700 px: not a 9:16 one (at most 1012 x 1800 photo
@@ -162,18 +170,7 @@ def test_a_phone_photos_outputs_come_from_the_model_decode_its_finer_one_or_one_
     records = _run(phone_photo, tmp_path / "out", *args)
     model = open_image(phone_photo, reduction=MODEL)
     sources = {4: model, 2: model.finer, 1: open_image(phone_photo)}
-    used = set()
-    for r in records:
-        box = tuple(r["box"])
-        with Image.open(r["output"]) as im:
-            got = np.asarray(im.convert("RGB"))
-        size = (got.shape[1], got.shape[0])
-        k = covering_reduction(PHONE, [(box, size)], upto=4)
-        assert _covers(PHONE, k, [(box, size)])
-        source = sources[k]
-        want = np.asarray(render_crop(source.image, source.box_in_image(box), size).convert("RGB"))
-        assert np.array_equal(got, want), (r["ratio"], k)
-        used.add(k)
+    used = {_rendered_from_covering_decode(r, PHONE, 4, sources.__getitem__)[0] for r in records}
     assert used == scales
     boxes = [(r["ratio"], r["box"]) for r in records]
     assert boxes == [(r["ratio"], r["box"]) for r in _run(phone_photo, tmp_path / "dry", "--dry-run")]

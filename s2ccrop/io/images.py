@@ -182,13 +182,12 @@ def _decode(fh, *, max_pixels: int | None, reduction: "int | str", stamp: tuple)
     if fmt == "JPEG":
         k = model_reduction(full) if reduction == MODEL else int(reduction)
     averaged = reduction == MODEL and k >= 4  # decoded at 1/(k/2), then averaged 2x2 for the model
-    if averaged:
-        k //= 2
-    if k > 1:
-        # draft() picks the largest DCT scale s with size // s >= the size asked: asking size // k gives k.
-        img.draft(img.mode if img.mode in ("L", "RGB") else None, (full[0] // k, full[1] // k))
-        if img.size != reduced_size(full, k):  # never with Pillow's draft: fail rather than mis-scale boxes
-            raise RuntimeError(f"JPEG draft gave {img.size} for 1/{k} of {full}")
+    read = k // 2 if averaged else k  # the scale decoded
+    if read > 1:
+        # draft() picks the largest DCT scale s with size // s >= the size asked: asking size // s gives s.
+        img.draft(img.mode if img.mode in ("L", "RGB") else None, (full[0] // read, full[1] // read))
+        if img.size != reduced_size(full, read):  # never with Pillow's draft: fail rather than mis-scale boxes
+            raise RuntimeError(f"JPEG draft gave {img.size} for 1/{read} of {full}")
     icc = img.info.get("icc_profile") or None
     img.load()  # decode now, inside the error handling, and only frame 0 of an animation
     faces = marked_faces(img, orientation)
@@ -197,9 +196,9 @@ def _decode(fh, *, max_pixels: int | None, reduction: "int | str", stamp: tuple)
         img = img.transpose(_TRANSPOSE[orientation])
         full = (full[1], full[0]) if orientation in SWAPS_AXES else full
     decoded = Decoded(image=img, size=full, format=fmt, icc_profile=icc, orientation=orientation, faces=faces,
-                      reduction=k, stamp=stamp)
-    if averaged:  # the upright decode averaged 2x2: the size of a 1/(2k) decode (both round up)
-        return replace(decoded, image=img.reduce(2), reduction=2 * k, finer=decoded)
+                      reduction=read, stamp=stamp)
+    if averaged:  # the upright decode averaged 2x2: the size of a 1/k decode (both round up)
+        return replace(decoded, image=img.reduce(2), reduction=k, finer=decoded)
     return decoded
 
 
