@@ -148,6 +148,26 @@ def test_a_photo_sized_thumbnail_is_pillows_too():
 
 
 @needs_extension
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ringing_past_black_and_white_is_clipped_as_pillow_clips_it(channels):
+    """Hard black/white edges make Lanczos overshoot below 0 and above 255; each sum is clipped to 8
+    bits after its shift. Lines long enough that most outputs are made in full vector blocks, and
+    a few widths that leave a remainder of every size."""
+    clipped = set()
+    for W, H, size in [(203, 97, (71, 130)), (64, 64, (96, 40)), (131, 259, (67, 61)), (37, 300, (300, 37))]:
+        # 9 x 7 black and white blocks: every case here overshoots to between -52 and 307 before the clip
+        blocks = np.where((np.arange(W)[None, :] // 9 + np.arange(H)[:, None] // 7) % 2, 255, 0)
+        pixels = np.repeat(blocks[:, :, None], channels, axis=2).astype(np.uint8)
+        for box in [(0.0, 0.0, float(W), float(H)), (3.3, 1.7, W - 2.2, H - 5.9)]:
+            for rule in (True, False):
+                got = LANCZOS_U8(pixels.tobytes(), (0, 0, W, H), (W, H), channels, box, *size, rule)
+                want = reference(pixels, box, size, rule)
+                assert np.frombuffer(got, np.uint8).reshape(want.shape).tolist() == want.tolist(), (W, H, box, rule)
+                clipped |= {v for v in (0, 255) if (want == v).any()}
+    assert clipped == {0, 255}
+
+
+@needs_extension
 def test_the_kernel_reads_only_the_part_of_the_image_it_is_given():
     """Given the box widened by the filter's reach, the same pixels as from the whole image; given
     less, a ValueError (never a read outside the buffer)."""
