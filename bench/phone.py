@@ -17,6 +17,11 @@ and `--width 1080` thumbnails, and full-size crops (s2ccrop and smartcrop.py; li
 no such mode). Each tool's wall time is the best of `--rounds`; CPU per photo is its processes' user
 + system time (start-up included) over the photos; s2ccrop's peak memory is the PSS of its process
 tree. The table goes to the top of bench/RESULTS.md unless --no-save.
+
+`--warm`: each tool first crops one photo, untimed, just before each of its timed rounds, so its
+libraries are in the page cache when the round starts. Without it a round starts as the other tools'
+rounds left the cache: on a host that pages out what was not read for a minute (this project's
+machines do), s2ccrop's start-up then reads torch back from disk (~2 s of I/O wait), libvips little.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="processes for each tool (default: this process's cores)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--warm", action="store_true", help="an untimed one-photo run of each tool before its rounds")
     args = ap.parse_args(argv)
     sources = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: args.n]
     t0 = time.perf_counter()
@@ -122,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, width, tools in jobs:
             for _ in range(args.rounds):
                 for tool in tools:  # interleaved, so load changes touch every tool alike
+                    if args.warm:
+                        one_round(tool, photos[:1], Path(tmp) / tool, width, 1)
                     run = one_round(tool, photos, Path(tmp) / tool, width, args.cores)
                     results.setdefault((name, tool), []).append(run)
                     print(f"{name}, {tool}: {run['wall_s']:.1f} s", file=sys.stderr)
@@ -137,7 +145,9 @@ def report(results: dict, jobs, n: int, args) -> str:
     lines = [f"## Phone photos, {dt.date.today().isoformat()}: {n} photos, 12 MP, 4 ratios, {args.cores} cores each",
              "",
              f"`python -m bench.phone --photos DIR -n {n}`; {m['cpu']} ({m['features']}), {m['cores']} cores; "
-             f"best of {args.rounds} rounds; peers run as {args.cores} processes over shares of the list.",
+             f"best of {args.rounds} rounds; peers run as {args.cores} processes over shares of the list; "
+             + ("warm: each tool cropped one photo, untimed, just before each round." if args.warm else
+                "cold: no warm-up run (a round starts as the other tools' rounds left the page cache)."),
              "",
              "| job | libvips | smartcrop.py | s2ccrop | s2ccrop ÷ libvips | s2ccrop ÷ smartcrop.py | CPU per photo: libvips / smartcrop.py / s2ccrop |",
              "|---|---:|---:|---:|---:|---:|---|"]
