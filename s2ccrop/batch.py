@@ -111,9 +111,9 @@ class BatchRun:
     def execute(self) -> int:
         """Plan, crop, write and report every photo; EXIT_OK, or EXIT_FAILED when any photo failed.
         Errors that stop the whole run (weights that cannot load) are raised as S2CCropError."""
-        from PIL import Image
+        from .io.images import batch_pillow
 
-        Image.MAX_IMAGE_PIXELS = None  # our own max_pixels check gives the message; see io.images
+        batch_pillow()
         self.check_outputs()
         if self.settings.preview_path is not None:
             from .io.preview import ContactSheet

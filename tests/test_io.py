@@ -115,6 +115,26 @@ def test_pixel_limit_refuses_before_decoding(tmp_path: Path):
     assert open_image(tmp_path / "small.png", max_pixels=400).size == (20, 20)
 
 
+def test_a_batch_sets_pillow_for_many_photos_and_leaves_a_users_block_setting(monkeypatch):
+    """`batch_pillow`: Pillow's pixel limit lifted (ours decides) and one freed block kept for the next
+    image, unless $PILLOW_BLOCKS_MAX says how many; Pillow's own settings are put back afterwards."""
+    from s2ccrop.io.images import batch_pillow
+
+    limit, blocks = Image.MAX_IMAGE_PIXELS, Image.core.get_blocks_max()
+    try:
+        monkeypatch.delenv("PILLOW_BLOCKS_MAX", raising=False)
+        Image.core.set_blocks_max(0)
+        batch_pillow()
+        assert (Image.MAX_IMAGE_PIXELS, Image.core.get_blocks_max()) == (None, 1)
+        monkeypatch.setenv("PILLOW_BLOCKS_MAX", "0")  # read by Pillow at its import; we leave it alone
+        Image.core.set_blocks_max(0)
+        batch_pillow()
+        assert Image.core.get_blocks_max() == 0
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+        Image.core.set_blocks_max(blocks)
+
+
 @pytest.mark.parametrize(
     "data, reason",
     [(b"", "not an image"), (b"hello, I am text", "not an image")],

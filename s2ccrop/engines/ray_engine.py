@@ -391,9 +391,9 @@ def build_dataset(ray, blocks: list, settings: Settings, plan: ActorPlan, journa
 def _worker_run(settings: Settings) -> BatchRun:
     """A `BatchRun` inside a Ray worker, for its steps, with messages to this worker's stderr. Preview
     tiles are drawn here (`write`) and added to the driver's sheet (`finish`)."""
-    from PIL import Image
+    from ..io.images import batch_pillow
 
-    Image.MAX_IMAGE_PIXELS = None  # as BatchRun.execute does: max_pixels gives the message
+    batch_pillow()  # as BatchRun.execute does
     return BatchRun(settings, Env(None, sys.stderr, sys.stderr, False))
 
 
