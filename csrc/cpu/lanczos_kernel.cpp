@@ -82,10 +82,16 @@ Taps make_taps(int in_size, float in0, float in1, int out_size) {
   return t;
 }
 
-// dst[j] = clip8((2^21 + sum_k weight[k] * rows[k][j]) >> 22) for j < n: one output line from `taps`
+// A fixed-point sum as a byte: shifted down, clipped to [0, 255].
+inline uint8_t clip8(int32_t sum) {
+  const int32_t v = sum >> kPrecisionBits;
+  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+// dst[j] = clip8(2^21 + sum_k weight[k] * rows[k][j]) for j < n: one output line from `taps`
 // input lines (each `n` bytes). Four taps per sweep keep the accumulator in registers longer.
 void filter_lines(const uint8_t* const* rows, const int32_t* weight, int taps, int64_t n,
-                                 int32_t* __restrict__ acc, uint8_t* __restrict__ dst) {
+                  int32_t* __restrict__ acc, uint8_t* __restrict__ dst) {
   const int32_t half = 1 << (kPrecisionBits - 1);
   for (int64_t j = 0; j < n; ++j) acc[j] = half;
   int k = 0;
@@ -102,10 +108,7 @@ void filter_lines(const uint8_t* const* rows, const int32_t* weight, int taps, i
     const int32_t wa = weight[k];
     for (int64_t j = 0; j < n; ++j) acc[j] += wa * (int32_t)a[j];
   }
-  for (int64_t j = 0; j < n; ++j) {
-    const int32_t v = acc[j] >> kPrecisionBits;
-    dst[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-  }
+  for (int64_t j = 0; j < n; ++j) dst[j] = clip8(acc[j]);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -145,10 +148,9 @@ __attribute__((target("avx2"))) void filter_lines_avx2(const uint8_t* const* row
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), bytes);
   }
   for (; j < n; ++j) {
-    int32_t v = 1 << (kPrecisionBits - 1);
-    for (int k = 0; k < taps; ++k) v += weight[k] * (int32_t)rows[k][j];
-    v >>= kPrecisionBits;
-    dst[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    int32_t sum = 1 << (kPrecisionBits - 1);
+    for (int k = 0; k < taps; ++k) sum += weight[k] * (int32_t)rows[k][j];
+    dst[j] = clip8(sum);
   }
 }
 #endif
@@ -275,17 +277,23 @@ T* room(std::vector<T>& v, size_t n) {
 // names (line l at src + (l - offset) * src_stride).
 void filter_all(const uint8_t* src, int64_t src_stride, int offset, const Taps& taps, int64_t n, uint8_t* dst,
                 int64_t dst_stride) {
-  int32_t* acc = room(scratch().acc, (size_t)n);
+#ifdef S2CCROP_AVX2
+  const bool avx2 = has_avx2();
+#else
+  const bool avx2 = false;
+#endif
+  int32_t* acc = avx2 ? nullptr : room(scratch().acc, (size_t)n);  // only the plain loops sum in memory
   std::vector<const uint8_t*> rows(taps.ksize);
   for (size_t i = 0; i < taps.start.size(); ++i) {
     for (int k = 0; k < taps.count[i]; ++k) rows[k] = src + (int64_t)(taps.start[i] - offset + k) * src_stride;
+    const int32_t* weight = &taps.weight[i * taps.ksize];
 #ifdef S2CCROP_AVX2
-    if (has_avx2()) {
-      filter_lines_avx2(rows.data(), &taps.weight[i * taps.ksize], taps.count[i], n, dst + i * dst_stride);
+    if (avx2) {
+      filter_lines_avx2(rows.data(), weight, taps.count[i], n, dst + i * dst_stride);
       continue;
     }
 #endif
-    filter_lines(rows.data(), &taps.weight[i * taps.ksize], taps.count[i], n, acc, dst + i * dst_stride);
+    filter_lines(rows.data(), weight, taps.count[i], n, acc, dst + i * dst_stride);
   }
 }
 
