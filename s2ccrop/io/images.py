@@ -67,7 +67,7 @@ def batch_pillow() -> None:
       freshly mapped, zeroed pages from the system; with one block kept, the allocator reuses what the
       previous image left. Pixels are the same either way."""
     Image.MAX_IMAGE_PIXELS = None
-    if "PILLOW_BLOCKS_MAX" not in os.environ and hasattr(Image.core, "set_blocks_max"):
+    if "PILLOW_BLOCKS_MAX" not in os.environ:
         Image.core.set_blocks_max(1)
 
 
