@@ -1,5 +1,8 @@
-"""Every environment variable s2ccrop reads, in one place (standard library only: the command line
+"""Every environment variable of s2ccrop's own, in one place (standard library only: the command line
 reads some before torch loads). The table in docs/ARCHITECTURE.md, *Environment*, lists the same.
+Other libraries' variables that s2ccrop honours are read where they apply: RAY_ADDRESS (the Ray
+engine's cluster), PILLOW_BLOCKS_MAX (a batch leaves Pillow's setting to it) and Typer's
+shell-completion variable.
 
 On/off switches (`switch`): unset or empty is the default; 0, false, no or off is off; anything else
 is on. `setup.py` reads its own build variables (FORCE_CUDA, S2CCROP_BUILD_EXT), before s2ccrop exists.

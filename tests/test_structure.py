@@ -118,3 +118,21 @@ def test_environment_variables_have_one_home_and_one_table():
     table = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").split("## Environment", 1)[1]
     documented = set(re.findall(r"^\| `(S2CCROP_[A-Z0-9_]+)", table, re.M))
     assert documented == set(envvars.VARIABLES)
+
+
+def test_other_libraries_variables_read_in_code_are_named_in_the_environment_section():
+    """A variable of another library that s2ccrop's code reads by name (RAY_ADDRESS, PILLOW_BLOCKS_MAX)
+    is named in docs/ARCHITECTURE.md's *Environment* section, as envvars.py's docstring says."""
+    import re
+
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = text.split("## Environment", 1)[1].split("\n## ", 1)[0]
+    reads = re.compile(r'os\.(?:environ\.get|getenv)\(\s*"([A-Z][A-Z0-9_]*)"|os\.environ\[\s*"([A-Z][A-Z0-9_]*)"\s*\]'
+                       r'|"([A-Z][A-Z0-9_]*)"\s+(?:not\s+)?in\s+os\.environ')
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        for groups in reads.findall(path.read_text(encoding="utf-8")):
+            found.setdefault(next(g for g in groups if g), path.relative_to(ROOT))
+    assert {"RAY_ADDRESS", "PILLOW_BLOCKS_MAX"} <= set(found)  # the pattern still sees how the code reads them
+    missing = {name: str(where) for name, where in found.items() if f"`{name}`" not in section}
+    assert not missing, f"read in code but not named in ARCHITECTURE.md's Environment section: {missing}"
