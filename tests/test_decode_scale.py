@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageCms
 
 from _cli_helpers import run_in_process
 from s2ccrop.io.images import MODEL, covering_reduction, model_reduction, open_image, reduced_size
@@ -24,6 +24,8 @@ from s2ccrop.types import Crop
 BIG = (2400, 1800)  # read by the model at 1/2: 1200x900 (1/4 would leave a 450-px short side)
 PHONE = (2100, 2800)  # upright; read by the model at 1/4 (525x700), as the 1/2 decode averaged 2x2
 RATIOS = ("16:9", "9:16", "1:1", "any")
+# The phone photo's colour profile: not sRGB's, so an output that dropped it or got sRGB's would show.
+PHONE_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
 
 
 @pytest.mark.parametrize("size, k", [
@@ -134,13 +136,15 @@ def test_each_output_is_rendered_from_a_decode_that_covers_it(big_photo: Path, t
 
 @pytest.fixture(scope="module")
 def phone_photo(tmp_path_factory) -> Path:
-    """A photo of 2,048 px or more on its short side, stored turned (EXIF 6) as phones store it."""
+    """A photo of 2,048 px or more on its short side, stored turned (EXIF 6) as phones store it, with a
+    colour profile (`PHONE_ICC`)."""
     from conftest import photo_image
 
     path = tmp_path_factory.mktemp("phone") / "phone.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6
-    photo_image(PHONE, seed=5).transpose(Image.Transpose.ROTATE_90).save(path, quality=92, exif=exif)
+    photo_image(PHONE, seed=5).transpose(Image.Transpose.ROTATE_90).save(path, quality=92, exif=exif,
+                                                                          icc_profile=PHONE_ICC)
     return path
 
 
@@ -166,12 +170,16 @@ def test_a_photo_of_2048_px_or_more_is_decoded_once_for_the_model_at_half_its_sc
 def test_a_phone_photos_outputs_come_from_the_model_decode_its_finer_one_or_one_more(
         phone_photo: Path, tmp_path: Path, args, scales):
     """Each output is rendered from the coarsest decode that covers it: the model's 1/4 (the average
-    of the 1/2 decode), the 1/2 decode it was made from, or the photo decoded again at 1/1."""
+    of the 1/2 decode), the 1/2 decode it was made from, or the photo decoded again at 1/1; each keeps
+    the photo's colour profile."""
     records = _run(phone_photo, tmp_path / "out", *args)
     model = open_image(phone_photo, reduction=MODEL)
     sources = {4: model, 2: model.finer, 1: open_image(phone_photo)}
     used = {_rendered_from_covering_decode(r, PHONE, 4, sources.__getitem__)[0] for r in records}
     assert used == scales
+    for r in records:
+        with Image.open(r["output"]) as im:
+            assert im.info.get("icc_profile") == PHONE_ICC, r["ratio"]
     boxes = [(r["ratio"], r["box"]) for r in records]
     assert boxes == [(r["ratio"], r["box"]) for r in _run(phone_photo, tmp_path / "dry", "--dry-run")]
 
