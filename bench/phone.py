@@ -22,6 +22,10 @@ tree. The table goes to the top of bench/RESULTS.md unless --no-save.
 libraries are in the page cache when the round starts. Without it a round starts as the other tools'
 rounds left the cache: on a host that pages out what was not read for a minute (this project's
 machines do), s2ccrop's start-up then reads torch back from disk (~2 s of I/O wait), libvips little.
+
+The report says how much other work shared the host meanwhile: the CPU time every core spent busy
+(/proc/stat) beyond the bench's own and its tools' (`host_cpu`), and the hypervisor's steal. The
+tools race at equal cores, so a run with other work beside it favours none of them reliably.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             ("1080-px thumbnails", 1080, ("libvips", "smartcrop.py", "s2ccrop")),
             ("full-size crops", 0, ("smartcrop.py", "s2ccrop"))]
     results: dict = {}
+    before = host_cpu()
     with tempfile.TemporaryDirectory(prefix="s2ccrop-phone-out-") as tmp:
         for name, width, tools in jobs:
             for _ in range(args.rounds):
@@ -133,21 +138,54 @@ def main(argv: list[str] | None = None) -> int:
                     run = one_round(tool, photos, Path(tmp) / tool, width, args.cores)
                     results.setdefault((name, tool), []).append(run)
                     print(f"{name}, {tool}: {run['wall_s']:.1f} s", file=sys.stderr)
-    text = report(results, jobs, len(photos), args)
+    after = host_cpu()
+    text = report(results, jobs, len(photos), args, {k: after[k] - before[k] for k in after})
     print(text)
     if not args.no_save:
         save(text)
     return 0
 
 
-def report(results: dict, jobs, n: int, args) -> str:
+def host_cpu() -> dict:
+    """CPU seconds so far: `busy`, all cores' user, nice, system, irq and softirq time (/proc/stat);
+    `steal`, time the hypervisor gave to other machines; `ours`, the user + system time of this process
+    and of its descendants that have been waited for (every tool's processes, once a round is over)."""
+    import resource
+
+    with open("/proc/stat", encoding="ascii") as fh:
+        busy, steal = proc_stat_seconds(fh.readline(), os.sysconf("SC_CLK_TCK"))
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    ours = sum(u.ru_utime + u.ru_stime for u in usage)
+    return {"busy": busy, "steal": steal, "ours": ours}
+
+
+def proc_stat_seconds(line: str, ticks_per_s: int) -> tuple[float, float]:
+    """(busy, steal) seconds of /proc/stat's first line, `cpu  user nice system idle iowait irq softirq
+    steal ...` in clock ticks: idle and iowait are not busy; steal is time this machine did not get."""
+    name, *fields = line.split()
+    if name != "cpu" or len(fields) < 8:
+        raise ValueError(f"not /proc/stat's cpu line: {line!r}")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq) / ticks_per_s, steal / ticks_per_s
+
+
+def other_work(cpu: dict) -> str:
+    """One sentence on what else ran on the host during the bench, from `host_cpu` differences."""
+    other = max(0.0, cpu["busy"] - cpu["ours"])
+    share = other / cpu["busy"] if cpu["busy"] > 0 else 0.0
+    return (f"Other work on the host meanwhile: {other:.0f} CPU-s beside the bench's {cpu['ours']:.0f} "
+            f"({share:.0%} of the busy time); hypervisor steal {cpu['steal']:.0f} s.")
+
+
+def report(results: dict, jobs, n: int, args, cpu: dict | None = None) -> str:
     m = machine()
     lines = [f"## Phone photos, {dt.date.today().isoformat()}: {n} photos, 12 MP, 4 ratios, {args.cores} cores each",
              "",
              f"`python -m bench.phone --photos DIR -n {n}`; {m['cpu']} ({m['features']}), {m['cores']} cores; "
              f"best of {args.rounds} rounds; peers run as {args.cores} processes over shares of the list; "
              + ("warm: each tool cropped one photo, untimed, just before each round." if args.warm else
-                "cold: no warm-up run (a round starts as the other tools' rounds left the page cache)."),
+                "cold: no warm-up run (a round starts as the other tools' rounds left the page cache).")
+             + (f" {other_work(cpu)}" if cpu else ""),
              "",
              "| job | libvips | smartcrop.py | s2ccrop | s2ccrop ÷ libvips | s2ccrop ÷ smartcrop.py | CPU per photo: libvips / smartcrop.py / s2ccrop |",
              "|---|---:|---:|---:|---:|---:|---|"]

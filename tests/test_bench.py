@@ -107,3 +107,38 @@ def test_table_has_thumbnail_and_capped_rows_with_their_own_goals():
     assert "| AVX2 only: first crop, one photo, cold process | 2.90 s | ≤ 2.5 s **missed** |" in text
     assert "| AVX2 only: CPU time per photo of the CLI run, all processes | 100 ms | |" in text
     assert "ONEDNN_MAX_CPU_ISA=AVX2" in text and "FBGEMM_ENABLE_INSTRUCTIONS=AVX2" in text
+
+
+def test_proc_stat_seconds_counts_busy_ticks_and_steal_apart():
+    from bench.phone import proc_stat_seconds
+
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    assert proc_stat_seconds("cpu  1000 50 300 9000 400 20 30 70 0 0\n", 100) == (14.0, 0.7)
+    with pytest.raises(ValueError):
+        proc_stat_seconds("cpu0 1 2 3 4 5 6 7 8", 100)  # one core's line, not the machine's
+    with pytest.raises(ValueError):
+        proc_stat_seconds("cpu  1 2 3", 100)
+
+
+def test_host_cpu_counts_a_finished_tool_as_the_benchs_own_work():
+    import subprocess
+
+    from bench.phone import host_cpu
+
+    before = host_cpu()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    after = host_cpu()
+    assert after["ours"] - before["ours"] >= 0.3
+    assert after["busy"] - before["busy"] >= 0.25  # the machine was busy at least that long (ticks round)
+
+
+def test_other_work_is_the_busy_time_beyond_the_benchs():
+    from bench.phone import other_work
+
+    assert other_work({"busy": 200.0, "ours": 150.0, "steal": 3.0}) == (
+        "Other work on the host meanwhile: 50 CPU-s beside the bench's 150 (25% of the busy time); "
+        "hypervisor steal 3 s.")
+    assert other_work({"busy": 100.0, "ours": 100.4, "steal": 0.0}).startswith(
+        "Other work on the host meanwhile: 0 CPU-s")  # ticks and rusage round apart: never below 0
+
