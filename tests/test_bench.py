@@ -141,4 +141,3 @@ def test_other_work_is_the_busy_time_beyond_the_benchs():
         "hypervisor steal 3 s.")
     assert other_work({"busy": 100.0, "ours": 100.4, "steal": 0.0}).startswith(
         "Other work on the host meanwhile: 0 CPU-s")  # ticks and rusage round apart: never below 0
-

@@ -115,9 +115,14 @@ def test_environment_variables_have_one_home_and_one_table():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert not re.fullmatch(r"S2CCROP_[A-Z0-9_]+", node.value), f"{path}: {node.value} belongs in envvars.py"
-    table = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").split("## Environment", 1)[1]
-    documented = set(re.findall(r"^\| `(S2CCROP_[A-Z0-9_]+)", table, re.M))
+    documented = set(re.findall(r"^\| `(S2CCROP_[A-Z0-9_]+)", _environment_section(), re.M))
     assert documented == set(envvars.VARIABLES)
+
+
+def _environment_section() -> str:
+    """docs/ARCHITECTURE.md's *Environment* section, up to the next one."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    return text.split("## Environment", 1)[1].split("\n## ", 1)[0]
 
 
 def test_other_libraries_variables_read_in_code_are_named_in_the_environment_section():
@@ -125,8 +130,7 @@ def test_other_libraries_variables_read_in_code_are_named_in_the_environment_sec
     is named in docs/ARCHITECTURE.md's *Environment* section, as envvars.py's docstring says."""
     import re
 
-    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    section = text.split("## Environment", 1)[1].split("\n## ", 1)[0]
+    section = _environment_section()
     reads = re.compile(r'os\.(?:environ\.get|getenv)\(\s*"([A-Z][A-Z0-9_]*)"|os\.environ\[\s*"([A-Z][A-Z0-9_]*)"\s*\]'
                        r'|"([A-Z][A-Z0-9_]*)"\s+(?:not\s+)?in\s+os\.environ')
     found = {}
